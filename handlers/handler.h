@@ -80,14 +80,17 @@ enum handler_flags {
 
 /* One row of a pack's registry table. */
 struct handler_entry {
-	const char *event_type;  /* exact event type this row routes */
+	const char *event_type; /* exact event type this row routes */
 	handler_fn fn;
 	unsigned flags;          /* enum handler_flags */
 	const char *description; /* one line, shown in /health and --help */
 	const char *name;        /* handler name recorded with dead letters */
 };
 
-#define HANDLER(type, fn, flags, desc) {(type), (fn), (flags), (desc), #fn}
+#define HANDLER(type, fn, flags, desc)                                                             \
+	{                                                                                          \
+		(type), (fn), (flags), (desc), #fn                                                 \
+	}
 
 /* A migration embedded at build time (see build-aux/embed-sql.sh). */
 struct migration {
@@ -126,9 +129,9 @@ PGresult *handler_exec(struct handler_ctx *ctx, const char *sql, int nparams,
  * call wins). Returns HANDLER_FAIL so a validation can `return handler_error(...)`
  * -- use handler_retry() for the transient counterpart. */
 enum handler_result handler_error(struct handler_ctx *ctx, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 enum handler_result handler_retry(struct handler_ctx *ctx, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 /* Log a line at info level tagged with the event being handled. */
 void handler_log(struct handler_ctx *ctx, const char *msg, const char *key, const char *value);
