@@ -1,0 +1,551 @@
+/*
+ * conf.c -- read pgeventd.conf (libconfig syntax) into struct config.
+ *
+ * conf_keys[] is the single table of keys: type, bounds, default,
+ * whether SIGHUP applies it. Unknown keys are errors (a typo must not
+ * silently fall back to a default), and every error names the file, the
+ * line and the key.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "src/conf.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libconfig.h>
+#include <libpq-fe.h>
+
+#include "handlers/handler.h"
+
+enum cfg_type { CFG_INT, CFG_BOOL, CFG_DOUBLE, CFG_STRING, CFG_ENUM, CFG_STRLIST };
+
+enum cfg_flags {
+	CFG_RELOAD = 1 << 0, /* SIGHUP applies it at once */
+	CFG_SECRET = 1 << 1, /* never shown: rendered as "***" */
+	CFG_CONNINFO = 1 << 2, /* shown with its password redacted */
+};
+
+static const char *const unknown_policy_names[] = { "dead_letter", "skip", NULL };
+static const char *const log_level_names[] = { "debug", "info", "notice", "warning", "error", NULL };
+static const char *const log_format_names[] = { "logfmt", "json", NULL };
+
+struct cfg_key {
+	const char *path;
+	enum cfg_type type;
+	size_t offset;
+	long long idef; /* CFG_INT, CFG_BOOL, CFG_ENUM */
+	double ddef;    /* CFG_DOUBLE */
+	const char *sdef; /* CFG_STRING (NULL allowed), CFG_STRLIST (comma-separated) */
+	double min, max;  /* CFG_INT, CFG_DOUBLE */
+	const char *const *names; /* CFG_ENUM */
+	unsigned flags;
+	const char *help;
+};
+
+#define OFF(field) offsetof(struct config, field)
+
+/* Every key pgeventd reads. Adding a key: a field in struct config, a row
+ * here, a commented line in etc/pgeventd.conf and in pgeventd.conf(5). */
+static const struct cfg_key conf_keys[] = {
+	{ "database.conninfo", CFG_STRING, OFF(conninfo), 0, 0, NULL, 0, 0, NULL, CFG_CONNINFO,
+	  "libpq connection string or URI; unset: $DATABASE_URL, else PG* variables" },
+	{ "workers", CFG_INT, OFF(workers), 2, 0, NULL, 1, 256, NULL, 0,
+	  "claim-loop threads, each with its own connection" },
+	{ "batch_size", CFG_INT, OFF(batch_size), 100, 0, NULL, 1, 10000, NULL, CFG_RELOAD,
+	  "events claimed per transaction" },
+	{ "poll_interval_ms", CFG_INT, OFF(poll_interval_ms), 1000, 0, NULL, 10, 86400000, NULL,
+	  CFG_RELOAD, "claim at least this often (a fallback when listen is on)" },
+	{ "listen", CFG_BOOL, OFF(listen), 1, 0, NULL, 0, 1, NULL, 0,
+	  "wake on NOTIFY; false = poll only (PgBouncer transaction pooling)" },
+	{ "max_attempts", CFG_INT, OFF(max_attempts), 5, 0, NULL, 1, 1000, NULL, CFG_RELOAD,
+	  "attempts before an event is dead-lettered" },
+	{ "backoff.base_ms", CFG_INT, OFF(backoff.base_ms), 1000, 0, NULL, 1, 86400000, NULL,
+	  CFG_RELOAD, "delay after the first failed attempt" },
+	{ "backoff.factor", CFG_DOUBLE, OFF(backoff.factor), 0, 2.0, NULL, 1.0, 100.0, NULL,
+	  CFG_RELOAD, "growth of the delay per further attempt" },
+	{ "backoff.cap_ms", CFG_INT, OFF(backoff.cap_ms), 3600000, 0, NULL, 1, 604800000, NULL,
+	  CFG_RELOAD, "longest delay before jitter" },
+	{ "backoff.jitter", CFG_DOUBLE, OFF(backoff.jitter), 0, 0.1, NULL, 0.0, 1.0, NULL,
+	  CFG_RELOAD, "random spread of each delay, 0.1 = +-10 %" },
+	{ "unknown_event_policy", CFG_ENUM, OFF(unknown_event_policy), UNKNOWN_DEAD_LETTER, 0, NULL,
+	  0, 0, unknown_policy_names, CFG_RELOAD,
+	  "event type with no handler: dead_letter or skip (mark processed)" },
+	{ "shutdown_timeout_ms", CFG_INT, OFF(shutdown_timeout_ms), 25000, 0, NULL, 0, 3600000,
+	  NULL, CFG_RELOAD, "on SIGTERM, time to finish the batch in hand" },
+	{ "log.level", CFG_ENUM, OFF(log_level), LOG_INFO, 0, NULL, 0, 0, log_level_names,
+	  CFG_RELOAD, "debug, info, notice, warning or error" },
+	{ "log.format", CFG_ENUM, OFF(log_format), LOG_FORMAT_LOGFMT, 0, NULL, 0, 0,
+	  log_format_names, CFG_RELOAD, "logfmt or json (one object per line)" },
+	{ "packs", CFG_STRLIST, OFF(packs), 0, 0, "", 0, 0, NULL, 0,
+	  "handler packs to enable besides core, e.g. [\"buddy\"]" },
+	{ "health.listen", CFG_STRING, OFF(health_listen), 0, 0, "127.0.0.1:8080", 0, 0, NULL, 0,
+	  "address of the /health and /metrics server; \"\" disables it" },
+};
+
+#define NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
+
+static void *field(struct config *cfg, const struct cfg_key *k)
+{
+	return (char *)cfg + k->offset;
+}
+
+static const void *cfield(const struct config *cfg, const struct cfg_key *k)
+{
+	return (const char *)cfg + k->offset;
+}
+
+static void strlist_release(struct strlist *l)
+{
+	for (int i = 0; i < l->n; i++)
+		free(l->items[i]);
+	free(l->items);
+	l->items = NULL;
+	l->n = 0;
+}
+
+static bool strlist_push(struct strlist *l, const char *s)
+{
+	char **items = realloc(l->items, sizeof(*items) * (size_t)(l->n + 1));
+	char *dup = strdup(s);
+
+	if (!items || !dup) {
+		free(dup);
+		if (items)
+			l->items = items;
+		return false;
+	}
+	l->items = items;
+	l->items[l->n++] = dup;
+	return true;
+}
+
+static char *xstrdup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+/* Integer keys are int fields except the two long long backoff fields. */
+static bool is_ll_field(const struct cfg_key *k)
+{
+	return k->offset == OFF(backoff.base_ms) || k->offset == OFF(backoff.cap_ms);
+}
+
+static void set_default(struct config *cfg, const struct cfg_key *k)
+{
+	void *p = field(cfg, k);
+
+	switch (k->type) {
+	case CFG_INT:
+		if (is_ll_field(k))
+			*(long long *)p = k->idef;
+		else
+			*(int *)p = (int)k->idef;
+		break;
+	case CFG_BOOL:
+		*(bool *)p = k->idef != 0;
+		break;
+	case CFG_ENUM:
+		*(int *)p = (int)k->idef;
+		break;
+	case CFG_DOUBLE:
+		*(double *)p = k->ddef;
+		break;
+	case CFG_STRING:
+		*(char **)p = xstrdup_or_null(k->sdef);
+		break;
+	case CFG_STRLIST:
+		((struct strlist *)p)->items = NULL;
+		((struct strlist *)p)->n = 0;
+		break;
+	}
+}
+
+void conf_init(struct config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	for (size_t i = 0; i < NKEYS; i++)
+		set_default(cfg, &conf_keys[i]);
+}
+
+void conf_release(struct config *cfg)
+{
+	free(cfg->path);
+	cfg->path = NULL;
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct cfg_key *k = &conf_keys[i];
+		void *p = field(cfg, k);
+
+		if (k->type == CFG_STRING) {
+			free(*(char **)p);
+			*(char **)p = NULL;
+		} else if (k->type == CFG_STRLIST) {
+			strlist_release(p);
+		}
+	}
+}
+
+static const struct cfg_key *find_key(const char *path)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (strcmp(conf_keys[i].path, path) == 0)
+			return &conf_keys[i];
+	return NULL;
+}
+
+/* Whether `path` is a group some key lives under ("backoff", "log", ...). */
+static bool is_group(const char *path)
+{
+	size_t n = strlen(path);
+
+	for (size_t i = 0; i < NKEYS; i++)
+		if (strncmp(conf_keys[i].path, path, n) == 0 && conf_keys[i].path[n] == '.')
+			return true;
+	return false;
+}
+
+struct load_err {
+	const char *file;
+	char *buf;
+	size_t len;
+};
+
+static bool fail(struct load_err *e, const config_setting_t *s, const char *key, const char *fmt,
+                 ...) __attribute__((format(printf, 4, 5)));
+
+static bool fail(struct load_err *e, const config_setting_t *s, const char *key, const char *fmt,
+                 ...)
+{
+	va_list ap;
+	int n = snprintf(e->buf, e->len, "%s:%d: %s: ", e->file,
+	                 s ? config_setting_source_line(s) : 0, key);
+
+	if (n < 0 || (size_t)n >= e->len)
+		return false;
+	va_start(ap, fmt);
+	vsnprintf(e->buf + n, e->len - (size_t)n, fmt, ap);
+	va_end(ap);
+	return false;
+}
+
+/* Packs are linked in (handler_packs); `packs` may only name those. */
+static bool pack_known(const char *name)
+{
+	for (const struct handler_pack *const *p = handler_packs; *p; p++)
+		if (strcmp((*p)->name, name) == 0)
+			return true;
+	return false;
+}
+
+static const char *pack_names(void)
+{
+	static _Thread_local char buf[256];
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (const struct handler_pack *const *p = handler_packs; *p && n < sizeof(buf); p++) {
+		int w = snprintf(buf + n, sizeof(buf) - n, "%s%s", n ? ", " : "", (*p)->name);
+		if (w < 0)
+			break;
+		n += (size_t)w;
+	}
+	return buf;
+}
+
+static bool read_key(struct config *cfg, const struct cfg_key *k, const config_setting_t *s,
+                     struct load_err *e)
+{
+	void *p = field(cfg, k);
+	int t = config_setting_type(s);
+
+	switch (k->type) {
+	case CFG_INT: {
+		long long v;
+
+		if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64)
+			return fail(e, s, k->path, "must be an integer");
+		v = config_setting_get_int64(s);
+		if (v < (long long)k->min || v > (long long)k->max)
+			return fail(e, s, k->path, "must be between %.0f and %.0f, got %lld", k->min,
+			            k->max, v);
+		if (is_ll_field(k))
+			*(long long *)p = v;
+		else
+			*(int *)p = (int)v;
+		return true;
+	}
+	case CFG_BOOL:
+		if (t != CONFIG_TYPE_BOOL)
+			return fail(e, s, k->path, "must be true or false");
+		*(bool *)p = config_setting_get_bool(s) != 0;
+		return true;
+	case CFG_DOUBLE: {
+		double v;
+
+		if (t == CONFIG_TYPE_FLOAT)
+			v = config_setting_get_float(s);
+		else if (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64)
+			v = (double)config_setting_get_int64(s);
+		else
+			return fail(e, s, k->path, "must be a number");
+		if (!(v >= k->min && v <= k->max))
+			return fail(e, s, k->path, "must be between %g and %g, got %g", k->min, k->max,
+			            v);
+		*(double *)p = v;
+		return true;
+	}
+	case CFG_STRING: {
+		const char *v;
+
+		if (t != CONFIG_TYPE_STRING)
+			return fail(e, s, k->path, "must be a string");
+		v = config_setting_get_string(s);
+		free(*(char **)p);
+		*(char **)p = strdup(v);
+		return *(char **)p != NULL || fail(e, s, k->path, "out of memory");
+	}
+	case CFG_ENUM: {
+		const char *v;
+		char allowed[256] = "";
+
+		if (t != CONFIG_TYPE_STRING)
+			return fail(e, s, k->path, "must be a string");
+		v = config_setting_get_string(s);
+		for (int i = 0; k->names[i]; i++) {
+			if (strcmp(v, k->names[i]) == 0) {
+				*(int *)p = i;
+				return true;
+			}
+			snprintf(allowed + strlen(allowed), sizeof(allowed) - strlen(allowed), "%s%s",
+			         i ? ", " : "", k->names[i]);
+		}
+		return fail(e, s, k->path, "must be one of %s, got \"%s\"", allowed, v);
+	}
+	case CFG_STRLIST: {
+		struct strlist *l = p;
+
+		if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
+			return fail(e, s, k->path, "must be a list of strings, e.g. [\"a\", \"b\"]");
+		strlist_release(l);
+		for (int i = 0; i < config_setting_length(s); i++) {
+			const config_setting_t *el = config_setting_get_elem(s, (unsigned)i);
+
+			if (config_setting_type(el) != CONFIG_TYPE_STRING)
+				return fail(e, el, k->path, "element %d must be a string", i + 1);
+			if (k->offset == OFF(packs) && !pack_known(config_setting_get_string(el)))
+				return fail(e, el, k->path, "unknown pack \"%s\" (this build has: %s)",
+				            config_setting_get_string(el), pack_names());
+			if (!strlist_push(l, config_setting_get_string(el)))
+				return fail(e, el, k->path, "out of memory");
+		}
+		return true;
+	}
+	}
+	return fail(e, s, k->path, "unsupported type");
+}
+
+/* Walk a group: every setting must be a known key or a group holding keys. */
+static bool read_group(struct config *cfg, const config_setting_t *g, const char *prefix,
+                       struct load_err *e)
+{
+	for (int i = 0; i < config_setting_length(g); i++) {
+		const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+		const char *name = config_setting_name(s);
+		char path[256];
+		const struct cfg_key *k;
+
+		snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", name);
+		k = find_key(path);
+		if (k) {
+			if (!read_key(cfg, k, s, e))
+				return false;
+		} else if (is_group(path)) {
+			if (config_setting_type(s) != CONFIG_TYPE_GROUP)
+				return fail(e, s, path, "must be a group { ... }");
+			if (!read_group(cfg, s, path, e))
+				return false;
+		} else {
+			return fail(e, s, path, "unknown key");
+		}
+	}
+	return true;
+}
+
+/* Checks that span several keys. */
+static bool validate(const struct config *cfg, struct load_err *e)
+{
+	if (cfg->backoff.cap_ms < cfg->backoff.base_ms)
+		return fail(e, NULL, "backoff.cap_ms", "must not be below backoff.base_ms");
+	return true;
+}
+
+bool conf_load(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+	config_t lc;
+	struct load_err e = { path, err, errlen };
+	bool ok = false;
+
+	config_init(&lc);
+	if (!config_read_file(&lc, path)) {
+		if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
+			snprintf(err, errlen, "%s: cannot read the file: %s", path,
+			         strerror(errno ? errno : ENOENT));
+		else
+			snprintf(err, errlen, "%s:%d: syntax error: %s", path,
+			         config_error_line(&lc), config_error_text(&lc));
+		goto out;
+	}
+	if (!read_group(cfg, config_root_setting(&lc), "", &e))
+		goto out;
+	if (!validate(cfg, &e))
+		goto out;
+	free(cfg->path);
+	cfg->path = strdup(path);
+	ok = cfg->path != NULL;
+	if (!ok)
+		snprintf(err, errlen, "%s: out of memory", path);
+out:
+	config_destroy(&lc);
+	return ok;
+}
+
+const char *conf_conninfo(const struct config *cfg)
+{
+	const char *url;
+
+	if (cfg->conninfo)
+		return cfg->conninfo;
+	url = getenv("DATABASE_URL");
+	return url ? url : "";
+}
+
+bool conf_pack_enabled(const struct config *cfg, const char *pack)
+{
+	if (strcmp(pack, "core") == 0)
+		return true;
+	for (int i = 0; i < cfg->packs.n; i++)
+		if (strcmp(cfg->packs.items[i], pack) == 0)
+			return true;
+	return false;
+}
+
+/* A conninfo with its password replaced by ***: parsed by libpq, so
+ * both "key=value" strings and URIs are handled. */
+static void redact_conninfo(const char *ci, char *out, size_t outlen)
+{
+	PQconninfoOption *opts = PQconninfoParse(ci, NULL);
+	size_t n = 0;
+
+	out[0] = '\0';
+	if (!opts) {
+		snprintf(out, outlen, "***");
+		return;
+	}
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
+		const char *v;
+
+		if (!o->val || !*o->val)
+			continue;
+		v = strcmp(o->keyword, "password") == 0 ? "***" : o->val;
+		int w = snprintf(out + n, outlen - n, "%s%s=%s", n ? " " : "", o->keyword, v);
+		if (w < 0 || (size_t)w >= outlen - n)
+			break;
+		n += (size_t)w;
+	}
+	PQconninfoFree(opts);
+}
+
+static void render(const struct config *cfg, const struct cfg_key *k, char *buf, size_t len)
+{
+	const void *p = cfield(cfg, k);
+
+	switch (k->type) {
+	case CFG_INT:
+		snprintf(buf, len, "%lld",
+		         is_ll_field(k) ? *(const long long *)p : (long long)*(const int *)p);
+		break;
+	case CFG_BOOL:
+		snprintf(buf, len, "%s", *(const bool *)p ? "true" : "false");
+		break;
+	case CFG_DOUBLE:
+		snprintf(buf, len, "%g", *(const double *)p);
+		break;
+	case CFG_ENUM:
+		snprintf(buf, len, "%s", k->names[*(const int *)p]);
+		break;
+	case CFG_STRING: {
+		const char *s = *(char *const *)p;
+
+		if (!s)
+			snprintf(buf, len, "%s", "");
+		else if (k->flags & CFG_SECRET)
+			snprintf(buf, len, "***");
+		else if (k->flags & CFG_CONNINFO)
+			redact_conninfo(s, buf, len);
+		else
+			snprintf(buf, len, "%s", s);
+		break;
+	}
+	case CFG_STRLIST: {
+		const struct strlist *l = p;
+		size_t n = 0;
+
+		buf[0] = '\0';
+		for (int i = 0; i < l->n && n < len; i++) {
+			int w = snprintf(buf + n, len - n, "%s%s", i ? "," : "", l->items[i]);
+			if (w < 0)
+				break;
+			n += (size_t)w;
+		}
+		break;
+	}
+	}
+}
+
+void conf_visit(const struct config *cfg, conf_visit_fn fn, void *arg)
+{
+	struct config defaults;
+
+	conf_init(&defaults);
+	for (size_t i = 0; i < NKEYS; i++) {
+		char val[1024], def[256];
+
+		render(cfg, &conf_keys[i], val, sizeof(val));
+		render(&defaults, &conf_keys[i], def, sizeof(def));
+		fn(arg, conf_keys[i].path, val, def, (conf_keys[i].flags & CFG_RELOAD) != 0,
+		   conf_keys[i].help);
+	}
+	conf_release(&defaults);
+}
+
+void conf_apply_reload(struct config *cur, const struct config *next,
+                         void (*changed)(const char *key))
+{
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct cfg_key *k = &conf_keys[i];
+		char a[1024], b[1024];
+
+		render(cur, k, a, sizeof(a));
+		render(next, k, b, sizeof(b));
+		if (strcmp(a, b) == 0)
+			continue;
+		if (!(k->flags & CFG_RELOAD)) {
+			if (changed)
+				changed(k->path);
+			continue;
+		}
+		/* Reloadable keys are scalars; copy the bytes of the field. */
+		size_t sz = k->type == CFG_INT ? (is_ll_field(k) ? sizeof(long long) : sizeof(int))
+		            : k->type == CFG_BOOL   ? sizeof(bool)
+		            : k->type == CFG_DOUBLE ? sizeof(double)
+		                                    : sizeof(int);
+		memcpy(field(cur, k), cfield(next, k), sz);
+	}
+}

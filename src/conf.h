@@ -1,0 +1,72 @@
+/*
+ * conf.h -- pgeventd's configuration: one validated struct read from a
+ * libconfig file, with every default in one table (conf.c, conf_keys).
+ */
+#ifndef PGEVENTD_CONF_H
+#define PGEVENTD_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "backoff.h"
+#include "log.h"
+
+#define EX_CONFIG_ERROR 78 /* sysexits EX_CONFIG */
+
+enum unknown_event_policy { UNKNOWN_DEAD_LETTER = 0, UNKNOWN_SKIP };
+
+/* A list of strings; items and each item are owned by the list. */
+struct strlist {
+	char **items;
+	int n;
+};
+
+struct config {
+	char *path;     /* file it was read from, or NULL for defaults; owned */
+	char *conninfo; /* database.conninfo; NULL = DATABASE_URL or PG* env; owned */
+	int workers;
+	int batch_size;
+	int poll_interval_ms;
+	bool listen;
+	int max_attempts;
+	struct backoff_policy backoff;
+	int unknown_event_policy; /* enum unknown_event_policy */
+	int shutdown_timeout_ms;
+	int log_level;  /* enum log_level */
+	int log_format; /* enum log_format */
+	struct strlist packs;
+	char *health_listen; /* "host:port", "" disables; owned */
+};
+
+/* Fill `cfg` with the defaults of config_keys. */
+void conf_init(struct config *cfg);
+
+/* Free what `cfg` holds (not `cfg` itself). */
+void conf_release(struct config *cfg);
+
+/*
+ * Read `path` over the defaults. On error returns false with
+ * "FILE:LINE: KEY: what is wrong" in `err` and leaves `cfg` with its
+ * defaults released (call conf_release anyway; it is idempotent).
+ */
+bool conf_load(struct config *cfg, const char *path, char *err, size_t errlen);
+
+/* The connection string to use: the configured one, else $DATABASE_URL,
+ * else "" (libpq then reads PGHOST, PGPORT, ... itself). */
+const char *conf_conninfo(const struct config *cfg);
+
+/* Whether a pack is enabled ("core" always is). */
+bool conf_pack_enabled(const struct config *cfg, const char *pack);
+
+/* Walk the keys: for each, its path, current value rendered as text
+ * (secrets as "***"), default, and whether SIGHUP applies it. */
+typedef void (*conf_visit_fn)(void *arg, const char *key, const char *value, const char *def,
+                                bool reloadable, const char *help);
+void conf_visit(const struct config *cfg, conf_visit_fn fn, void *arg);
+
+/* Copy the keys that a SIGHUP applies from `next` into `cur`; report each
+ * restart-only key whose value differs through `changed` (may be NULL). */
+void conf_apply_reload(struct config *cur, const struct config *next,
+                         void (*changed)(const char *key));
+
+#endif

@@ -1,0 +1,118 @@
+/* db.c -- libpq helpers shared by the workers, migrate and the CLI. */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "db.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Copy a libpq message into err on one line: libpq ends messages with
+ * newlines and sometimes has DETAIL lines after them. */
+static void one_line(const char *msg, char *err, size_t errlen)
+{
+	size_t n = 0;
+
+	if (errlen == 0)
+		return;
+	for (; *msg && n + 1 < errlen; msg++) {
+		char c = *msg;
+
+		if (c == '\n' || c == '\r' || c == '\t')
+			c = ' ';
+		err[n++] = c;
+	}
+	while (n > 0 && err[n - 1] == ' ')
+		n--;
+	err[n] = '\0';
+}
+
+void db_conn_error(PGconn *conn, char *err, size_t errlen)
+{
+	one_line(conn ? PQerrorMessage(conn) : "out of memory", err, errlen);
+}
+
+PGconn *db_connect(const char *conninfo, const char *app_name, char *err, size_t errlen)
+{
+	/* Our defaults come first: the expanded conninfo given as dbname
+	 * comes later and overrides them where the operator set them. */
+	const char *keys[] = { "connect_timeout", "keepalives", "keepalives_idle",
+		               "fallback_application_name", "application_name", "dbname", NULL };
+	const char *vals[] = { "10", "1", "30", "pgeventd", app_name, conninfo, NULL };
+	PGconn *conn = PQconnectdbParams(keys, vals, 1);
+
+	if (!conn || PQstatus(conn) != CONNECTION_OK) {
+		db_conn_error(conn, err, errlen);
+		PQfinish(conn);
+		return NULL;
+	}
+	return conn;
+}
+
+bool db_ok(PGconn *conn, const PGresult *res, ExecStatusType expect, char *err, size_t errlen)
+{
+	if (res && PQresultStatus(res) == expect)
+		return true;
+	if (res && PQresultErrorMessage(res)[0])
+		one_line(PQresultErrorMessage(res), err, errlen);
+	else
+		db_conn_error(conn, err, errlen);
+	return false;
+}
+
+bool db_exec(PGconn *conn, const char *sql, char *err, size_t errlen)
+{
+	PGresult *res = PQexec(conn, sql);
+	bool ok = res && (PQresultStatus(res) == PGRES_COMMAND_OK ||
+	                  PQresultStatus(res) == PGRES_TUPLES_OK);
+
+	if (!ok)
+		db_ok(conn, res, PGRES_COMMAND_OK, err, errlen);
+	PQclear(res);
+	return ok;
+}
+
+bool db_broken(PGconn *conn)
+{
+	return !conn || PQstatus(conn) != CONNECTION_OK;
+}
+
+int db_wait(PGconn *conn, int wake_fd, int timeout_ms)
+{
+	struct pollfd fds[2];
+	int n = 0, sock = conn ? PQsocket(conn) : -1;
+
+	if (sock >= 0) {
+		fds[n].fd = sock;
+		fds[n].events = POLLIN;
+		n++;
+	}
+	if (wake_fd >= 0) {
+		fds[n].fd = wake_fd;
+		fds[n].events = POLLIN;
+		n++;
+	}
+	int rc = poll(fds, (nfds_t)n, timeout_ms);
+	if (rc < 0)
+		return errno == EINTR ? 0 : -1;
+	if (rc > 0 && sock >= 0 && (fds[0].revents & (POLLIN | POLLERR | POLLHUP)))
+		return 1;
+	return 0;
+}
+
+int db_drain_notifies(PGconn *conn)
+{
+	PGnotify *n;
+	int count = 0;
+
+	if (!PQconsumeInput(conn))
+		return -1;
+	while ((n = PQnotifies(conn)) != NULL) {
+		PQfreemem(n);
+		count++;
+	}
+	return count;
+}

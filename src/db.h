@@ -1,0 +1,49 @@
+/*
+ * db.h -- small helpers around libpq: connect with pgeventd's defaults,
+ * check results, wait for a socket or a wake-up.
+ */
+#ifndef PGEVENTD_DB_H
+#define PGEVENTD_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <libpq-fe.h>
+
+/*
+ * Connect to `conninfo` (a key=value string, a URI or "" for the PG*
+ * variables), naming the session `app_name` in pg_stat_activity.
+ * On failure returns NULL with libpq's message (which never includes the
+ * password) in `err`.
+ */
+PGconn *db_connect(const char *conninfo, const char *app_name, char *err, size_t errlen);
+
+/*
+ * Check `res` (which may be NULL) against `expect`. On mismatch copy the
+ * server's or libpq's message, single-line, into `err`, and return false.
+ * Never frees `res`.
+ */
+bool db_ok(PGconn *conn, const PGresult *res, ExecStatusType expect, char *err, size_t errlen);
+
+/* Run a statement without parameters and check it returned COMMAND_OK or
+ * TUPLES_OK; the result is discarded. */
+bool db_exec(PGconn *conn, const char *sql, char *err, size_t errlen);
+
+/* True when the connection is gone (the caller should reconnect). */
+bool db_broken(PGconn *conn);
+
+/*
+ * Wait until the connection's socket is readable, `wake_fd` is readable,
+ * or `timeout_ms` passes (-1 = no timeout). Returns 1 if the socket is
+ * readable, 0 on timeout or wake-up, -1 on poll error other than EINTR.
+ */
+int db_wait(PGconn *conn, int wake_fd, int timeout_ms);
+
+/* Consume input and free every pending notification; returns how many
+ * there were, or -1 if the connection broke. */
+int db_drain_notifies(PGconn *conn);
+
+/* Set the single-line error of `conn` into `err` (trailing newline removed). */
+void db_conn_error(PGconn *conn, char *err, size_t errlen);
+
+#endif

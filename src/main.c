@@ -1,0 +1,470 @@
+/*
+ * main.c -- pgeventd's command line: a static table of subcommands.
+ *
+ *   pgeventd [-c FILE] run [--once]    the daemon
+ *   pgeventd [-c FILE] migrate         apply pending migrations
+ *   pgeventd [-c FILE] check-config    validate the configuration (also --check-config)
+ *   pgeventd version | help
+ *
+ * Exit codes follow sysexits(3): 64 usage, 65 an applied migration was
+ * changed, 69 database unavailable, 75 migrations pending, 78 configuration
+ * error; 1 when a shutdown had to roll batches back.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "db.h"
+#include "handlers/registry.h"
+#include "log.h"
+#include "migrate.h"
+#include "util.h"
+#include "worker.h"
+
+#define EX_OK_ 0
+#define EX_USAGE_ 64
+#define EX_DATAERR_ 65
+#define EX_UNAVAILABLE_ 69
+#define EX_SOFTWARE_ 70
+#define EX_TEMPFAIL_ 75
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
+#define DEFAULT_CONFIG SYSCONFDIR "/pgeventd/pgeventd.conf"
+
+struct cli {
+	const char *config_path; /* -c, else $PGEVENTD_CONFIG, else DEFAULT_CONFIG if present */
+	bool explicit_path;
+};
+
+struct command {
+	const char *name;
+	int (*fn)(struct cli *cli, int argc, char **argv);
+	const char *summary;
+	const char *usage;
+};
+
+static int cmd_run(struct cli *cli, int argc, char **argv);
+static int cmd_migrate(struct cli *cli, int argc, char **argv);
+static int cmd_check_config(struct cli *cli, int argc, char **argv);
+static int cmd_version(struct cli *cli, int argc, char **argv);
+static int cmd_help(struct cli *cli, int argc, char **argv);
+
+static const struct command commands[] = {
+	{ "run", cmd_run, "claim and handle events until stopped",
+	  "run [--once]\n"
+	  "  --once   handle every event that is due, then exit 0 (for cron and scripts)" },
+	{ "migrate", cmd_migrate, "apply pending schema migrations", "migrate" },
+	{ "check-config", cmd_check_config, "validate the configuration file and exit",
+	  "check-config" },
+	{ "version", cmd_version, "print the version", "version" },
+	{ "help", cmd_help, "list commands, or show one: help COMMAND", "help [COMMAND]" },
+	{ NULL, NULL, NULL, NULL },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: pgeventd [-c FILE] COMMAND [OPTIONS]\n"
+	           "       pgeventd --check-config [-c FILE]\n\n"
+	           "commands:\n");
+	for (const struct command *c = commands; c->name; c++)
+		fprintf(f, "  %-14s %s\n", c->name, c->summary);
+	fprintf(f, "\noptions:\n"
+	           "  -c, --config FILE   configuration file (default: $PGEVENTD_CONFIG, else "
+	           "%s if it exists)\n"
+	           "  -h, --help          this help; COMMAND --help for a command's\n"
+	           "  -V, --version       print the version\n",
+	           DEFAULT_CONFIG);
+}
+
+/* Load the configuration the CLI points at. On error prints it and
+ * returns false: callers exit EX_CONFIG_ERROR. */
+static bool load_config(const struct cli *cli, struct config *cfg)
+{
+	char err[1024];
+
+	conf_init(cfg);
+	if (!cli->config_path)
+		return true;
+	if (!conf_load(cfg, cli->config_path, err, sizeof(err))) {
+		fprintf(stderr, "pgeventd: configuration error: %s\n", err);
+		conf_release(cfg);
+		return false;
+	}
+	return true;
+}
+
+/* Parse a command's own options: only --help (and what `extra` allows). */
+static int want_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+			return 1;
+	return 0;
+}
+
+static const struct command *find_command(const char *name)
+{
+	for (const struct command *c = commands; c->name; c++)
+		if (strcmp(c->name, name) == 0)
+			return c;
+	return NULL;
+}
+
+static int command_usage(const char *name, FILE *f, int code)
+{
+	const struct command *c = find_command(name);
+
+	fprintf(f, "usage: pgeventd [-c FILE] %s\n\n%s\n", c->usage, c->summary);
+	return code;
+}
+
+static int cmd_version(struct cli *cli, int argc, char **argv)
+{
+	(void)cli;
+	(void)argc;
+	(void)argv;
+	printf("pgeventd %s\n", PACKAGE_VERSION);
+	return EX_OK_;
+}
+
+static int cmd_help(struct cli *cli, int argc, char **argv)
+{
+	(void)cli;
+	if (argc > 1 && find_command(argv[1]))
+		return command_usage(argv[1], stdout, EX_OK_);
+	usage(stdout);
+	return EX_OK_;
+}
+
+static int cmd_check_config(struct cli *cli, int argc, char **argv)
+{
+	struct config cfg;
+
+	if (want_help(argc, argv))
+		return command_usage("check-config", stdout, EX_OK_);
+	if (argc > 1)
+		return command_usage("check-config", stderr, EX_USAGE_);
+	if (!load_config(cli, &cfg))
+		return EX_CONFIG_ERROR;
+	printf("configuration OK (%s)\n", cli->config_path ? cli->config_path : "built-in defaults");
+	conf_release(&cfg);
+	return EX_OK_;
+}
+
+static int cmd_migrate(struct cli *cli, int argc, char **argv)
+{
+	struct config cfg;
+	char err[1024];
+	PGconn *conn;
+	int applied = 0, rc = EX_OK_;
+
+	if (want_help(argc, argv))
+		return command_usage("migrate", stdout, EX_OK_);
+	if (argc > 1)
+		return command_usage("migrate", stderr, EX_USAGE_);
+	if (!load_config(cli, &cfg))
+		return EX_CONFIG_ERROR;
+	log_configure(cfg.log_level, cfg.log_format);
+	conn = db_connect(conf_conninfo(&cfg), "pgeventd migrate", err, sizeof(err));
+	if (!conn) {
+		fprintf(stderr, "pgeventd: cannot connect to the database: %s\n", err);
+		conf_release(&cfg);
+		return EX_UNAVAILABLE_;
+	}
+	if (!migrate_apply(conn, &cfg, &applied, err, sizeof(err))) {
+		fprintf(stderr, "pgeventd: migrate: %s\n", err);
+		rc = 1;
+	} else {
+		printf("%d migration%s applied; schema is current\n", applied,
+		       applied == 1 ? "" : "s");
+	}
+	PQfinish(conn);
+	conf_release(&cfg);
+	return rc;
+}
+
+/* ---- run ------------------------------------------------------------ */
+
+static int wake_pipe[2] = { -1, -1 };
+
+/* Wait for the first database connection: retries forever (a database
+ * that is still starting is normal under systemd), but gives up on a
+ * stop signal. Returns NULL only when asked to stop. */
+static PGconn *connect_startup(const struct config *cfg, const sigset_t *sigs)
+{
+	int delay = 200;
+	bool told = false;
+
+	for (;;) {
+		char err[1024];
+		PGconn *conn = db_connect(conf_conninfo(cfg), "pgeventd", err, sizeof(err));
+		struct timespec ts;
+
+		if (conn)
+			return conn;
+		if (!told || log_enabled(LOG_DEBUG))
+			log_kv(LOG_WARNING, "database unavailable, retrying", "error", err, NULL);
+		told = true;
+		ts.tv_sec = delay / 1000;
+		ts.tv_nsec = (long)(delay % 1000) * 1000000L;
+		int sig = sigtimedwait(sigs, NULL, &ts);
+		if (sig == SIGTERM || sig == SIGINT)
+			return NULL;
+		delay = delay * 2 > 10000 ? 10000 : delay * 2;
+	}
+}
+
+static void wake_all(void)
+{
+	ssize_t rc;
+
+	do {
+		rc = write(wake_pipe[1], "x", 1);
+	} while (rc < 0 && errno == EINTR);
+}
+
+static void reload_config(struct cli *cli, struct config *cfg)
+{
+	struct config next;
+	char err[1024];
+
+	if (!cli->config_path) {
+		log_kv(LOG_NOTICE, "SIGHUP: no configuration file to re-read", NULL);
+		return;
+	}
+	conf_init(&next);
+	if (!conf_load(&next, cli->config_path, err, sizeof(err))) {
+		log_kv(LOG_ERROR, "SIGHUP: new configuration rejected, keeping the old one", "error",
+		       err, NULL);
+		conf_release(&next);
+		return;
+	}
+	/* Only the logger's settings change while the workers run: they are
+	 * atomics. The other keys take effect at the next start. */
+	log_configure(next.log_level, next.log_format);
+	cfg->log_level = next.log_level;
+	cfg->log_format = next.log_format;
+	log_kv(LOG_NOTICE, "SIGHUP: configuration re-read; log settings applied, other changes "
+	                   "need a restart",
+	       NULL);
+	conf_release(&next);
+}
+
+static int cmd_run(struct cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = { { "once", no_argument, NULL, 'o' },
+		                              { "help", no_argument, NULL, 'h' },
+		                              { NULL, 0, NULL, 0 } };
+	struct config cfg;
+	struct registry reg;
+	struct runtime rt;
+	struct worker *workers = NULL;
+	sigset_t sigs;
+	char err[1024], pending[1024];
+	PGconn *conn = NULL;
+	int started = 0, rc = EX_OK_, opt, npending;
+	bool once = false;
+	int64_t deadline = 0;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (opt == 'o')
+			once = true;
+		else if (opt == 'h')
+			return command_usage("run", stdout, EX_OK_);
+		else
+			return command_usage("run", stderr, EX_USAGE_);
+	}
+	if (optind < argc)
+		return command_usage("run", stderr, EX_USAGE_);
+	if (!load_config(cli, &cfg))
+		return EX_CONFIG_ERROR;
+	log_configure(cfg.log_level, cfg.log_format);
+	if (!registry_build(&reg, &cfg, err, sizeof(err))) {
+		log_kv(LOG_ERROR, "cannot build the handler registry", "error", err, NULL);
+		conf_release(&cfg);
+		return EX_SOFTWARE_;
+	}
+
+	/* Signals are taken synchronously by this thread (sigtimedwait); the
+	 * workers inherit the blocked mask and never see them. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	conn = connect_startup(&cfg, &sigs);
+	if (!conn)
+		goto out;
+	npending = migrate_pending(conn, &cfg, pending, sizeof(pending), err, sizeof(err));
+	PQfinish(conn);
+	conn = NULL;
+	if (npending < 0) {
+		log_kv(LOG_ERROR, "cannot check migrations", "error", err, NULL);
+		rc = npending == MIGRATE_CHANGED ? EX_DATAERR_ : EX_UNAVAILABLE_;
+		goto out;
+	}
+	if (npending > 0) {
+		log_kv(LOG_ERROR, "migrations pending: run `pgeventd migrate` first", "pending",
+		       pending, NULL);
+		rc = EX_TEMPFAIL_;
+		goto out;
+	}
+
+	if (pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+		log_kv(LOG_ERROR, "pipe failed", "error", strerror(errno), NULL);
+		rc = EX_SOFTWARE_;
+		goto out;
+	}
+	memset(&rt, 0, sizeof(rt));
+	rt.cfg = &cfg;
+	rt.reg = &reg;
+	rt.wake_fd = wake_pipe[0];
+	rt.once = once;
+	workers = calloc((size_t)cfg.workers, sizeof(*workers));
+	if (!workers) {
+		rc = EX_SOFTWARE_;
+		goto out;
+	}
+	for (int i = 0; i < cfg.workers; i++) {
+		if (!worker_start(&workers[i], i + 1, &rt)) {
+			rc = EX_SOFTWARE_;
+			atomic_store(&rt.stopping, 1);
+			wake_all();
+			break;
+		}
+		started++;
+	}
+	if (started == cfg.workers) {
+		char nw[16];
+
+		snprintf(nw, sizeof(nw), "%d", cfg.workers);
+		log_kv(LOG_NOTICE, "pgeventd started", "version", PACKAGE_VERSION, "workers", nw,
+		       "listen", cfg.listen ? "true" : "false", "once", once ? "true" : "false",
+		       NULL);
+	}
+
+	/* The main loop: signals, the shutdown deadline, workers finishing. */
+	while (atomic_load(&rt.finished) < started) {
+		struct timespec ts = { 0, 100 * 1000000L };
+		int sig = sigtimedwait(&sigs, NULL, &ts);
+
+		if (sig == SIGHUP) {
+			reload_config(cli, &cfg);
+		} else if (sig == SIGTERM || sig == SIGINT) {
+			if (!atomic_load(&rt.stopping)) {
+				log_kv(LOG_NOTICE, "shutting down: finishing the batches in hand",
+				       "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
+				atomic_store(&rt.stopping, 1);
+				deadline = util_mono_ms() + cfg.shutdown_timeout_ms;
+				wake_all();
+			} else if (!atomic_load(&rt.aborting)) {
+				log_kv(LOG_WARNING, "second signal: rolling back the batches in hand",
+				       NULL);
+				atomic_store(&rt.aborting, 1);
+				rc = 1;
+				for (int i = 0; i < started; i++)
+					worker_cancel(&workers[i]);
+			}
+		}
+		if (deadline && !atomic_load(&rt.aborting) && util_mono_ms() > deadline) {
+			log_kv(LOG_WARNING, "shutdown_timeout_ms passed: rolling back the batches in hand",
+			       NULL);
+			atomic_store(&rt.aborting, 1);
+			rc = 1;
+			for (int i = 0; i < started; i++)
+				worker_cancel(&workers[i]);
+		}
+	}
+	for (int i = 0; i < started; i++)
+		worker_join(&workers[i]);
+	log_kv(LOG_NOTICE, "pgeventd stopped", NULL);
+out:
+	free(workers);
+	if (wake_pipe[0] >= 0) {
+		close(wake_pipe[0]);
+		close(wake_pipe[1]);
+		wake_pipe[0] = wake_pipe[1] = -1;
+	}
+	registry_release(&reg);
+	conf_release(&cfg);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", no_argument, NULL, 'C' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct cli cli = { NULL, false };
+	const char *name = NULL;
+	int opt;
+	bool check = false;
+
+	/* "+": stop at the command name; its options are its own. */
+	while ((opt = getopt_long(argc, argv, "+c:hV", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			cli.config_path = optarg;
+			cli.explicit_path = true;
+			break;
+		case 'C':
+			check = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return EX_OK_;
+		case 'V':
+			return cmd_version(&cli, 0, NULL);
+		default:
+			usage(stderr);
+			return EX_USAGE_;
+		}
+	}
+	if (!cli.config_path && getenv("PGEVENTD_CONFIG") && *getenv("PGEVENTD_CONFIG")) {
+		cli.config_path = getenv("PGEVENTD_CONFIG");
+		cli.explicit_path = true;
+	}
+	if (!cli.config_path && access(DEFAULT_CONFIG, F_OK) == 0)
+		cli.config_path = DEFAULT_CONFIG;
+
+	if (check) {
+		char *av[] = { "check-config", NULL };
+
+		if (optind < argc) {
+			usage(stderr);
+			return EX_USAGE_;
+		}
+		return cmd_check_config(&cli, 1, av);
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return EX_USAGE_;
+	}
+	name = argv[optind];
+	const struct command *c = find_command(name);
+	if (!c) {
+		fprintf(stderr, "pgeventd: unknown command \"%s\"\n\n", name);
+		usage(stderr);
+		return EX_USAGE_;
+	}
+	return c->fn(&cli, argc - optind, argv + optind);
+}

@@ -1,0 +1,55 @@
+/*
+ * worker.h -- one claim-loop thread: wait for NOTIFY or the poll interval,
+ * claim a FIFO batch with FOR UPDATE SKIP LOCKED, run each event's handler,
+ * record outcomes, commit; reconnect on its own when the database goes.
+ */
+#ifndef PGEVENTD_WORKER_H
+#define PGEVENTD_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "conf.h"
+#include "handlers/registry.h"
+
+/* State shared by the main thread and every worker. */
+struct runtime {
+	const struct config *cfg;    /* borrowed; reloadable keys may change */
+	const struct registry *reg;  /* borrowed */
+	atomic_int stopping;         /* stop claiming, finish the batch in hand */
+	atomic_int aborting;         /* roll the batch in hand back now */
+	int wake_fd;                 /* readable once stopping: wakes every wait */
+	bool once;                   /* exit when nothing is due (run --once) */
+	atomic_int finished;         /* workers whose thread has returned */
+};
+
+struct worker {
+	int id;                 /* 1-based, for logs and metrics */
+	char name[32];          /* "worker-1" */
+	struct runtime *rt;     /* borrowed */
+	pthread_t thread;
+	PGconn *conn;           /* claim transaction + LISTEN; owned */
+	PGconn *side;           /* crash accounting, autocommit; owned */
+	pthread_mutex_t cancel_lock;
+	PGcancel *cancel;       /* for worker_cancel(); owned, under cancel_lock */
+	int64_t next_due_ms;    /* monotonic time of the earliest retry scheduled here */
+	atomic_int connected;   /* 1 while both connections are up */
+	_Atomic double last_claim_at; /* wall clock seconds of the last completed claim cycle */
+	bool failed;            /* stopped on an unrecoverable error */
+};
+
+/* Start the thread. Returns false (errno-style failure logged) if it could not. */
+bool worker_start(struct worker *w, int id, struct runtime *rt);
+
+/* Join the thread and free what the worker holds. */
+void worker_join(struct worker *w);
+
+/* Ask the server to cancel the statement the worker is running (used on
+ * abort); safe from another thread. */
+void worker_cancel(struct worker *w);
+
+#endif
