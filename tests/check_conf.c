@@ -1,0 +1,248 @@
+/* check_conf.c -- configuration loading: defaults, values, errors that name file, line, key. */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "src/conf.h"
+#include "tests/check_unit.h"
+
+static char path[64];
+
+/* Write `text` to a fresh temporary file; its name goes in `path`. */
+static void write_conf(const char *text)
+{
+	int fd;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/tmp/pgeventd-conf-XXXXXX");
+	fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	f = fdopen(fd, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* Load `text`; return whether it loaded, with the error in `err`. */
+static bool load(const char *text, struct config *cfg, char *err, size_t errlen)
+{
+	bool ok;
+
+	write_conf(text);
+	conf_init(cfg);
+	ok = conf_load(cfg, path, err, errlen);
+	unlink(path);
+	return ok;
+}
+
+START_TEST(test_conf_defaults_match_the_documented_ones)
+{
+	struct config cfg;
+
+	conf_init(&cfg);
+	ck_assert_ptr_null(cfg.conninfo);
+	ck_assert_int_eq(cfg.workers, 2);
+	ck_assert_int_eq(cfg.batch_size, 100);
+	ck_assert_int_eq(cfg.poll_interval_ms, 1000);
+	ck_assert(cfg.listen);
+	ck_assert_int_eq(cfg.max_attempts, 5);
+	ck_assert_int_eq(cfg.backoff.base_ms, 1000);
+	ck_assert(cfg.backoff.factor == 2.0);
+	ck_assert_int_eq(cfg.backoff.cap_ms, 3600000);
+	ck_assert(cfg.backoff.jitter == 0.1);
+	ck_assert_int_eq(cfg.unknown_event_policy, UNKNOWN_DEAD_LETTER);
+	ck_assert_int_eq(cfg.shutdown_timeout_ms, 25000);
+	ck_assert_int_eq(cfg.log_level, LOG_INFO);
+	ck_assert_int_eq(cfg.log_format, LOG_FORMAT_LOGFMT);
+	ck_assert_str_eq(cfg.health_listen, "127.0.0.1:8080");
+	conf_release(&cfg);
+}
+END_TEST
+
+START_TEST(test_conf_reads_every_kind_of_value)
+{
+	struct config cfg;
+	char err[512] = "";
+
+	ck_assert_msg(load("database = { conninfo = \"dbname=x\"; };\n"
+	                   "workers = 4;\nbatch_size = 50;\nlisten = false;\n"
+	                   "backoff = { base_ms = 200; factor = 3; jitter = 0.25; };\n"
+	                   "unknown_event_policy = \"skip\";\n"
+	                   "log = { level = \"debug\"; format = \"json\"; };\n"
+	                   "packs = [\"test\"];\n",
+	                   &cfg, err, sizeof(err)),
+	              "%s", err);
+	ck_assert_str_eq(cfg.conninfo, "dbname=x");
+	ck_assert_int_eq(cfg.workers, 4);
+	ck_assert_int_eq(cfg.batch_size, 50);
+	ck_assert(!cfg.listen);
+	ck_assert_int_eq(cfg.backoff.base_ms, 200);
+	ck_assert(cfg.backoff.factor == 3.0);
+	ck_assert(cfg.backoff.jitter == 0.25);
+	ck_assert_int_eq(cfg.unknown_event_policy, UNKNOWN_SKIP);
+	ck_assert_int_eq(cfg.log_level, LOG_DEBUG);
+	ck_assert_int_eq(cfg.log_format, LOG_FORMAT_JSON);
+	ck_assert(conf_pack_enabled(&cfg, "test"));
+	ck_assert(conf_pack_enabled(&cfg, "core"));
+	ck_assert(!conf_pack_enabled(&cfg, "buddy"));
+	conf_release(&cfg);
+}
+END_TEST
+
+/* The message must start with FILE:LINE: KEY: */
+static void assert_error(const char *text, int line, const char *key, const char *what)
+{
+	struct config cfg;
+	char err[512] = "", want[256];
+
+	ck_assert(!load(text, &cfg, err, sizeof(err)));
+	snprintf(want, sizeof(want), "%s:%d: %s: ", path, line, key);
+	ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "got \"%s\", want prefix \"%s\"", err,
+	              want);
+	ck_assert_msg(strstr(err, what) != NULL, "got \"%s\", want \"%s\" in it", err, what);
+	conf_release(&cfg);
+}
+
+START_TEST(test_conf_out_of_range_names_line_and_key)
+{
+	assert_error("workers = 2;\n\nbatch_size = 0;\n", 3, "batch_size",
+	             "must be between 1 and 10000, got 0");
+}
+END_TEST
+
+START_TEST(test_conf_wrong_type_names_line_and_key)
+{
+	assert_error("listen = \"yes\";\n", 1, "listen", "must be true or false");
+	assert_error("log = {\n level = 3;\n};\n", 2, "log.level", "must be a string");
+}
+END_TEST
+
+START_TEST(test_conf_unknown_key_is_an_error)
+{
+	assert_error("workers = 2;\nbatchsize = 10;\n", 2, "batchsize", "unknown key");
+	assert_error("backoff = { base = 10; };\n", 1, "backoff.base", "unknown key");
+}
+END_TEST
+
+START_TEST(test_conf_bad_enum_lists_the_choices)
+{
+	assert_error("unknown_event_policy = \"drop\";\n", 1, "unknown_event_policy",
+	             "must be one of dead_letter, skip, got \"drop\"");
+}
+END_TEST
+
+START_TEST(test_conf_unknown_pack_is_an_error)
+{
+	assert_error("packs = [\"nope\"];\n", 1, "packs", "unknown pack \"nope\"");
+}
+END_TEST
+
+START_TEST(test_conf_syntax_error_names_the_line)
+{
+	struct config cfg;
+	char err[512] = "", want[128];
+
+	ck_assert(!load("workers = 2;\nbatch_size = ;\n", &cfg, err, sizeof(err)));
+	snprintf(want, sizeof(want), "%s:2: syntax error", path);
+	ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "got \"%s\"", err);
+	conf_release(&cfg);
+}
+END_TEST
+
+START_TEST(test_conf_missing_file_is_an_error)
+{
+	struct config cfg;
+	char err[512] = "";
+
+	conf_init(&cfg);
+	ck_assert(!conf_load(&cfg, "/nonexistent/pgeventd.conf", err, sizeof(err)));
+	ck_assert_msg(strstr(err, "/nonexistent/pgeventd.conf: cannot read") == err, "%s", err);
+	conf_release(&cfg);
+}
+END_TEST
+
+START_TEST(test_conf_cap_below_base_is_an_error)
+{
+	struct config cfg;
+	char err[512] = "";
+
+	ck_assert(!load("backoff = { base_ms = 5000; cap_ms = 1000; };\n", &cfg, err,
+	                sizeof(err)));
+	ck_assert_msg(strstr(err, "backoff.cap_ms: must not be below backoff.base_ms"), "%s", err);
+	conf_release(&cfg);
+}
+END_TEST
+
+struct seen {
+	char conninfo[512];
+	int keys;
+};
+
+static void visit(void *arg, const char *key, const char *value, const char *def,
+                  bool reloadable, const char *help)
+{
+	struct seen *s = arg;
+
+	(void)def;
+	(void)reloadable;
+	ck_assert_ptr_nonnull(help);
+	s->keys++;
+	if (strcmp(key, "database.conninfo") == 0)
+		snprintf(s->conninfo, sizeof(s->conninfo), "%s", value);
+}
+
+START_TEST(test_conf_visit_redacts_the_password)
+{
+	struct config cfg;
+	struct seen s = { "", 0 };
+	char err[512] = "";
+
+	ck_assert(load("database = { conninfo = \"postgresql://app:s3cr3t@db.example/ev\"; };\n",
+	               &cfg, err, sizeof(err)));
+	conf_visit(&cfg, visit, &s);
+	ck_assert_int_gt(s.keys, 10);
+	ck_assert_msg(strstr(s.conninfo, "s3cr3t") == NULL, "%s", s.conninfo);
+	ck_assert_msg(strstr(s.conninfo, "password=***") != NULL, "%s", s.conninfo);
+	ck_assert_msg(strstr(s.conninfo, "host=db.example") != NULL, "%s", s.conninfo);
+	conf_release(&cfg);
+}
+END_TEST
+
+START_TEST(test_conf_conninfo_falls_back_to_database_url)
+{
+	struct config cfg;
+
+	conf_init(&cfg);
+	setenv("DATABASE_URL", "postgresql:///fromenv", 1);
+	ck_assert_str_eq(conf_conninfo(&cfg), "postgresql:///fromenv");
+	unsetenv("DATABASE_URL");
+	ck_assert_str_eq(conf_conninfo(&cfg), "");
+	conf_release(&cfg);
+}
+END_TEST
+
+Suite *conf_suite(void)
+{
+	Suite *s = suite_create("conf");
+	TCase *tc = tcase_create("load");
+
+	tcase_add_test(tc, test_conf_defaults_match_the_documented_ones);
+	tcase_add_test(tc, test_conf_reads_every_kind_of_value);
+	tcase_add_test(tc, test_conf_out_of_range_names_line_and_key);
+	tcase_add_test(tc, test_conf_wrong_type_names_line_and_key);
+	tcase_add_test(tc, test_conf_unknown_key_is_an_error);
+	tcase_add_test(tc, test_conf_bad_enum_lists_the_choices);
+	tcase_add_test(tc, test_conf_unknown_pack_is_an_error);
+	tcase_add_test(tc, test_conf_syntax_error_names_the_line);
+	tcase_add_test(tc, test_conf_missing_file_is_an_error);
+	tcase_add_test(tc, test_conf_cap_below_base_is_an_error);
+	tcase_add_test(tc, test_conf_visit_redacts_the_password);
+	tcase_add_test(tc, test_conf_conninfo_falls_back_to_database_url);
+	suite_add_tcase(s, tc);
+	return s;
+}

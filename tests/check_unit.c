@@ -1,0 +1,22 @@
+/* check_unit.c -- runs every unit-test suite; exit status is the verdict. */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <stdlib.h>
+
+#include "tests/check_unit.h"
+
+int main(void)
+{
+	SRunner *sr = srunner_create(backoff_suite());
+	int failed;
+
+	srunner_add_suite(sr, conf_suite());
+	srunner_add_suite(sr, registry_suite());
+	srunner_add_suite(sr, log_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

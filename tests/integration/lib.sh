@@ -1,0 +1,123 @@
+# lib.sh -- helpers for the integration tests (sourced).
+#
+# Each test gets its own database in the throwaway cluster started by
+# scripts/test (PGHOST/PGPORT exported, PGEVENTD_TEST_PG=1), its own
+# config files and log files under $T, and kills its daemons on exit.
+# Without a cluster the test exits 77 (skipped), e.g. under make distcheck.
+
+set -u
+if [ -z "${PGEVENTD_TEST_PG:-}" ]; then
+	echo "SKIP: no test PostgreSQL (run scripts/test)"
+	exit 77
+fi
+
+BIN=${PGEVENTD_BIN:?}
+TEST_NAME=$(basename "$0" .sh)
+T=$(mktemp -d "/tmp/pgeventd-$TEST_NAME.XXXXXX")
+export PGDATABASE="t_${TEST_NAME}_$$"
+PIDS=""
+FAILS=0
+ulimit -c 0 2>/dev/null || true
+
+cleanup() {
+	local p
+	for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	dropdb --if-exists -f "$PGDATABASE" >/dev/null 2>&1
+	if [ "$FAILS" = 0 ]; then rm -rf "$T"; else echo "artifacts kept in $T"; fi
+}
+trap cleanup EXIT
+
+log() { printf '# %s\n' "$*"; }
+
+fail() {
+	printf 'FAIL: %s\n' "$*"
+	FAILS=$((FAILS + 1))
+}
+
+# Show the daemon logs and stop the test now.
+die() {
+	fail "$*"
+	for f in "$T"/*.log; do [ -f "$f" ] && { echo "--- $f (tail)"; tail -n 30 "$f"; }; done
+	exit 1
+}
+
+assert_eq() { # actual expected message
+	if [ "$1" = "$2" ]; then log "ok: $3"; else fail "$3: got '$1', want '$2'"; fi
+}
+
+assert_match() { # text regex message
+	if printf '%s' "$1" | grep -Eq -- "$2"; then log "ok: $3"; else fail "$3: '$1' does not match /$2/"; fi
+}
+
+q() { psql -X -q -A -t -v ON_ERROR_STOP=1 -c "$1"; }
+
+# Wait until `q SQL` prints EXPECTED, polling every 100 ms for SECONDS.
+wait_for() { # sql expected seconds
+	local deadline=$(($(date +%s) + $3)) got
+	while :; do
+		got=$(q "$1" 2>/dev/null)
+		[ "$got" = "$2" ] && return 0
+		[ "$(date +%s)" -ge "$deadline" ] && { echo "waited $3 s for [$1] = $2, last: $got"; return 1; }
+		sleep 0.1
+	done
+}
+
+# Write a config file: the test pack on, fast polling, then the caller's lines.
+conf() { # file [lines...]
+	local f=$1
+	shift
+	{
+		echo 'packs = ["test"];'
+		echo 'poll_interval_ms = 100;'
+		echo 'health = { listen = ""; };'
+		echo 'log = { level = "info"; };'
+		for l in "$@"; do echo "$l"; done
+	} >"$f"
+}
+
+# A fresh database with every migration applied.
+setup_db() {
+	createdb "$PGDATABASE" || die "createdb"
+	conf "$T/migrate.conf"
+	"$BIN" -c "$T/migrate.conf" migrate >"$T/migrate.out" 2>&1 || { cat "$T/migrate.out"; die "migrate"; }
+}
+
+# Start a daemon in the background: start_daemon NAME CONF [run args]; sets $DPID.
+start_daemon() {
+	local name=$1 cf=$2
+	shift 2
+	"$BIN" -c "$cf" run "$@" >"$T/$name.log" 2>&1 &
+	DPID=$!
+	PIDS="$PIDS $DPID"
+}
+
+# Wait until a daemon's log has N lines matching REGEX (default 1).
+wait_log() { # name regex seconds [n]
+	local deadline=$(($(date +%s) + $3)) n=${4:-1}
+	while [ "$(grep -Ec -- "$2" "$T/$1.log" 2>/dev/null)" -lt "$n" ]; do
+		[ "$(date +%s)" -ge "$deadline" ] && return 1
+		sleep 0.05
+	done
+}
+
+# Stop a daemon with SIGTERM and return its exit status.
+stop_daemon() { # pid
+	kill -TERM "$1" 2>/dev/null
+	wait "$1"
+}
+
+# Insert N events of TYPE with PAYLOAD (a SQL jsonb expression).
+insert_events() { # type n payload
+	q "INSERT INTO events (event_type, payload) SELECT '$1', $3 FROM generate_series(1, $2)"
+}
+
+finish() {
+	if [ "$FAILS" -gt 0 ]; then
+		echo "$TEST_NAME: $FAILS assertion(s) failed"
+		for f in "$T"/*.log; do [ -f "$f" ] && { echo "--- $f (tail)"; tail -n 20 "$f"; }; done
+		exit 1
+	fi
+	echo "$TEST_NAME: all assertions passed"
+	exit 0
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Bad config: exit 78 naming file, line and key, before touching the database.
+. "$(dirname "$0")/lib.sh"
+printf 'workers = 2;\n# a comment\nbatch_size = -1;\n' >"$T/bad.conf"
+out=$("$BIN" --check-config -c "$T/bad.conf" 2>&1); rc=$?
+assert_eq $rc 78 "--check-config: exit 78"
+assert_eq "$out" "pgeventd: configuration error: $T/bad.conf:3: batch_size: must be between 1 and 10000, got -1" "message names file, line and key"
+
+# run: same exit and message, and no connection attempt (the database is unreachable)
+out=$(PGHOST=/nonexistent PGPORT=1 timeout 10 "$BIN" -c "$T/bad.conf" run 2>&1); rc=$?
+assert_eq $rc 78 "run with a bad config: exit 78"
+assert_match "$out" "bad.conf:3: batch_size: " "run names the line and key"
+assert_eq "$(printf '%s' "$out" | grep -c 'database')" 0 "no database access attempted"
+
+printf 'workers = 2;\nlog = { levle = "info"; };\n' >"$T/typo.conf"
+out=$("$BIN" -c "$T/typo.conf" check-config 2>&1); rc=$?
+assert_eq $rc 78 "typo in a key: exit 78"
+assert_match "$out" "typo.conf:2: log.levle: unknown key" "unknown key named"
+
+printf 'workers = 2;\nbatch_size = ;\n' >"$T/syntax.conf"
+out=$("$BIN" --check-config -c "$T/syntax.conf" 2>&1); rc=$?
+assert_eq $rc 78 "syntax error: exit 78"
+assert_match "$out" "syntax.conf:2: syntax error" "syntax error names the line"
+
+out=$("$BIN" --check-config -c "$T/missing.conf" 2>&1); rc=$?
+assert_eq $rc 78 "missing file: exit 78"
+
+out=$("$BIN" --check-config -c "$PGEVENTD_SRCDIR/etc/pgeventd.conf" 2>&1); rc=$?
+assert_eq $rc 0 "the shipped etc/pgeventd.conf is valid"
+assert_match "$out" "^configuration OK" "says configuration OK"
+
+out=$("$BIN" frobnicate 2>&1); rc=$?
+assert_eq $rc 64 "unknown command: exit 64"
+finish

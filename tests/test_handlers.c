@@ -1,0 +1,123 @@
+/*
+ * test_handlers.c -- handlers that only test binaries link: each one
+ * behaves in one way the integration tests need to observe (an effect
+ * row, a failure pattern, a slow or crashing handler).
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "tests/test_handlers.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+extern const struct migration test_migrations[];
+
+/* Insert one row into test_effects: the observable effect of handling. */
+static enum handler_result write_effect(struct handler_ctx *ctx, const struct event *ev)
+{
+	const char *p[2] = { ev->id, ev->event_type };
+	PGresult *res = handler_exec(
+		ctx, "INSERT INTO test_effects (event_id, event_type) VALUES ($1, $2)", 2, p);
+
+	if (!res)
+		return HANDLER_RETRY;
+	PQclear(res);
+	return HANDLER_OK;
+}
+
+static int payload_int(const struct event *ev, const char *key, int def)
+{
+	const json_t *v = json_is_object(ev->payload) ? json_object_get(ev->payload, key) : NULL;
+
+	return json_is_integer(v) ? (int)json_integer_value(v) : def;
+}
+
+static enum handler_result test_effect(struct handler_ctx *ctx, const struct event *ev)
+{
+	return write_effect(ctx, ev);
+}
+
+/* Fails (RETRY) on the first payload.fail_times attempts, then succeeds. */
+static enum handler_result test_flaky(struct handler_ctx *ctx, const struct event *ev)
+{
+	int fail_times = payload_int(ev, "fail_times", 2);
+
+	if (ev->attempt <= fail_times)
+		return handler_retry(ctx, "flaky: failing attempt %d of %d", ev->attempt,
+		                     fail_times);
+	return write_effect(ctx, ev);
+}
+
+static enum handler_result test_fail(struct handler_ctx *ctx, const struct event *ev)
+{
+	(void)ev;
+	return handler_retry(ctx, "always fails");
+}
+
+static enum handler_result test_permanent(struct handler_ctx *ctx, const struct event *ev)
+{
+	(void)ev;
+	return handler_error(ctx, "permanently broken");
+}
+
+/* Writes its effect, then fails: the effect must be rolled back. */
+static enum handler_result test_write_then_fail(struct handler_ctx *ctx, const struct event *ev)
+{
+	if (write_effect(ctx, ev) != HANDLER_OK)
+		return HANDLER_RETRY;
+	return handler_error(ctx, "wrote, then failed");
+}
+
+/* Sleeps payload.ms milliseconds, then writes its effect. */
+static enum handler_result test_slow(struct handler_ctx *ctx, const struct event *ev)
+{
+	int ms = payload_int(ev, "ms", 500);
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+	return write_effect(ctx, ev);
+}
+
+/* Takes the whole process down, like a handler with a memory bug. */
+static enum handler_result test_crash(struct handler_ctx *ctx, const struct event *ev)
+{
+	(void)ctx;
+	(void)ev;
+	abort();
+}
+
+/* Runs a statement that fails; the batch must go on. */
+static enum handler_result test_sql_error(struct handler_ctx *ctx, const struct event *ev)
+{
+	PGresult *res = handler_exec(ctx, "SELECT * FROM no_such_table", 0, NULL);
+
+	(void)ev;
+	if (!res)
+		return HANDLER_RETRY;
+	PQclear(res);
+	return HANDLER_OK;
+}
+
+static const struct handler_entry test_handlers[] = {
+	HANDLER("test.crash", test_crash, HANDLER_F_NONE, "aborts the process"),
+	HANDLER("test.effect", test_effect, HANDLER_F_NONE, "writes a test_effects row"),
+	HANDLER("test.fail", test_fail, HANDLER_F_NONE, "always retries"),
+	HANDLER("test.flaky", test_flaky, HANDLER_F_NONE,
+	        "retries payload.fail_times times, then writes its effect"),
+	HANDLER("test.permanent", test_permanent, HANDLER_F_NONE, "fails permanently"),
+	HANDLER("test.slow", test_slow, HANDLER_F_NONE, "sleeps payload.ms, then writes"),
+	HANDLER("test.sql_error", test_sql_error, HANDLER_F_NONE, "runs a failing statement"),
+	HANDLER("test.write_then_fail", test_write_then_fail, HANDLER_F_NONE,
+	        "writes its effect, then fails permanently"),
+	{ NULL, NULL, 0, NULL, NULL },
+};
+
+const struct handler_pack test_pack = {
+	"test",
+	"test-only handlers (never installed)",
+	test_handlers,
+	test_migrations,
+};

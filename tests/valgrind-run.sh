@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# valgrind-run.sh BUILDDIR -- the daemon's normal run under valgrind:
+# migrate, then `run` handling successes, retries and dead letters, then
+# SIGTERM. Fails on any leak or memory error. Needs the test cluster.
+set -u
+B=$1
+BIN=$B/tests/pgeventd-test
+export PGDATABASE=t_valgrind_$$
+T=$(mktemp -d /tmp/pgeventd-valgrind.XXXXXX)
+trap 'dropdb --if-exists -f "$PGDATABASE" >/dev/null 2>&1; rm -rf "$T"' EXIT
+createdb "$PGDATABASE" || exit 1
+printf 'packs = ["test"];\npoll_interval_ms = 50;\nmax_attempts = 2;\nbackoff = { base_ms = 20; };\nhealth = { listen = ""; };\n' >"$T/v.conf"
+VG=(valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect,possible
+	--errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99 --track-fds=no)
+"${VG[@]}" "$BIN" -c "$T/v.conf" migrate >"$T/migrate.log" 2>&1 || { cat "$T/migrate.log"; exit 1; }
+psql -X -q -c "INSERT INTO events (event_type, payload) SELECT 'test.effect', '{}' FROM generate_series(1, 200);
+  INSERT INTO events (event_type, payload) VALUES ('test.fail', '{}'), ('nope.x', '{}'), ('pgeventd.probe', '[1]'), ('test.sql_error', '{}')" || exit 1
+"${VG[@]}" "$BIN" -c "$T/v.conf" run >"$T/run.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 300); do
+	left=$(psql -X -A -t -c "SELECT count(*) FROM events WHERE NOT processed")
+	[ "$left" = 0 ] && break
+	sleep 0.1
+done
+kill -TERM $pid
+wait $pid
+rc=$?
+if [ $rc != 0 ] || [ "$left" != 0 ]; then
+	echo "valgrind run: exit $rc, $left events left"
+	tail -n 60 "$T/run.log"
+	exit 1
+fi
+echo "valgrind: no leaks or errors over $(grep -c 'event handled' "$T/run.log") outcomes"
