@@ -4,6 +4,7 @@
 #endif
 
 #include "db.h"
+#include "log.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -35,6 +36,19 @@ void db_conn_error(PGconn *conn, char *err, size_t errlen)
 	one_line(conn ? PQerrorMessage(conn) : "out of memory", err, errlen);
 }
 
+/* Server notices ("relation already exists, skipping") are not errors:
+ * log them at debug level instead of letting libpq print to stderr. */
+static void notice_to_log(void *arg, const char *message)
+{
+	char line[512];
+
+	(void)arg;
+	if (!log_enabled(LOG_DEBUG))
+		return;
+	one_line(message, line, sizeof(line));
+	log_kv(LOG_DEBUG, "server notice", "message", line, NULL);
+}
+
 PGconn *db_connect(const char *conninfo, const char *app_name, char *err, size_t errlen)
 {
 	/* Our defaults come first: the expanded conninfo given as dbname
@@ -49,6 +63,7 @@ PGconn *db_connect(const char *conninfo, const char *app_name, char *err, size_t
 		PQfinish(conn);
 		return NULL;
 	}
+	PQsetNoticeProcessor(conn, notice_to_log, NULL);
 	return conn;
 }
 

@@ -129,8 +129,10 @@ static void emit(enum log_level level, const char *msg, va_list ap)
 		json_object_set_new(o, "msg", json_string(msg));
 		while ((k = va_arg(ap, const char *)) != NULL) {
 			v = va_arg(ap, const char *);
+			if (!v)
+				continue;
 			/* json_string rejects invalid UTF-8; keep the field anyway */
-			json_t *s = json_string(v ? v : "");
+			json_t *s = json_string(v);
 			json_object_set_new(o, k, s ? s : json_string("<invalid utf-8>"));
 		}
 		line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -149,10 +151,12 @@ static void emit(enum log_level level, const char *msg, va_list ap)
 	put_logfmt_value(stderr, msg);
 	while ((k = va_arg(ap, const char *)) != NULL) {
 		v = va_arg(ap, const char *);
+		if (!v)
+			continue;
 		fputc(' ', stderr);
 		fputs(k, stderr);
 		fputc('=', stderr);
-		put_logfmt_value(stderr, v ? v : "");
+		put_logfmt_value(stderr, v);
 	}
 	fputc('\n', stderr);
 	funlockfile(stderr);

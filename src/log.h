@@ -22,7 +22,7 @@ bool log_enabled(enum log_level level);
 /*
  * Log `msg` with fields given as key, value string pairs ending with NULL:
  *   log_kv(LOG_INFO, "event handled", "event_id", id, "outcome", "ok", NULL);
- * A NULL value after a key is printed as an empty value.
+ * A field whose value is NULL is left out of the line.
  */
 void log_kv(enum log_level level, const char *msg, ...) __attribute__((sentinel));
 

@@ -455,7 +455,8 @@ static void log_outcomes(struct worker *w, const struct batch *b)
 		       PQgetvalue(b->claim, rec->row, C_ID), "event_type",
 		       PQgetvalue(b->claim, rec->row, C_TYPE), "attempt", attempt, "duration_ms", dur,
 		       "outcome", outcome_names[rec->outcome], "retry_in_ms",
-		       rec->outcome == OUT_RETRY ? delay : NULL, "error", rec->error, NULL);
+		       rec->outcome == OUT_RETRY ? delay : NULL, "error",
+		       rec->error && rec->error[0] ? rec->error : NULL, NULL);
 	}
 	atomic_store(&stats.last_processed_at, now);
 }

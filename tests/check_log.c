@@ -38,8 +38,8 @@ static char *capture(void (*fn)(void))
 
 static void log_one(void)
 {
-	log_kv(LOG_WARNING, "event handled", "event_id", "abc", "error", "bad \"x\"\nnext", "empty",
-	       "", NULL);
+	log_kv(LOG_WARNING, "event handled", "event_id", "abc", "absent", (const char *)NULL,
+	       "error", "bad \"x\"\nnext", "empty", "", NULL);
 }
 
 static void log_debug(void)
@@ -57,6 +57,7 @@ START_TEST(test_log_logfmt_quotes_what_needs_it)
 	                          "error=\"bad \\\"x\\\"\\nnext\" empty=\"\"\n"),
 	              "%s", out);
 	ck_assert_msg(strncmp(out, "ts=", 3) == 0, "%s", out);
+	ck_assert_msg(!strstr(out, "absent"), "a NULL field is left out: %s", out);
 }
 END_TEST
 

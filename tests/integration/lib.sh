@@ -63,16 +63,19 @@ wait_for() { # sql expected seconds
 	done
 }
 
-# Write a config file: the test pack on, fast polling, then the caller's lines.
+# Write a config file: the caller's lines, then test defaults for the keys
+# the caller did not set (the test pack on, fast polling, no health server,
+# log level $LOG_LEVEL or info).
 conf() { # file [lines...]
-	local f=$1
+	local f=$1 d k
 	shift
 	{
-		echo 'packs = ["test"];'
-		echo 'poll_interval_ms = 100;'
-		echo 'health = { listen = ""; };'
-		echo 'log = { level = "info"; };'
 		for l in "$@"; do echo "$l"; done
+		for d in 'packs = ["test"];' 'poll_interval_ms = 100;' 'health = { listen = ""; };' \
+			"log = { level = \"${LOG_LEVEL:-info}\"; };"; do
+			k=${d%% *}
+			printf '%s\n' "$@" | grep -q "^$k[ =]" || echo "$d"
+		done
 	} >"$f"
 }
 

@@ -3,7 +3,7 @@
 # handled exactly once, all processed.
 . "$(dirname "$0")/lib.sh"
 setup_db
-conf "$T/a.conf" 'workers = 2;' 'batch_size = 100;' 'log = { level = "warning"; };'
+LOG_LEVEL=warning conf "$T/a.conf" 'workers = 2;' 'batch_size = 100;'
 insert_events test.effect 10000 "jsonb_build_object('n', generate_series)"
 
 start_daemon a "$T/a.conf"; A=$DPID
