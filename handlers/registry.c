@@ -78,7 +78,8 @@ bool registry_build(struct registry *r, const struct config *cfg, char *err, siz
 	}
 	/* Sort entries and packs together: sort an index, then permute. */
 	for (size_t i = 1; i < r->n; i++) {
-		for (size_t j = i; j > 0 && cmp_entry(&r->entries[j - 1], &r->entries[j]) > 0; j--) {
+		for (size_t j = i; j > 0 && cmp_entry(&r->entries[j - 1], &r->entries[j]) > 0;
+		     j--) {
 			const struct handler_entry *te = r->entries[j];
 			const struct handler_pack *tp = r->packs[j];
 
@@ -91,7 +92,8 @@ bool registry_build(struct registry *r, const struct config *cfg, char *err, siz
 	for (size_t i = 1; i < r->n; i++) {
 		if (strcmp(r->entries[i - 1]->event_type, r->entries[i]->event_type) == 0) {
 			snprintf(err, errlen, "event type %s is routed by both pack %s and pack %s",
-			         r->entries[i]->event_type, r->packs[i - 1]->name, r->packs[i]->name);
+			         r->entries[i]->event_type, r->packs[i - 1]->name,
+			         r->packs[i]->name);
 			goto fail;
 		}
 	}

@@ -28,23 +28,25 @@
 enum cfg_type { CFG_INT, CFG_BOOL, CFG_DOUBLE, CFG_STRING, CFG_ENUM, CFG_STRLIST };
 
 enum cfg_flags {
-	CFG_RELOAD = 1 << 0, /* SIGHUP applies it at once */
-	CFG_SECRET = 1 << 1, /* never shown: rendered as "***" */
+	CFG_RELOAD = 1 << 0,   /* SIGHUP applies it at once */
+	CFG_SECRET = 1 << 1,   /* never shown: rendered as "***" */
 	CFG_CONNINFO = 1 << 2, /* shown with its password redacted */
 };
 
 static const char *const unknown_policy_names[] = { "dead_letter", "skip", NULL };
-static const char *const log_level_names[] = { "debug", "info", "notice", "warning", "error", NULL };
+static const char *const log_level_names[] = {
+	"debug", "info", "notice", "warning", "error", NULL
+};
 static const char *const log_format_names[] = { "logfmt", "json", NULL };
 
 struct cfg_key {
 	const char *path;
 	enum cfg_type type;
 	size_t offset;
-	long long idef; /* CFG_INT, CFG_BOOL, CFG_ENUM */
-	double ddef;    /* CFG_DOUBLE */
-	const char *sdef; /* CFG_STRING (NULL allowed), CFG_STRLIST (comma-separated) */
-	double min, max;  /* CFG_INT, CFG_DOUBLE */
+	long long idef;           /* CFG_INT, CFG_BOOL, CFG_ENUM */
+	double ddef;              /* CFG_DOUBLE */
+	const char *sdef;         /* CFG_STRING (NULL allowed), CFG_STRLIST (comma-separated) */
+	double min, max;          /* CFG_INT, CFG_DOUBLE */
 	const char *const *names; /* CFG_ENUM */
 	unsigned flags;
 	const char *help;
@@ -273,8 +275,8 @@ static bool read_key(struct config *cfg, const struct cfg_key *k, const config_s
 			return fail(e, s, k->path, "must be an integer");
 		v = config_setting_get_int64(s);
 		if (v < (long long)k->min || v > (long long)k->max)
-			return fail(e, s, k->path, "must be between %.0f and %.0f, got %lld", k->min,
-			            k->max, v);
+			return fail(e, s, k->path, "must be between %.0f and %.0f, got %lld",
+			            k->min, k->max, v);
 		if (is_ll_field(k))
 			*(long long *)p = v;
 		else
@@ -296,8 +298,8 @@ static bool read_key(struct config *cfg, const struct cfg_key *k, const config_s
 		else
 			return fail(e, s, k->path, "must be a number");
 		if (!(v >= k->min && v <= k->max))
-			return fail(e, s, k->path, "must be between %g and %g, got %g", k->min, k->max,
-			            v);
+			return fail(e, s, k->path, "must be between %g and %g, got %g", k->min,
+			            k->max, v);
 		*(double *)p = v;
 		return true;
 	}
@@ -323,8 +325,8 @@ static bool read_key(struct config *cfg, const struct cfg_key *k, const config_s
 				*(int *)p = i;
 				return true;
 			}
-			snprintf(allowed + strlen(allowed), sizeof(allowed) - strlen(allowed), "%s%s",
-			         i ? ", " : "", k->names[i]);
+			snprintf(allowed + strlen(allowed), sizeof(allowed) - strlen(allowed),
+			         "%s%s", i ? ", " : "", k->names[i]);
 		}
 		return fail(e, s, k->path, "must be one of %s, got \"%s\"", allowed, v);
 	}
@@ -332,7 +334,8 @@ static bool read_key(struct config *cfg, const struct cfg_key *k, const config_s
 		struct strlist *l = p;
 
 		if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
-			return fail(e, s, k->path, "must be a list of strings, e.g. [\"a\", \"b\"]");
+			return fail(e, s, k->path,
+			            "must be a list of strings, e.g. [\"a\", \"b\"]");
 		strlist_release(l);
 		for (int i = 0; i < config_setting_length(s); i++) {
 			const config_setting_t *el = config_setting_get_elem(s, (unsigned)i);
@@ -340,7 +343,8 @@ static bool read_key(struct config *cfg, const struct cfg_key *k, const config_s
 			if (config_setting_type(el) != CONFIG_TYPE_STRING)
 				return fail(e, el, k->path, "element %d must be a string", i + 1);
 			if (k->offset == OFF(packs) && !pack_known(config_setting_get_string(el)))
-				return fail(e, el, k->path, "unknown pack \"%s\" (this build has: %s)",
+				return fail(e, el, k->path,
+				            "unknown pack \"%s\" (this build has: %s)",
 				            config_setting_get_string(el), pack_names());
 			if (!strlist_push(l, config_setting_get_string(el)))
 				return fail(e, el, k->path, "out of memory");
@@ -526,7 +530,7 @@ void conf_visit(const struct config *cfg, conf_visit_fn fn, void *arg)
 }
 
 void conf_apply_reload(struct config *cur, const struct config *next,
-                         void (*changed)(const char *key))
+                       void (*changed)(const char *key))
 {
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct cfg_key *k = &conf_keys[i];

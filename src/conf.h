@@ -61,12 +61,12 @@ bool conf_pack_enabled(const struct config *cfg, const char *pack);
 /* Walk the keys: for each, its path, current value rendered as text
  * (secrets as "***"), default, and whether SIGHUP applies it. */
 typedef void (*conf_visit_fn)(void *arg, const char *key, const char *value, const char *def,
-                                bool reloadable, const char *help);
+                              bool reloadable, const char *help);
 void conf_visit(const struct config *cfg, conf_visit_fn fn, void *arg);
 
 /* Copy the keys that a SIGHUP applies from `next` into `cur`; report each
  * restart-only key whose value differs through `changed` (may be NULL). */
 void conf_apply_reload(struct config *cur, const struct config *next,
-                         void (*changed)(const char *key));
+                       void (*changed)(const char *key));
 
 #endif

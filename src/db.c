@@ -53,8 +53,13 @@ PGconn *db_connect(const char *conninfo, const char *app_name, char *err, size_t
 {
 	/* Our defaults come first: the expanded conninfo given as dbname
 	 * comes later and overrides them where the operator set them. */
-	const char *keys[] = { "connect_timeout", "keepalives", "keepalives_idle",
-		               "fallback_application_name", "application_name", "dbname", NULL };
+	const char *keys[] = { "connect_timeout",
+		               "keepalives",
+		               "keepalives_idle",
+		               "fallback_application_name",
+		               "application_name",
+		               "dbname",
+		               NULL };
 	const char *vals[] = { "10", "1", "30", "pgeventd", app_name, conninfo, NULL };
 	PGconn *conn = PQconnectdbParams(keys, vals, 1);
 

@@ -70,8 +70,8 @@ enum handler_result handler_retry(struct handler_ctx *ctx, const char *fmt, ...)
 
 void handler_log(struct handler_ctx *ctx, const char *msg, const char *key, const char *value)
 {
-	log_kv(LOG_INFO, msg, "event_id", ctx->ev->id, "event_type", ctx->ev->event_type,
-	       "handler", ctx->handler, key, value, NULL);
+	log_kv(LOG_INFO, msg, "event_id", ctx->ev->id, "event_type", ctx->ev->event_type, "handler",
+	       ctx->handler, key, value, NULL);
 }
 
 bool dispatch_run(PGconn *conn, const struct handler_entry *entry, const struct event *ev,

@@ -15,11 +15,11 @@
 #define DISPATCH_ERROR_MAX 1024
 
 struct handler_ctx {
-	PGconn *conn;            /* the batch connection, borrowed */
-	const struct event *ev;  /* borrowed */
-	const char *handler;     /* handler name, for logs */
-	bool savepoint;          /* a savepoint was taken before the first statement */
-	bool sql_failed;         /* a statement failed: the savepoint must be rolled back */
+	PGconn *conn;           /* the batch connection, borrowed */
+	const struct event *ev; /* borrowed */
+	const char *handler;    /* handler name, for logs */
+	bool savepoint;         /* a savepoint was taken before the first statement */
+	bool sql_failed;        /* a statement failed: the savepoint must be rolled back */
 	char error[DISPATCH_ERROR_MAX];
 };
 

@@ -31,12 +31,12 @@
 #include "util.h"
 #include "worker.h"
 
-#define EX_OK_ 0
-#define EX_USAGE_ 64
-#define EX_DATAERR_ 65
+#define EX_OK_          0
+#define EX_USAGE_       64
+#define EX_DATAERR_     65
 #define EX_UNAVAILABLE_ 69
-#define EX_SOFTWARE_ 70
-#define EX_TEMPFAIL_ 75
+#define EX_SOFTWARE_    70
+#define EX_TEMPFAIL_    75
 
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"
@@ -80,12 +80,13 @@ static void usage(FILE *f)
 	           "commands:\n");
 	for (const struct command *c = commands; c->name; c++)
 		fprintf(f, "  %-14s %s\n", c->name, c->summary);
-	fprintf(f, "\noptions:\n"
-	           "  -c, --config FILE   configuration file (default: $PGEVENTD_CONFIG, else "
-	           "%s if it exists)\n"
-	           "  -h, --help          this help; COMMAND --help for a command's\n"
-	           "  -V, --version       print the version\n",
-	           DEFAULT_CONFIG);
+	fprintf(f,
+	        "\noptions:\n"
+	        "  -c, --config FILE   configuration file (default: $PGEVENTD_CONFIG, else "
+	        "%s if it exists)\n"
+	        "  -h, --help          this help; COMMAND --help for a command's\n"
+	        "  -V, --version       print the version\n",
+	        DEFAULT_CONFIG);
 }
 
 /* Load the configuration the CLI points at. On error prints it and
@@ -158,7 +159,8 @@ static int cmd_check_config(struct cli *cli, int argc, char **argv)
 		return command_usage("check-config", stderr, EX_USAGE_);
 	if (!load_config(cli, &cfg))
 		return EX_CONFIG_ERROR;
-	printf("configuration OK (%s)\n", cli->config_path ? cli->config_path : "built-in defaults");
+	printf("configuration OK (%s)\n",
+	       cli->config_path ? cli->config_path : "built-in defaults");
 	conf_release(&cfg);
 	return EX_OK_;
 }
@@ -246,8 +248,8 @@ static void reload_config(struct cli *cli, struct config *cfg)
 	}
 	conf_init(&next);
 	if (!conf_load(&next, cli->config_path, err, sizeof(err))) {
-		log_kv(LOG_ERROR, "SIGHUP: new configuration rejected, keeping the old one", "error",
-		       err, NULL);
+		log_kv(LOG_ERROR, "SIGHUP: new configuration rejected, keeping the old one",
+		       "error", err, NULL);
 		conf_release(&next);
 		return;
 	}
@@ -256,8 +258,9 @@ static void reload_config(struct cli *cli, struct config *cfg)
 	log_configure(next.log_level, next.log_format);
 	cfg->log_level = next.log_level;
 	cfg->log_format = next.log_format;
-	log_kv(LOG_NOTICE, "SIGHUP: configuration re-read; log settings applied, other changes "
-	                   "need a restart",
+	log_kv(LOG_NOTICE,
+	       "SIGHUP: configuration re-read; log settings applied, other changes "
+	       "need a restart",
 	       NULL);
 	conf_release(&next);
 }
@@ -373,8 +376,8 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 				deadline = util_mono_ms() + cfg.shutdown_timeout_ms;
 				wake_all();
 			} else if (!atomic_load(&rt.aborting)) {
-				log_kv(LOG_WARNING, "second signal: rolling back the batches in hand",
-				       NULL);
+				log_kv(LOG_WARNING,
+				       "second signal: rolling back the batches in hand", NULL);
 				atomic_store(&rt.aborting, 1);
 				rc = 1;
 				for (int i = 0; i < started; i++)
@@ -382,7 +385,8 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 			}
 		}
 		if (deadline && !atomic_load(&rt.aborting) && util_mono_ms() > deadline) {
-			log_kv(LOG_WARNING, "shutdown_timeout_ms passed: rolling back the batches in hand",
+			log_kv(LOG_WARNING,
+			       "shutdown_timeout_ms passed: rolling back the batches in hand",
 			       NULL);
 			atomic_store(&rt.aborting, 1);
 			rc = 1;

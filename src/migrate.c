@@ -17,14 +17,13 @@
 /* pg_advisory_lock key held while migrating (any constant unique to pgeventd). */
 #define MIGRATE_LOCK_KEY "7067657600000001"
 
-static const char create_table_sql[] =
-	"CREATE TABLE IF NOT EXISTS pgeventd_schema_migrations ("
-	" pack text NOT NULL,"
-	" version integer NOT NULL,"
-	" name text NOT NULL,"
-	" checksum text NOT NULL,"
-	" applied_at timestamptz NOT NULL DEFAULT now(),"
-	" PRIMARY KEY (pack, version))";
+static const char create_table_sql[] = "CREATE TABLE IF NOT EXISTS pgeventd_schema_migrations ("
+                                       " pack text NOT NULL,"
+                                       " version integer NOT NULL,"
+                                       " name text NOT NULL,"
+                                       " checksum text NOT NULL,"
+                                       " applied_at timestamptz NOT NULL DEFAULT now(),"
+                                       " PRIMARY KEY (pack, version))";
 
 static void sha256_hex(const char *s, char out[65])
 {
@@ -38,8 +37,8 @@ static void sha256_hex(const char *s, char out[65])
 
 /* Look up the recorded checksum of (pack, version). Returns 1 and fills
  * `sum` if applied, 0 if not, -1 on error. */
-static int recorded_checksum(PGconn *conn, const char *pack, int version, char sum[65],
-                             char *err, size_t errlen)
+static int recorded_checksum(PGconn *conn, const char *pack, int version, char sum[65], char *err,
+                             size_t errlen)
 {
 	char vbuf[16];
 	const char *params[2] = { pack, vbuf };
@@ -65,7 +64,8 @@ out:
  * it does not, and everything is pending). */
 static int table_exists(PGconn *conn, char *err, size_t errlen)
 {
-	PGresult *res = PQexec(conn, "SELECT to_regclass('pgeventd_schema_migrations') IS NOT NULL");
+	PGresult *res =
+	    PQexec(conn, "SELECT to_regclass('pgeventd_schema_migrations') IS NOT NULL");
 	int rc = -1;
 
 	if (db_ok(conn, res, PGRES_TUPLES_OK, err, errlen))
@@ -108,8 +108,8 @@ static bool apply_one(PGconn *conn, const char *pack, const struct migration *m,
 	if (!db_exec(conn, "BEGIN", err, errlen))
 		return false;
 	res = PQexec(conn, m->sql);
-	if (!res || (PQresultStatus(res) != PGRES_COMMAND_OK &&
-	             PQresultStatus(res) != PGRES_TUPLES_OK)) {
+	if (!res ||
+	    (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)) {
 		char why[512];
 
 		db_ok(conn, res, PGRES_COMMAND_OK, why, sizeof(why));
@@ -134,8 +134,7 @@ out:
 	return ok;
 }
 
-bool migrate_apply(PGconn *conn, const struct config *cfg, int *applied, char *err,
-                   size_t errlen)
+bool migrate_apply(PGconn *conn, const struct config *cfg, int *applied, char *err, size_t errlen)
 {
 	char ignore[256];
 	bool ok = false;
@@ -168,8 +167,8 @@ out:
 	return ok;
 }
 
-int migrate_pending(PGconn *conn, const struct config *cfg, char *names, size_t nameslen,
-                    char *err, size_t errlen)
+int migrate_pending(PGconn *conn, const struct config *cfg, char *names, size_t nameslen, char *err,
+                    size_t errlen)
 {
 	int pending = 0, exists = table_exists(conn, err, errlen);
 	size_t used = 0;

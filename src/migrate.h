@@ -21,8 +21,7 @@
  * migration applied; `*applied` gets how many. Refuses (false, message in
  * `err`) when an applied migration's file has changed since.
  */
-bool migrate_apply(PGconn *conn, const struct config *cfg, int *applied, char *err,
-                   size_t errlen);
+bool migrate_apply(PGconn *conn, const struct config *cfg, int *applied, char *err, size_t errlen);
 
 /* Returned by migrate_pending when an applied migration's file changed. */
 #define MIGRATE_CHANGED (-2)
@@ -32,7 +31,7 @@ bool migrate_apply(PGconn *conn, const struct config *cfg, int *applied, char *e
  * "core/0002_x.sql, buddy/0001_y.sql" in `names`. Returns the count, or
  * -1 (database error) or MIGRATE_CHANGED, with `err` set.
  */
-int migrate_pending(PGconn *conn, const struct config *cfg, char *names, size_t nameslen,
-                    char *err, size_t errlen);
+int migrate_pending(PGconn *conn, const struct config *cfg, char *names, size_t nameslen, char *err,
+                    size_t errlen);
 
 #endif

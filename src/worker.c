@@ -52,71 +52,71 @@ enum {
 };
 
 static const char claim_sql[] =
-	"SELECT e.id, e.event_type, e.aggregate_id, e.aggregate_type, e.payload::text,"
-	" e.metadata::text, e.attempts, e.created_at, e.created_by, coalesce(m.runs, 0),"
-	" extract(epoch from clock_timestamp() - e.created_at)::float8"
-	" FROM events e LEFT JOIN pgeventd_inflight m ON m.event_id = e.id"
-	" WHERE NOT e.processed AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= now())"
-	" ORDER BY e.created_at, e.id"
-	" LIMIT $1 FOR UPDATE OF e SKIP LOCKED";
+    "SELECT e.id, e.event_type, e.aggregate_id, e.aggregate_type, e.payload::text,"
+    " e.metadata::text, e.attempts, e.created_at, e.created_by, coalesce(m.runs, 0),"
+    " extract(epoch from clock_timestamp() - e.created_at)::float8"
+    " FROM events e LEFT JOIN pgeventd_inflight m ON m.event_id = e.id"
+    " WHERE NOT e.processed AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= now())"
+    " ORDER BY e.created_at, e.id"
+    " LIMIT $1 FOR UPDATE OF e SKIP LOCKED";
 
 /* $1 every id of the batch (their crash marks go), $2 the ids handled OK. */
 static const char ok_sql[] =
-	"WITH m AS (DELETE FROM pgeventd_inflight WHERE event_id = ANY($1::uuid[]))"
-	" UPDATE events SET processed = true, processed_at = now(), attempts = attempts + 1,"
-	" last_error = NULL, next_attempt_at = NULL"
-	" WHERE id = ANY($2::uuid[])";
+    "WITH m AS (DELETE FROM pgeventd_inflight WHERE event_id = ANY($1::uuid[]))"
+    " UPDATE events SET processed = true, processed_at = now(), attempts = attempts + 1,"
+    " last_error = NULL, next_attempt_at = NULL"
+    " WHERE id = ANY($2::uuid[])";
 
 /* $1 id, $2 delay in ms, $3 error */
 static const char retry_sql[] =
-	"UPDATE events SET attempts = attempts + 1, last_error = $3,"
-	" next_attempt_at = clock_timestamp() + $2::bigint * interval '1 millisecond'"
-	" WHERE id = $1";
+    "UPDATE events SET attempts = attempts + 1, last_error = $3,"
+    " next_attempt_at = clock_timestamp() + $2::bigint * interval '1 millisecond'"
+    " WHERE id = $1";
 
 /* $1 id, $2 error, $3 handler name, $4 attempts this outcome adds */
 static const char dead_sql[] =
-	"WITH e AS (UPDATE events SET processed = true, processed_at = now(),"
-	" attempts = attempts + $4::int, last_error = $2, next_attempt_at = NULL"
-	" WHERE id = $1 RETURNING id, event_type, payload, attempts, created_at)"
-	" INSERT INTO event_dead_letters (event_id, event_type, payload, error_message,"
-	" retry_count, original_created_at, handler, attempts)"
-	" SELECT id, event_type, payload, $2, greatest(attempts - 1, 0), created_at, $3, attempts"
-	" FROM e";
+    "WITH e AS (UPDATE events SET processed = true, processed_at = now(),"
+    " attempts = attempts + $4::int, last_error = $2, next_attempt_at = NULL"
+    " WHERE id = $1 RETURNING id, event_type, payload, attempts, created_at)"
+    " INSERT INTO event_dead_letters (event_id, event_type, payload, error_message,"
+    " retry_count, original_created_at, handler, attempts)"
+    " SELECT id, event_type, payload, $2, greatest(attempts - 1, 0), created_at, $3, attempts"
+    " FROM e";
 
 /* $1 id, $2 note */
 static const char skip_sql[] =
-	"UPDATE events SET processed = true, processed_at = now(), attempts = attempts + 1,"
-	" last_error = $2, next_attempt_at = NULL WHERE id = $1";
+    "UPDATE events SET processed = true, processed_at = now(), attempts = attempts + 1,"
+    " last_error = $2, next_attempt_at = NULL WHERE id = $1";
 
 static const char mark_sql[] =
-	"INSERT INTO pgeventd_inflight (event_id, runs) SELECT unnest($1::uuid[]), 1"
-	" ON CONFLICT (event_id) DO UPDATE SET runs = pgeventd_inflight.runs + 1, last_at = now()";
+    "INSERT INTO pgeventd_inflight (event_id, runs) SELECT unnest($1::uuid[]), 1"
+    " ON CONFLICT (event_id) DO UPDATE SET runs = pgeventd_inflight.runs + 1, last_at = now()";
 static const char unmark_del_sql[] =
-	"DELETE FROM pgeventd_inflight WHERE event_id = ANY($1::uuid[]) AND runs <= 1";
+    "DELETE FROM pgeventd_inflight WHERE event_id = ANY($1::uuid[]) AND runs <= 1";
 static const char unmark_dec_sql[] =
-	"UPDATE pgeventd_inflight SET runs = runs - 1 WHERE event_id = ANY($1::uuid[])";
+    "UPDATE pgeventd_inflight SET runs = runs - 1 WHERE event_id = ANY($1::uuid[])";
 
 enum outcome { OUT_OK, OUT_RETRY, OUT_DEAD, OUT_SKIPPED };
 static const char *const outcome_names[] = { "ok", "retry", "dead_letter", "skipped" };
 
 /* What happened to one event of the batch, logged after COMMIT. */
 struct record {
-	int row;        /* row of the claim result */
+	int row; /* row of the claim result */
 	enum outcome outcome;
 	int attempt;
 	int64_t delay_ms; /* RETRY */
 	double duration_ms;
-	char *error;    /* malloc'd, or NULL */
+	char *error; /* malloc'd, or NULL */
 };
 
 struct batch {
-	PGresult *claim; /* owned */
-	int nrows;       /* rows claimed */
-	int n;           /* rows taken into this batch (a prefix) */
-	bool more;       /* more may be due at once */
+	PGresult *claim;     /* owned */
+	int nrows;           /* rows claimed */
+	int n;               /* rows taken into this batch (a prefix) */
+	bool more;           /* more may be due at once */
 	struct record *recs; /* n records, owned */
-	char *ids;       /* "{id,...}" of the batch, owned */
-	char *ok_ids;    /* "{id,...}" of the OK ones, owned */
+	char *ids;           /* "{id,...}" of the batch, owned */
+	char *ok_ids;        /* "{id,...}" of the OK ones, owned */
 	size_t ok_len;
 };
 
@@ -206,9 +206,11 @@ static bool connect_worker(struct worker *w)
 		goto fail;
 	if (cfg->listen && !db_exec(w->conn, "LISTEN pgeventd_events", err, sizeof(err)))
 		goto fail;
-	if (!prepare(w->conn, "claim", claim_sql, 1, err) || !prepare(w->conn, "ok", ok_sql, 2, err) ||
+	if (!prepare(w->conn, "claim", claim_sql, 1, err) ||
+	    !prepare(w->conn, "ok", ok_sql, 2, err) ||
 	    !prepare(w->conn, "retry", retry_sql, 3, err) ||
-	    !prepare(w->conn, "dead", dead_sql, 4, err) || !prepare(w->conn, "skip", skip_sql, 2, err) ||
+	    !prepare(w->conn, "dead", dead_sql, 4, err) ||
+	    !prepare(w->conn, "skip", skip_sql, 2, err) ||
 	    !prepare(w->side, "mark", mark_sql, 1, err) ||
 	    !prepare(w->side, "unmark_del", unmark_del_sql, 1, err) ||
 	    !prepare(w->side, "unmark_dec", unmark_dec_sql, 1, err))
@@ -322,7 +324,8 @@ static bool record_failure(struct worker *w, struct batch *b, struct record *rec
 		/* Out of attempts: say so, keeping the last error. */
 		char *msg;
 
-		if (asprintf(&msg, "gave up after %d attempts: %s", rec->attempt, rec->error) >= 0) {
+		if (asprintf(&msg, "gave up after %d attempts: %s", rec->attempt, rec->error) >=
+		    0) {
 			free(rec->error);
 			rec->error = msg;
 		}
@@ -386,13 +389,13 @@ static bool handle_row(struct worker *w, struct batch *b, struct record *rec, ch
 		.event_type = type,
 		.aggregate_id = PQgetisnull(res, r, C_AGG_ID) ? NULL : PQgetvalue(res, r, C_AGG_ID),
 		.aggregate_type =
-			PQgetisnull(res, r, C_AGG_TYPE) ? NULL : PQgetvalue(res, r, C_AGG_TYPE),
+		    PQgetisnull(res, r, C_AGG_TYPE) ? NULL : PQgetvalue(res, r, C_AGG_TYPE),
 		.payload = payload,
 		.payload_text = PQgetvalue(res, r, C_PAYLOAD),
 		.metadata = metadata,
 		.created_at = PQgetvalue(res, r, C_CREATED_AT),
-		.created_by = PQgetisnull(res, r, C_CREATED_BY) ? NULL
-		                                                : PQgetvalue(res, r, C_CREATED_BY),
+		.created_by =
+		    PQgetisnull(res, r, C_CREATED_BY) ? NULL : PQgetvalue(res, r, C_CREATED_BY),
 		.attempt = rec->attempt,
 	};
 	double t0 = util_mono_s();
@@ -453,8 +456,8 @@ static void log_outcomes(struct worker *w, const struct batch *b)
 		snprintf(delay, sizeof(delay), "%lld", (long long)rec->delay_ms);
 		log_kv(lvl, "event handled", "worker", w->name, "event_id",
 		       PQgetvalue(b->claim, rec->row, C_ID), "event_type",
-		       PQgetvalue(b->claim, rec->row, C_TYPE), "attempt", attempt, "duration_ms", dur,
-		       "outcome", outcome_names[rec->outcome], "retry_in_ms",
+		       PQgetvalue(b->claim, rec->row, C_TYPE), "attempt", attempt, "duration_ms",
+		       dur, "outcome", outcome_names[rec->outcome], "retry_in_ms",
 		       rec->outcome == OUT_RETRY ? delay : NULL, "error",
 		       rec->error && rec->error[0] ? rec->error : NULL, NULL);
 	}
@@ -537,7 +540,7 @@ static int run_batch(struct worker *w, bool *more)
 		         prior);
 		rec->error = xstrdup(msg);
 		const struct handler_entry *e =
-			registry_find(w->rt->reg, PQgetvalue(b.claim, 0, C_TYPE));
+		    registry_find(w->rt->reg, PQgetvalue(b.claim, 0, C_TYPE));
 		if (!record_failure(w, &b, rec, HANDLER_FAIL, e ? e->name : "", prior, err))
 			goto fail;
 	} else {

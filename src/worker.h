@@ -18,28 +18,28 @@
 
 /* State shared by the main thread and every worker. */
 struct runtime {
-	const struct config *cfg;    /* borrowed; reloadable keys may change */
-	const struct registry *reg;  /* borrowed */
-	atomic_int stopping;         /* stop claiming, finish the batch in hand */
-	atomic_int aborting;         /* roll the batch in hand back now */
-	int wake_fd;                 /* readable once stopping: wakes every wait */
-	bool once;                   /* exit when nothing is due (run --once) */
-	atomic_int finished;         /* workers whose thread has returned */
+	const struct config *cfg;   /* borrowed; reloadable keys may change */
+	const struct registry *reg; /* borrowed */
+	atomic_int stopping;        /* stop claiming, finish the batch in hand */
+	atomic_int aborting;        /* roll the batch in hand back now */
+	int wake_fd;                /* readable once stopping: wakes every wait */
+	bool once;                  /* exit when nothing is due (run --once) */
+	atomic_int finished;        /* workers whose thread has returned */
 };
 
 struct worker {
-	int id;                 /* 1-based, for logs and metrics */
-	char name[32];          /* "worker-1" */
-	struct runtime *rt;     /* borrowed */
+	int id;             /* 1-based, for logs and metrics */
+	char name[32];      /* "worker-1" */
+	struct runtime *rt; /* borrowed */
 	pthread_t thread;
-	PGconn *conn;           /* claim transaction + LISTEN; owned */
-	PGconn *side;           /* crash accounting, autocommit; owned */
+	PGconn *conn; /* claim transaction + LISTEN; owned */
+	PGconn *side; /* crash accounting, autocommit; owned */
 	pthread_mutex_t cancel_lock;
-	PGcancel *cancel;       /* for worker_cancel(); owned, under cancel_lock */
-	int64_t next_due_ms;    /* monotonic time of the earliest retry scheduled here */
-	atomic_int connected;   /* 1 while both connections are up */
+	PGcancel *cancel;             /* for worker_cancel(); owned, under cancel_lock */
+	int64_t next_due_ms;          /* monotonic time of the earliest retry scheduled here */
+	atomic_int connected;         /* 1 while both connections are up */
 	_Atomic double last_claim_at; /* wall clock seconds of the last completed claim cycle */
-	bool failed;            /* stopped on an unrecoverable error */
+	bool failed;                  /* stopped on an unrecoverable error */
 };
 
 /* Start the thread. Returns false (errno-style failure logged) if it could not. */

@@ -171,8 +171,7 @@ START_TEST(test_conf_cap_below_base_is_an_error)
 	struct config cfg;
 	char err[512] = "";
 
-	ck_assert(!load("backoff = { base_ms = 5000; cap_ms = 1000; };\n", &cfg, err,
-	                sizeof(err)));
+	ck_assert(!load("backoff = { base_ms = 5000; cap_ms = 1000; };\n", &cfg, err, sizeof(err)));
 	ck_assert_msg(strstr(err, "backoff.cap_ms: must not be below backoff.base_ms"), "%s", err);
 	conf_release(&cfg);
 }
@@ -183,8 +182,8 @@ struct seen {
 	int keys;
 };
 
-static void visit(void *arg, const char *key, const char *value, const char *def,
-                  bool reloadable, const char *help)
+static void visit(void *arg, const char *key, const char *value, const char *def, bool reloadable,
+                  const char *help)
 {
 	struct seen *s = arg;
 

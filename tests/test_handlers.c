@@ -20,7 +20,7 @@ static enum handler_result write_effect(struct handler_ctx *ctx, const struct ev
 {
 	const char *p[2] = { ev->id, ev->event_type };
 	PGresult *res = handler_exec(
-		ctx, "INSERT INTO test_effects (event_id, event_type) VALUES ($1, $2)", 2, p);
+	    ctx, "INSERT INTO test_effects (event_id, event_type) VALUES ($1, $2)", 2, p);
 
 	if (!res)
 		return HANDLER_RETRY;
