@@ -237,6 +237,11 @@ static void wake_all(void)
 	} while (rc < 0 && errno == EINTR);
 }
 
+static void log_restart_needed(const char *key)
+{
+	log_kv(LOG_NOTICE, "SIGHUP: changed key takes effect at the next start", "key", key, NULL);
+}
+
 static void reload_config(struct cli *cli, struct config *cfg)
 {
 	struct config next;
@@ -253,15 +258,11 @@ static void reload_config(struct cli *cli, struct config *cfg)
 		conf_release(&next);
 		return;
 	}
-	/* Only the logger's settings change while the workers run: they are
-	 * atomics. The other keys take effect at the next start. */
-	log_configure(next.log_level, next.log_format);
-	cfg->log_level = next.log_level;
-	cfg->log_format = next.log_format;
-	log_kv(LOG_NOTICE,
-	       "SIGHUP: configuration re-read; log settings applied, other changes "
-	       "need a restart",
-	       NULL);
+	/* Only the logger's settings (atomics) change while the workers run;
+	 * conf_apply_reload copies those and names every other changed key. */
+	conf_apply_reload(cfg, &next, log_restart_needed);
+	log_configure(cfg->log_level, cfg->log_format);
+	log_kv(LOG_NOTICE, "SIGHUP: configuration re-read", "file", cli->config_path, NULL);
 	conf_release(&next);
 }
 
