@@ -315,10 +315,15 @@ static bool record_failure(struct worker *w, struct batch *b, struct record *rec
 		rec->outcome = OUT_RETRY;
 		rec->delay_ms = backoff_delay_ms(&cfg->backoff, rec->attempt, backoff_random());
 		snprintf(delay, sizeof(delay), "%lld", (long long)rec->delay_ms);
+		if (!run(w->conn, "retry", 3, p, err))
+			return false;
+		/* The server set next_attempt_at from its clock while the statement
+		 * ran; taking our clock after the reply keeps our wake-up at or after
+		 * that moment, so the claim then finds the event due. */
 		int64_t due = util_mono_ms() + rec->delay_ms;
 		if (w->next_due_ms == 0 || due < w->next_due_ms)
 			w->next_due_ms = due;
-		return run(w->conn, "retry", 3, p, err);
+		return true;
 	}
 	if (hr == HANDLER_RETRY) {
 		/* Out of attempts: say so, keeping the last error. */
@@ -629,6 +634,10 @@ static void *worker_main(void *arg)
 				break;
 			continue;
 		}
+		/* A wake-up time that has passed is spent: this claim serves it,
+		 * and retries recorded now must be able to set a later one. */
+		if (w->next_due_ms && w->next_due_ms <= util_mono_ms())
+			w->next_due_ms = 0;
 		n = run_batch(w, &more);
 		if (n < 0) {
 			/* A failure with the connections up (a statement error, a
@@ -638,8 +647,6 @@ static void *worker_main(void *arg)
 			continue;
 		}
 		errors = 0;
-		if (w->next_due_ms && w->next_due_ms <= util_mono_ms())
-			w->next_due_ms = 0;
 		if (more)
 			continue;
 		if (n == 0 && w->rt->once)

@@ -4,7 +4,8 @@
 . "$(dirname "$0")/lib.sh"
 setup_db
 conf "$T/a.conf" 'workers = 1;' 'max_attempts = 5;' \
-	'backoff = { base_ms = 600; factor = 2.0; jitter = 0.1; };' 'poll_interval_ms = 50;'
+	'backoff = { base_ms = 600; factor = 2.0; jitter = 0.1; };' \
+	'poll_interval_ms = 60000;' # retries must wake the worker, not the poll
 start_daemon a "$T/a.conf"
 wait_log a 'worker started' 10 || die "daemon did not start"
 ID=$(q "INSERT INTO events (event_type, payload) VALUES ('test.flaky', '{\"fail_times\": 2}') RETURNING id")
