@@ -28,7 +28,7 @@
  *      pack, or handlers/<pack>/<pack>.c) with HANDLER(type, fn, flags, desc).
  *   3. If it needs tables, add a numbered migration to the pack's migrations
  *      directory (migrations/ for the core pack).
- *   4. Add the .c file to pgeventd_core_sources in Makefile.am and a test
+ *   4. Add the .c file to src_libpgeventd_a_SOURCES in Makefile.am and a test
  *      under tests/.
  *
  * How to add a pack (a set of handlers with its own tables):

@@ -261,6 +261,29 @@ static const char *pack_names(void)
 	return buf;
 }
 
+/* What a setting is, for messages such as "must be true or false, got a string". */
+static const char *type_name(int t)
+{
+	switch (t) {
+	case CONFIG_TYPE_INT:
+	case CONFIG_TYPE_INT64:
+		return "an integer";
+	case CONFIG_TYPE_FLOAT:
+		return "a number with a fraction";
+	case CONFIG_TYPE_STRING:
+		return "a string";
+	case CONFIG_TYPE_BOOL:
+		return "a boolean";
+	case CONFIG_TYPE_GROUP:
+		return "a group";
+	case CONFIG_TYPE_ARRAY:
+		return "an array";
+	case CONFIG_TYPE_LIST:
+		return "a list";
+	}
+	return "something else";
+}
+
 static bool read_key(struct config *cfg, const struct cfg_key *k, const config_setting_t *s,
                      struct load_err *e)
 {
@@ -272,7 +295,9 @@ static bool read_key(struct config *cfg, const struct cfg_key *k, const config_s
 		long long v;
 
 		if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64)
-			return fail(e, s, k->path, "must be an integer");
+			return fail(e, s, k->path,
+			            "must be an integer between %.0f and %.0f, got %s", k->min,
+			            k->max, type_name(t));
 		v = config_setting_get_int64(s);
 		if (v < (long long)k->min || v > (long long)k->max)
 			return fail(e, s, k->path, "must be between %.0f and %.0f, got %lld",
@@ -285,7 +310,7 @@ static bool read_key(struct config *cfg, const struct cfg_key *k, const config_s
 	}
 	case CFG_BOOL:
 		if (t != CONFIG_TYPE_BOOL)
-			return fail(e, s, k->path, "must be true or false");
+			return fail(e, s, k->path, "must be true or false, got %s", type_name(t));
 		*(bool *)p = config_setting_get_bool(s) != 0;
 		return true;
 	case CFG_DOUBLE: {
@@ -296,7 +321,7 @@ static bool read_key(struct config *cfg, const struct cfg_key *k, const config_s
 		else if (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64)
 			v = (double)config_setting_get_int64(s);
 		else
-			return fail(e, s, k->path, "must be a number");
+			return fail(e, s, k->path, "must be a number, got %s", type_name(t));
 		if (!(v >= k->min && v <= k->max))
 			return fail(e, s, k->path, "must be between %g and %g, got %g", k->min,
 			            k->max, v);

@@ -117,7 +117,11 @@ END_TEST
 
 START_TEST(test_conf_wrong_type_names_line_and_key)
 {
-	assert_error("listen = \"yes\";\n", 1, "listen", "must be true or false");
+	assert_error("listen = \"yes\";\n", 1, "listen", "must be true or false, got a string");
+	assert_error("workers = 2;\n\nbatch_size = \"many\";\n", 3, "batch_size",
+	             "must be an integer between 1 and 10000, got a string");
+	assert_error("backoff = { factor = true; };\n", 1, "backoff.factor",
+	             "must be a number, got a boolean");
 	assert_error("log = {\n level = 3;\n};\n", 2, "log.level", "must be a string");
 }
 END_TEST
