@@ -8,5 +8,6 @@ Suite *backoff_suite(void);
 Suite *conf_suite(void);
 Suite *registry_suite(void);
 Suite *log_suite(void);
+Suite *metrics_suite(void);
 
 #endif
