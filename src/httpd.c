@@ -1,0 +1,989 @@
+/* httpd.c -- a tiny embedded HTTP/1.x server: one poll() thread, GET and HEAD, one request per
+ * connection. */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1 /* accept4, pipe2 when built without config.h (the fuzz target) */
+#endif
+
+#include "httpd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util.h"
+
+/* ---- request parser -------------------------------------------------- */
+
+/* Cursor over the part of the buffer the parser may look at. */
+struct scan {
+	const unsigned char *b;
+	size_t n; /* bytes available, at most HTTP_MAX_HEAD */
+	size_t i; /* next byte */
+};
+
+/* RFC 9110 tchar: the characters of methods and field names. */
+static bool is_tchar(unsigned char c)
+{
+	static const char extra[] = "!#$%&'*+-.^_`|~";
+
+	if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+		return true;
+	return c != '\0' && memchr(extra, c, sizeof(extra) - 1) != NULL;
+}
+
+/* Consume the CRLF or bare LF at the cursor. */
+static enum http_parse eat_eol(struct scan *s)
+{
+	if (s->i == s->n)
+		return HTTP_PARSE_INCOMPLETE;
+	if (s->b[s->i] == '\n') {
+		s->i++;
+		return HTTP_PARSE_OK;
+	}
+	if (s->b[s->i] != '\r')
+		return HTTP_PARSE_BAD;
+	if (s->i + 1 == s->n)
+		return HTTP_PARSE_INCOMPLETE;
+	if (s->b[s->i + 1] != '\n')
+		return HTTP_PARSE_BAD; /* bare CR */
+	s->i += 2;
+	return HTTP_PARSE_OK;
+}
+
+static enum http_parse parse_method(struct scan *s, struct http_request *req)
+{
+	size_t start = s->i, len;
+	const unsigned char *m = s->b + start;
+
+	while (s->i < s->n && is_tchar(s->b[s->i]))
+		s->i++;
+	if (s->i == s->n)
+		return HTTP_PARSE_INCOMPLETE;
+	if (s->b[s->i] != ' ' || s->i == start)
+		return HTTP_PARSE_BAD;
+	len = s->i - start;
+	if (len == 3 && memcmp(m, "GET", 3) == 0)
+		req->method = HTTP_METHOD_GET;
+	else if (len == 4 && memcmp(m, "HEAD", 4) == 0)
+		req->method = HTTP_METHOD_HEAD;
+	s->i++;
+	return HTTP_PARSE_OK;
+}
+
+/* For an absolute-form target ("http://host:port/path?q"), where its path
+ * (or '?', or the end) starts; NULL for anything else. */
+static const char *after_authority(const char *t, const char *end)
+{
+	static const char *const schemes[] = { "http://", "https://" };
+
+	for (size_t k = 0; k < sizeof(schemes) / sizeof(schemes[0]); k++) {
+		size_t sl = strlen(schemes[k]);
+		const char *a = t + sl, *p;
+
+		if ((size_t)(end - t) < sl || strncasecmp(t, schemes[k], sl) != 0)
+			continue;
+		for (p = a; p < end && *p != '/' && *p != '?'; p++)
+			;
+		return p == a ? NULL : p;
+	}
+	return NULL;
+}
+
+/* Split a complete request-target (at most 1023 bytes) into path and query. */
+static enum http_parse split_target(const char *t, size_t len, struct http_request *req)
+{
+	const char *end = t + len, *path, *q;
+
+	if (len == 1 && t[0] == '*') {
+		/* asterisk-form is only for OPTIONS; GET * makes no sense */
+		if (req->method != HTTP_METHOD_OTHER)
+			return HTTP_PARSE_BAD;
+		memcpy(req->path, "*", 2);
+		return HTTP_PARSE_OK;
+	}
+	path = t[0] == '/' ? t : after_authority(t, end);
+	if (!path)
+		return HTTP_PARSE_BAD;
+	q = memchr(path, '?', (size_t)(end - path));
+	if (!q)
+		q = end;
+	if (q == path) {
+		memcpy(req->path, "/", 2); /* "http://host" or "http://host?q" */
+	} else {
+		memcpy(req->path, path, (size_t)(q - path));
+		req->path[q - path] = '\0';
+	}
+	if (q < end) {
+		memcpy(req->query, q + 1, (size_t)(end - q - 1));
+		req->query[end - q - 1] = '\0';
+	}
+	return HTTP_PARSE_OK;
+}
+
+static enum http_parse parse_target(struct scan *s, struct http_request *req)
+{
+	size_t start = s->i;
+	enum http_parse r;
+
+	while (s->i < s->n && s->b[s->i] != ' ') {
+		unsigned char c = s->b[s->i];
+
+		if (c < 0x21 || c > 0x7e || c == '#')
+			return HTTP_PARSE_BAD;
+		if (s->i - start == sizeof(req->path) - 1)
+			return HTTP_PARSE_URI_TOO_LONG;
+		s->i++;
+	}
+	if (s->i == s->n)
+		return HTTP_PARSE_INCOMPLETE;
+	if (s->i == start)
+		return HTTP_PARSE_BAD;
+	r = split_target((const char *)s->b + start, s->i - start, req);
+	s->i++;
+	return r;
+}
+
+static enum http_parse parse_version(struct scan *s, struct http_request *req)
+{
+	static const char shape[] = "HTTP/9.9"; /* '9' stands for any digit */
+	size_t start = s->i;
+	enum http_parse r;
+	int major, minor;
+
+	for (size_t k = 0; k < sizeof(shape) - 1; k++, s->i++) {
+		unsigned char c;
+
+		if (s->i == s->n)
+			return HTTP_PARSE_INCOMPLETE;
+		c = s->b[s->i];
+		if (shape[k] == '9' ? (c < '0' || c > '9') : c != (unsigned char)shape[k])
+			return HTTP_PARSE_BAD;
+	}
+	r = eat_eol(s);
+	if (r != HTTP_PARSE_OK)
+		return r;
+	major = s->b[start + 5] - '0';
+	minor = s->b[start + 7] - '0';
+	if (major != 1 || minor > 1)
+		return HTTP_PARSE_VERSION;
+	req->version_minor = minor;
+	return HTTP_PARSE_OK;
+}
+
+/* Header fields up to and including the blank line; values are checked, not kept. */
+static enum http_parse parse_fields(struct scan *s)
+{
+	enum http_parse r;
+
+	for (;;) {
+		size_t start = s->i;
+
+		if (s->i == s->n)
+			return HTTP_PARSE_INCOMPLETE;
+		if (s->b[s->i] == '\r' || s->b[s->i] == '\n')
+			return eat_eol(s);
+		while (s->i < s->n && is_tchar(s->b[s->i]))
+			s->i++;
+		if (s->i == s->n)
+			return HTTP_PARSE_INCOMPLETE;
+		/* also rejects obs-fold (a line starting with SP or HTAB) and
+		 * whitespace between the name and the colon (RFC 9112 5.1) */
+		if (s->b[s->i] != ':' || s->i == start)
+			return HTTP_PARSE_BAD;
+		for (s->i++; s->i < s->n; s->i++) {
+			unsigned char c = s->b[s->i];
+
+			if (c == '\r' || c == '\n')
+				break;
+			if ((c < 0x20 && c != '\t') || c == 0x7f)
+				return HTTP_PARSE_BAD;
+		}
+		r = eat_eol(s);
+		if (r != HTTP_PARSE_OK)
+			return r;
+	}
+}
+
+static enum http_parse parse_head(struct scan *s, struct http_request *req)
+{
+	enum http_parse r;
+
+	/* RFC 9112 2.2: ignore empty lines before the request-line */
+	while (s->i < s->n && (s->b[s->i] == '\r' || s->b[s->i] == '\n')) {
+		r = eat_eol(s);
+		if (r != HTTP_PARSE_OK)
+			return r;
+	}
+	r = parse_method(s, req);
+	if (r == HTTP_PARSE_OK)
+		r = parse_target(s, req);
+	if (r == HTTP_PARSE_OK)
+		r = parse_version(s, req);
+	if (r == HTTP_PARSE_OK)
+		r = parse_fields(s);
+	if (r == HTTP_PARSE_OK)
+		req->head_len = s->i;
+	return r;
+}
+
+/* One pass over at most HTTP_MAX_HEAD bytes; every check is made as soon
+ * as its bytes are there, so an error never waits for the end of the head. */
+enum http_parse http_parse_request(const char *buf, size_t len, struct http_request *req)
+{
+	struct scan s = { (const unsigned char *)buf, len < HTTP_MAX_HEAD ? len : HTTP_MAX_HEAD,
+		          0 };
+	enum http_parse r;
+
+	req->method = HTTP_METHOD_OTHER;
+	req->path[0] = '\0';
+	req->query[0] = '\0';
+	req->version_minor = 0;
+	req->head_len = 0;
+	r = parse_head(&s, req);
+	if (r == HTTP_PARSE_INCOMPLETE && len >= HTTP_MAX_HEAD)
+		return HTTP_PARSE_TOO_LARGE;
+	return r;
+}
+
+/* ---- server ---------------------------------------------------------- */
+
+#define DEFAULT_MAX_CLIENTS  32
+#define DEFAULT_TIMEOUT_MS   2000
+#define LISTEN_BACKLOG       128
+#define POLL_MAX_MS          500    /* bounds a turn, so httpd_turns keeps moving */
+#define ACCEPT_BATCH         16     /* connections taken per turn */
+#define ACCEPT_PAUSE_MS      100    /* after EMFILE and the like, instead of spinning */
+#define LINGER_MAX_MS        1000   /* how long to drain a client after the answer */
+#define LINGER_MAX_BYTES     262144 /* how much to drain before giving up */
+#define TEXT_PLAIN           "text/plain; charset=utf-8"
+#define CONTENT_TYPE_MAX_LEN 128
+
+/*
+ * A connection's life: READING the head (deadline: accept + read timeout),
+ * WRITING the answer (deadline: answer + read timeout), then LINGERING:
+ * our side is shut down and whatever the client still sends (a body, the
+ * rest of an oversized head) is read and dropped until it closes. Closing
+ * with unread bytes would make the kernel send a reset that can destroy
+ * the answer before the client reads it.
+ */
+enum client_state { CLIENT_FREE, CLIENT_READING, CLIENT_WRITING, CLIENT_LINGERING };
+
+struct client {
+	int fd; /* owned; -1 when the slot is free */
+	enum client_state state;
+	int64_t deadline_ms;     /* monotonic; the current state's time limit */
+	size_t in_len;           /* bytes of in[] read */
+	size_t out_len, out_off; /* bytes of out[] to send; bytes of out[] + body sent */
+	char *body;              /* the handler's body; owned, freed at close */
+	size_t body_len;         /* bytes of body to send (0 for HEAD) */
+	size_t drained;          /* bytes dropped while lingering */
+	char in[HTTP_MAX_HEAD];
+	char out[512]; /* status line and headers (and a server error's body) */
+};
+
+struct httpd {
+	int lfd;     /* listen socket; owned */
+	int wake[2]; /* self-pipe: httpd_stop writes, the thread polls; owned */
+	int port;
+	int max_clients, timeout_ms;
+	http_handler_fn fn;
+	void *arg; /* borrowed, passed to fn */
+	pthread_t thread;
+	atomic_bool stopping;
+	_Atomic uint64_t turns;
+	int64_t accept_resume_ms; /* listen socket left out of poll until then */
+	int nclients;
+	struct client *clients; /* max_clients slots; owned */
+	struct pollfd *pfds;    /* max_clients + 2; owned */
+	int *pfd_client;        /* the client of each client pollfd, in order; owned */
+};
+
+static const struct {
+	int status;
+	const char *reason;
+} reasons[] = {
+	{ 200, "OK" },
+	{ 201, "Created" },
+	{ 202, "Accepted" },
+	{ 204, "No Content" },
+	{ 301, "Moved Permanently" },
+	{ 302, "Found" },
+	{ 304, "Not Modified" },
+	{ 307, "Temporary Redirect" },
+	{ 400, "Bad Request" },
+	{ 401, "Unauthorized" },
+	{ 403, "Forbidden" },
+	{ 404, "Not Found" },
+	{ 405, "Method Not Allowed" },
+	{ 408, "Request Timeout" },
+	{ 414, "URI Too Long" },
+	{ 429, "Too Many Requests" },
+	{ 431, "Request Header Fields Too Large" },
+	{ 500, "Internal Server Error" },
+	{ 501, "Not Implemented" },
+	{ 502, "Bad Gateway" },
+	{ 503, "Service Unavailable" },
+	{ 504, "Gateway Timeout" },
+	{ 505, "HTTP Version Not Supported" },
+};
+
+/* The answer to each parse failure. */
+static const int parse_status[] = {
+	[HTTP_PARSE_BAD] = 400,
+	[HTTP_PARSE_TOO_LARGE] = 431,
+	[HTTP_PARSE_URI_TOO_LONG] = 414,
+	[HTTP_PARSE_VERSION] = 505,
+};
+
+/* Sent as is, without reading, to a connection over max_clients. */
+static const char busy_answer[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                                  "Content-Type: " TEXT_PLAIN "\r\n"
+                                  "Content-Length: 20\r\n"
+                                  "Connection: close\r\n"
+                                  "\r\n"
+                                  "Service Unavailable\n";
+
+static const char *reason_phrase(int status)
+{
+	for (size_t k = 0; k < sizeof(reasons) / sizeof(reasons[0]); k++)
+		if (reasons[k].status == status)
+			return reasons[k].reason;
+	return ""; /* the reason phrase may be empty (RFC 9112 4) */
+}
+
+/* IMF-fixdate, without strftime: locale names would be wrong. */
+static void http_date(char *buf, size_t len)
+{
+	static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+		                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	time_t t = time(NULL);
+	struct tm tm;
+
+	if (!gmtime_r(&t, &tm)) {
+		snprintf(buf, len, "Thu, 01 Jan 1970 00:00:00 GMT");
+		return;
+	}
+	snprintf(buf, len, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7], tm.tm_mday,
+	         months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+static bool content_type_ok(const char *s)
+{
+	size_t n = 0;
+
+	if (!s || !*s)
+		return false;
+	for (; s[n]; n++)
+		if (n == CONTENT_TYPE_MAX_LEN || ((unsigned char)s[n] < 0x20 && s[n] != '\t') ||
+		    (unsigned char)s[n] >= 0x7f)
+			return false;
+	return true;
+}
+
+static void out_add(struct client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Append to c->out; the inputs are bounded so it never fills, but a
+ * truncation would only cut the text, never overflow. */
+static void out_add(struct client *c, const char *fmt, ...)
+{
+	size_t room = sizeof(c->out) - c->out_len;
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(c->out + c->out_len, room, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		c->out_len += (size_t)n < room ? (size_t)n : room - 1;
+}
+
+enum { HEAD_ALLOW = 1, HEAD_NO_CONTENT = 2 };
+
+static void format_head(struct client *c, int status, const char *ctype, size_t body_len,
+                        unsigned flags)
+{
+	char date[40];
+
+	http_date(date, sizeof(date));
+	c->out_len = 0;
+	out_add(c, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status, reason_phrase(status), date);
+	if (!(flags & HEAD_NO_CONTENT))
+		out_add(c, "Content-Type: %s\r\nContent-Length: %zu\r\n", ctype, body_len);
+	if (flags & HEAD_ALLOW)
+		out_add(c, "Allow: GET, HEAD\r\n");
+	out_add(c, "Connection: close\r\n\r\n");
+}
+
+/* A server-made answer: the reason phrase is the body. */
+static void answer_error(struct client *c, int status, bool head_only)
+{
+	const char *reason = reason_phrase(status);
+
+	format_head(c, status, TEXT_PLAIN, strlen(reason) + 1, status == 405 ? HEAD_ALLOW : 0);
+	if (!head_only)
+		out_add(c, "%s\n", reason);
+}
+
+static void answer_handler(struct httpd *h, struct client *c, const struct http_request *req)
+{
+	struct http_response resp = { 0, NULL, NULL, 0 };
+	bool head_only = req->method == HTTP_METHOD_HEAD, bodiless;
+
+	h->fn(h->arg, req, &resp);
+	if (resp.status < 200 || resp.status > 599) {
+		free(resp.body);
+		answer_error(c, 500, head_only);
+		return;
+	}
+	bodiless = resp.status == 204 || resp.status == 304; /* no Content-Length allowed */
+	if (!resp.body || bodiless)
+		resp.body_len = 0;
+	format_head(c, resp.status,
+	            content_type_ok(resp.content_type) ? resp.content_type : TEXT_PLAIN,
+	            resp.body_len, bodiless ? HEAD_NO_CONTENT : 0);
+	if (head_only || resp.body_len == 0) {
+		free(resp.body);
+		return;
+	}
+	c->body = resp.body;
+	c->body_len = resp.body_len;
+}
+
+static void client_close(struct httpd *h, struct client *c)
+{
+	if (c->state == CLIENT_FREE)
+		return;
+	close(c->fd);
+	free(c->body);
+	c->fd = -1;
+	c->body = NULL;
+	c->body_len = 0;
+	c->state = CLIENT_FREE;
+	h->nclients--;
+}
+
+/* Drop what the client sends until it closes; close on EOF, error or too much. */
+static void client_drain(struct httpd *h, struct client *c)
+{
+	for (;;) {
+		ssize_t r = recv(c->fd, c->in, sizeof(c->in), 0);
+
+		if (r > 0) {
+			c->drained += (size_t)r;
+			if (c->drained <= LINGER_MAX_BYTES)
+				continue;
+		} else if (r < 0 && errno == EINTR) {
+			continue;
+		} else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			return;
+		}
+		client_close(h, c);
+		return;
+	}
+}
+
+static void client_linger(struct httpd *h, struct client *c)
+{
+	int linger = h->timeout_ms < LINGER_MAX_MS ? h->timeout_ms : LINGER_MAX_MS;
+
+	free(c->body);
+	c->body = NULL;
+	c->body_len = 0;
+	if (shutdown(c->fd, SHUT_WR) < 0) {
+		client_close(h, c);
+		return;
+	}
+	c->state = CLIENT_LINGERING;
+	c->deadline_ms = util_mono_ms() + linger;
+	c->drained = 0;
+	client_drain(h, c);
+}
+
+/* Send as much of the answer as the socket takes; linger once it is all sent. */
+static void client_write(struct httpd *h, struct client *c)
+{
+	for (;;) {
+		size_t total = c->out_len + c->body_len;
+		struct iovec iov[2];
+		struct msghdr msg;
+		ssize_t r;
+
+		if (c->out_off >= total) {
+			client_linger(h, c);
+			return;
+		}
+		memset(&msg, 0, sizeof(msg));
+		msg.msg_iov = iov;
+		if (c->out_off < c->out_len) {
+			iov[0].iov_base = c->out + c->out_off;
+			iov[0].iov_len = c->out_len - c->out_off;
+			iov[1].iov_base = c->body;
+			iov[1].iov_len = c->body_len;
+			msg.msg_iovlen = c->body_len ? 2 : 1;
+		} else {
+			iov[0].iov_base = c->body + (c->out_off - c->out_len);
+			iov[0].iov_len = total - c->out_off;
+			msg.msg_iovlen = 1;
+		}
+		r = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+		if (r >= 0)
+			c->out_off += (size_t)r;
+		else if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return;
+		else if (errno != EINTR) {
+			client_close(h, c); /* EPIPE, ECONNRESET: nobody to answer */
+			return;
+		}
+	}
+}
+
+/* Turn a finished (or failed) head into an answer and start sending it. */
+static void client_answer(struct httpd *h, struct client *c, enum http_parse p,
+                          const struct http_request *req)
+{
+	if (p == HTTP_PARSE_OK && req->method == HTTP_METHOD_OTHER)
+		answer_error(c, 405, false);
+	else if (p == HTTP_PARSE_OK)
+		answer_handler(h, c, req);
+	else
+		answer_error(c, parse_status[p], req->method == HTTP_METHOD_HEAD);
+	c->state = CLIENT_WRITING;
+	c->deadline_ms = util_mono_ms() + h->timeout_ms;
+	c->out_off = 0;
+	client_write(h, c);
+}
+
+/* Read what is there (at most the head cap), then parse it all again:
+ * the parser is stateless and the head is small. */
+static void client_read(struct httpd *h, struct client *c)
+{
+	struct http_request req;
+	enum http_parse p;
+	bool eof = false, got = false;
+
+	while (c->in_len < sizeof(c->in)) {
+		ssize_t r = recv(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len, 0);
+
+		if (r > 0) {
+			c->in_len += (size_t)r;
+			got = true;
+		} else if (r == 0) {
+			eof = true;
+			break;
+		} else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			break;
+		} else if (errno != EINTR) {
+			client_close(h, c);
+			return;
+		}
+	}
+	if (got) {
+		p = http_parse_request(c->in, c->in_len, &req);
+		if (p == HTTP_PARSE_INCOMPLETE && c->in_len == sizeof(c->in))
+			p = HTTP_PARSE_TOO_LARGE; /* cannot happen; never stop reading silently */
+		if (p != HTTP_PARSE_INCOMPLETE) {
+			client_answer(h, c, p, &req);
+			return;
+		}
+	}
+	if (eof)
+		client_close(h, c); /* gone before the end of its head */
+}
+
+/* Over the cap: answer 503 without reading the request, then close. What
+ * the client already sent (a little of it, without waiting) is dropped
+ * first so the close is a FIN, not a reset that could destroy the answer. */
+static void refuse_busy(int fd)
+{
+	char scratch[4096];
+
+	if (send(fd, busy_answer, sizeof(busy_answer) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0 &&
+	    shutdown(fd, SHUT_WR) == 0)
+		for (int k = 0; k < 4 && recv(fd, scratch, sizeof(scratch), MSG_DONTWAIT) > 0; k++)
+			;
+	close(fd);
+}
+
+static void accept_clients(struct httpd *h)
+{
+	for (int k = 0; k < ACCEPT_BATCH; k++) {
+		struct client *c = NULL;
+		int fd = accept4(h->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO ||
+			    errno == EPERM)
+				continue; /* that connection is gone; try the next */
+			/* EMFILE, ENFILE, ENOBUFS, ENOMEM: the listen socket
+			 * stays readable, so stop watching it for a while */
+			h->accept_resume_ms = util_mono_ms() + ACCEPT_PAUSE_MS;
+			return;
+		}
+		for (int i = 0; i < h->max_clients && !c && h->nclients < h->max_clients; i++)
+			if (h->clients[i].state == CLIENT_FREE)
+				c = &h->clients[i];
+		if (!c) {
+			refuse_busy(fd);
+			continue;
+		}
+		c->fd = fd;
+		c->state = CLIENT_READING;
+		c->deadline_ms = util_mono_ms() + h->timeout_ms;
+		c->in_len = c->out_len = c->out_off = 0;
+		h->nclients++;
+	}
+}
+
+/* Answer 408 to heads not in yet; close writers and lingerers out of time. */
+static void expire_clients(struct httpd *h, int64_t now)
+{
+	for (int i = 0; i < h->max_clients; i++) {
+		struct client *c = &h->clients[i];
+		struct http_request req;
+
+		if (c->state == CLIENT_FREE || now < c->deadline_ms)
+			continue;
+		if (c->state == CLIENT_READING) {
+			/* a HEAD still gets no body, even a 408 */
+			http_parse_request(c->in, c->in_len, &req);
+			answer_error(c, 408, req.method == HTTP_METHOD_HEAD);
+			c->state = CLIENT_WRITING;
+			c->deadline_ms = now + h->timeout_ms;
+			c->out_off = 0;
+			client_write(h, c);
+		} else {
+			client_close(h, c);
+		}
+	}
+}
+
+/* Fill h->pfds for this turn: the self-pipe, the listen socket when
+ * listening, then the clients from index `first`. Returns their number and
+ * sets the poll timeout to the nearest deadline. */
+static nfds_t build_pollset(struct httpd *h, bool listening, int64_t now, int *timeout)
+{
+	int64_t wait = POLL_MAX_MS;
+	nfds_t n = 0, first = listening ? 2 : 1;
+
+	h->pfds[n++] = (struct pollfd){ .fd = h->wake[0], .events = POLLIN };
+	if (listening)
+		h->pfds[n++] = (struct pollfd){ .fd = h->lfd, .events = POLLIN };
+	else if (h->accept_resume_ms - now < wait)
+		wait = h->accept_resume_ms - now;
+	for (int i = 0; i < h->max_clients; i++) {
+		struct client *c = &h->clients[i];
+
+		if (c->state == CLIENT_FREE)
+			continue;
+		h->pfd_client[n - first] = i;
+		h->pfds[n++] = (struct pollfd){
+			.fd = c->fd,
+			.events = c->state == CLIENT_WRITING ? POLLOUT : POLLIN,
+		};
+		if (c->deadline_ms - now < wait)
+			wait = c->deadline_ms - now;
+	}
+	*timeout = wait < 0 ? 0 : (int)wait;
+	return n;
+}
+
+static void *httpd_main(void *arg)
+{
+	struct httpd *h = arg;
+
+	while (!atomic_load(&h->stopping)) {
+		int64_t now = util_mono_ms();
+		int timeout, rc;
+		nfds_t n, first;
+		bool listening;
+
+		atomic_fetch_add_explicit(&h->turns, 1, memory_order_relaxed);
+		expire_clients(h, now);
+		listening = now >= h->accept_resume_ms;
+		n = build_pollset(h, listening, now, &timeout);
+		rc = poll(h->pfds, n, timeout);
+		if (rc < 0) {
+			if (errno != EINTR) {
+				/* ENOMEM: nothing to do but wait a little */
+				struct timespec ts = { 0, 10 * 1000 * 1000 };
+				nanosleep(&ts, NULL);
+			}
+			continue;
+		}
+		if (h->pfds[0].revents)
+			break;
+		first = listening ? 2 : 1;
+		for (nfds_t k = first; k < n; k++) {
+			struct client *c = &h->clients[h->pfd_client[k - first]];
+
+			if (!h->pfds[k].revents)
+				continue;
+			if (c->state == CLIENT_READING)
+				client_read(h, c);
+			else if (c->state == CLIENT_WRITING)
+				client_write(h, c);
+			else if (c->state == CLIENT_LINGERING)
+				client_drain(h, c);
+		}
+		if (listening && h->pfds[1].revents)
+			accept_clients(h);
+	}
+	return NULL;
+}
+
+/* ---- listen socket --------------------------------------------------- */
+
+/* Split "host:port", "[v6]:port", ":port" or "*:port"; host is "" for all addresses. */
+static bool split_listen(const char *spec, char *host, size_t hostlen, unsigned *port)
+{
+	const char *h0, *h1, *p;
+	unsigned long v = 0;
+
+	if (spec[0] == '[') {
+		h0 = spec + 1;
+		h1 = strchr(h0, ']');
+		if (!h1 || h1 == h0 || h1[1] != ':')
+			return false;
+		p = h1 + 2;
+	} else {
+		h0 = spec;
+		h1 = strrchr(spec, ':');
+		if (!h1 || memchr(h0, ':', (size_t)(h1 - h0)))
+			return false; /* no port, or an IPv6 address without brackets */
+		p = h1 + 1;
+	}
+	if (!*p || strlen(p) > 5 || strspn(p, "0123456789") != strlen(p))
+		return false;
+	v = strtoul(p, NULL, 10);
+	if (v > 65535 || (size_t)(h1 - h0) >= hostlen)
+		return false;
+	memcpy(host, h0, (size_t)(h1 - h0));
+	host[h1 - h0] = '\0';
+	if (spec[0] != '[' && strcmp(host, "*") == 0)
+		host[0] = '\0';
+	*port = (unsigned)v;
+	return true;
+}
+
+/* A nonblocking, close-on-exec listening socket on sa, or -1 with errno set. */
+static int bind_listen(const struct sockaddr *sa, socklen_t salen, bool dual_stack)
+{
+	int fd, one = 1, zero = 0, saved;
+
+	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+		goto fail;
+	if (dual_stack && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) < 0)
+		goto fail;
+	if (bind(fd, sa, salen) < 0 || listen(fd, LISTEN_BACKLOG) < 0)
+		goto fail;
+	return fd;
+fail:
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return -1;
+}
+
+/* All addresses: IPv6 and IPv4 on one dual-stack socket, or IPv4 alone
+ * where the kernel has no IPv6. */
+static int listen_any(unsigned port)
+{
+	struct sockaddr_in6 a6;
+	struct sockaddr_in a4;
+	int fd;
+
+	memset(&a6, 0, sizeof(a6));
+	a6.sin6_family = AF_INET6;
+	a6.sin6_port = htons((uint16_t)port);
+	a6.sin6_addr = in6addr_any;
+	fd = bind_listen((struct sockaddr *)&a6, sizeof(a6), true);
+	if (fd >= 0 || (errno != EAFNOSUPPORT && errno != EADDRNOTAVAIL))
+		return fd;
+	memset(&a4, 0, sizeof(a4));
+	a4.sin_family = AF_INET;
+	a4.sin_port = htons((uint16_t)port);
+	a4.sin_addr.s_addr = htonl(INADDR_ANY);
+	return bind_listen((struct sockaddr *)&a4, sizeof(a4), false);
+}
+
+/* Listen on opt->listen; -1 with a message in err. */
+static int listen_on(const char *spec, int *bound_port, char *err, size_t errlen)
+{
+	struct addrinfo hints, *res = NULL, *ai;
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof(ss);
+	char host[256], portstr[8];
+	unsigned port;
+	int fd = -1, rc, first_errno = 0;
+
+	if (!split_listen(spec, host, sizeof(host), &port)) {
+		snprintf(err, errlen,
+		         "cannot listen on %s: expected host:port, [ipv6]:port, :port or *:port",
+		         spec);
+		return -1;
+	}
+	if (host[0] == '\0') {
+		fd = listen_any(port);
+		first_errno = errno;
+	} else {
+		memset(&hints, 0, sizeof(hints));
+		hints.ai_family = AF_UNSPEC;
+		hints.ai_socktype = SOCK_STREAM;
+		hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+		snprintf(portstr, sizeof(portstr), "%u", port);
+		rc = getaddrinfo(host, portstr, &hints, &res);
+		if (rc != 0) {
+			snprintf(err, errlen, "cannot listen on %s: %s", spec,
+			         rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+			return -1;
+		}
+		/* the first address that works; report the most telling failure */
+		for (ai = res; ai && fd < 0; ai = ai->ai_next) {
+			fd = bind_listen(ai->ai_addr, ai->ai_addrlen, false);
+			if (fd < 0 && (first_errno == 0 || first_errno == EAFNOSUPPORT ||
+			               first_errno == EADDRNOTAVAIL))
+				first_errno = errno;
+		}
+		freeaddrinfo(res);
+	}
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s", spec, strerror(first_errno));
+		return -1;
+	}
+	if (getsockname(fd, (struct sockaddr *)&ss, &sslen) < 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s", spec, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	*bound_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+	                                             : ((struct sockaddr_in *)&ss)->sin_port);
+	return fd;
+}
+
+/* ---- lifecycle ------------------------------------------------------- */
+
+/* Close and free everything h holds (the thread is not running). */
+static void httpd_free(struct httpd *h)
+{
+	if (!h)
+		return;
+	for (int i = 0; h->clients && i < h->max_clients; i++)
+		client_close(h, &h->clients[i]);
+	if (h->lfd >= 0)
+		close(h->lfd);
+	if (h->wake[0] >= 0)
+		close(h->wake[0]);
+	if (h->wake[1] >= 0)
+		close(h->wake[1]);
+	free(h->clients);
+	free(h->pfds);
+	free(h->pfd_client);
+	free(h);
+}
+
+struct httpd *httpd_start(const struct httpd_options *opt, http_handler_fn fn, void *arg, char *err,
+                          size_t errlen)
+{
+	static const int sync_signals[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT };
+	struct httpd *h;
+	sigset_t block, saved;
+	int rc;
+
+	if (!opt || !opt->listen || !fn || opt->max_clients < 0 || opt->read_timeout_ms < 0) {
+		snprintf(err, errlen, "httpd_start: invalid options");
+		return NULL;
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	h->lfd = h->wake[0] = h->wake[1] = -1;
+	h->fn = fn;
+	h->arg = arg;
+	h->max_clients = opt->max_clients ? opt->max_clients : DEFAULT_MAX_CLIENTS;
+	h->timeout_ms = opt->read_timeout_ms ? opt->read_timeout_ms : DEFAULT_TIMEOUT_MS;
+	atomic_init(&h->stopping, false);
+	atomic_init(&h->turns, 0);
+	h->clients = calloc((size_t)h->max_clients, sizeof(*h->clients));
+	h->pfds = calloc((size_t)h->max_clients + 2, sizeof(*h->pfds));
+	h->pfd_client = calloc((size_t)h->max_clients, sizeof(*h->pfd_client));
+	if (!h->clients || !h->pfds || !h->pfd_client) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (int i = 0; i < h->max_clients; i++)
+		h->clients[i].fd = -1;
+	h->lfd = listen_on(opt->listen, &h->port, err, errlen);
+	if (h->lfd < 0)
+		goto fail;
+	if (pipe2(h->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
+		snprintf(err, errlen, "cannot create the HTTP wake-up pipe: %s", strerror(errno));
+		goto fail;
+	}
+	/* The thread takes no asynchronous signal: they belong to the main
+	 * loop, whose poll they must interrupt. Faults stay deliverable. */
+	sigfillset(&block);
+	for (size_t k = 0; k < sizeof(sync_signals) / sizeof(sync_signals[0]); k++)
+		sigdelset(&block, sync_signals[k]);
+	pthread_sigmask(SIG_SETMASK, &block, &saved);
+	rc = pthread_create(&h->thread, NULL, httpd_main, h);
+	pthread_sigmask(SIG_SETMASK, &saved, NULL);
+	if (rc != 0) {
+		snprintf(err, errlen, "cannot start the HTTP thread: %s", strerror(rc));
+		goto fail;
+	}
+	return h;
+fail:
+	httpd_free(h);
+	return NULL;
+}
+
+int httpd_port(const struct httpd *h)
+{
+	return h->port;
+}
+
+uint64_t httpd_turns(const struct httpd *h)
+{
+	return atomic_load_explicit(&h->turns, memory_order_relaxed);
+}
+
+void httpd_stop(struct httpd *h)
+{
+	char b = 1;
+
+	if (!h)
+		return;
+	atomic_store(&h->stopping, true);
+	/* the pipe is empty, so this cannot block or fill; the flag covers a
+	 * failed write at the next turn (POLL_MAX_MS at most) */
+	while (write(h->wake[1], &b, 1) < 0 && errno == EINTR)
+		;
+	pthread_join(h->thread, NULL);
+	httpd_free(h);
+}
