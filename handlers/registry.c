@@ -110,7 +110,7 @@ void registry_release(struct registry *r)
 	memset(r, 0, sizeof(*r));
 }
 
-const struct handler_entry *registry_find(const struct registry *r, const char *event_type)
+int registry_index(const struct registry *r, const char *event_type)
 {
 	size_t lo = 0, hi = r->n;
 
@@ -119,11 +119,18 @@ const struct handler_entry *registry_find(const struct registry *r, const char *
 		int c = strcmp(event_type, r->entries[mid]->event_type);
 
 		if (c == 0)
-			return r->entries[mid];
+			return (int)mid;
 		if (c < 0)
 			hi = mid;
 		else
 			lo = mid + 1;
 	}
-	return NULL;
+	return -1;
+}
+
+const struct handler_entry *registry_find(const struct registry *r, const char *event_type)
+{
+	int i = registry_index(r, event_type);
+
+	return i < 0 ? NULL : r->entries[i];
 }

@@ -26,6 +26,9 @@ extern const struct handler_pack core_pack;
 bool registry_build(struct registry *r, const struct config *cfg, char *err, size_t errlen);
 void registry_release(struct registry *r);
 
+/* The position of `event_type` in entries[], or -1 (metrics label it). */
+int registry_index(const struct registry *r, const char *event_type);
+
 /* The handler row for `event_type`, or NULL. */
 const struct handler_entry *registry_find(const struct registry *r, const char *event_type);
 

@@ -3,6 +3,8 @@
 #   pgc_start        initdb into a temp dir, start on a free port, export PG*
 #   pgc_stop         stop the server and delete the directory
 #   pgc_restart      restart it (tests of reconnection)
+#   pgc_pause        stop the server, keeping the cluster (tests of outages)
+#   pgc_resume       start it again on the same port
 # The cluster listens on 127.0.0.1 and on a Unix socket in its directory,
 # trusts local connections, and is torn down by the caller's EXIT trap.
 
@@ -25,6 +27,11 @@ pgc_as_owner() {
 	fi
 }
 
+pgc_opts() { # port
+	echo "-p $1 -k $PGC_DIR -c listen_addresses=127.0.0.1 -c fsync=off" \
+		"-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+}
+
 pgc_start() {
 	PGC_BIN=$(pgc_bindir) || return 1
 	PGC_DIR=$(mktemp -d /tmp/pgeventd-pg.XXXXXX) || return 1
@@ -39,9 +46,7 @@ pgc_start() {
 	for try in 1 2 3 4 5 6 7 8; do
 		port=$((20000 + (RANDOM % 20000)))
 		if pgc_as_owner "$PGC_BIN/pg_ctl" -D "$PGC_DIR/data" -l "$PGC_DIR/server.log" -w -t 60 \
-			-o "-p $port -k $PGC_DIR -c listen_addresses=127.0.0.1 -c fsync=off \
--c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
-			start >/dev/null 2>&1; then
+			-o "$(pgc_opts "$port")" start >/dev/null 2>&1; then
 			PGC_PORT=$port
 			export PGHOST=$PGC_DIR PGPORT=$port PGUSER=$PGC_USER PGDATABASE=postgres
 			export PGC_DIR PGC_BIN PGC_PORT
@@ -56,6 +61,15 @@ pgc_start() {
 pgc_restart() {
 	pgc_as_owner "$PGC_BIN/pg_ctl" -D "$PGC_DIR/data" -l "$PGC_DIR/server.log" -w -t 60 \
 		-m fast restart >/dev/null
+}
+
+pgc_pause() {
+	pgc_as_owner "$PGC_BIN/pg_ctl" -D "$PGC_DIR/data" -m fast -w -t 60 stop >/dev/null
+}
+
+pgc_resume() {
+	pgc_as_owner "$PGC_BIN/pg_ctl" -D "$PGC_DIR/data" -l "$PGC_DIR/server.log" -w -t 60 \
+		-o "$(pgc_opts "$PGC_PORT")" start >/dev/null
 }
 
 pgc_stop() {

@@ -26,8 +26,10 @@
 #include "conf.h"
 #include "db.h"
 #include "handlers/registry.h"
+#include "health.h"
 #include "log.h"
 #include "migrate.h"
+#include "telemetry.h"
 #include "util.h"
 #include "worker.h"
 
@@ -275,6 +277,7 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 	struct registry reg;
 	struct runtime rt;
 	struct worker *workers = NULL;
+	struct health *health = NULL;
 	sigset_t sigs;
 	char err[1024], pending[1024];
 	PGconn *conn = NULL;
@@ -340,9 +343,22 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 	rt.wake_fd = wake_pipe[0];
 	rt.once = once;
 	workers = calloc((size_t)cfg.workers, sizeof(*workers));
-	if (!workers) {
+	if (!workers || !telemetry_init(&reg, cfg.workers, PACKAGE_VERSION)) {
+		log_kv(LOG_ERROR, "out of memory", NULL);
 		rc = EX_SOFTWARE_;
 		goto out;
+	}
+	/* run --once is a batch job: no server (it would clash with the
+	 * daemon's port), no sampler. */
+	if (!once) {
+		struct health_deps hd = { &cfg, &reg, &rt, workers, cfg.workers };
+
+		health = health_start(&hd, err, sizeof(err));
+		if (!health) {
+			log_kv(LOG_ERROR, "cannot start the health server", "error", err, NULL);
+			rc = EX_UNAVAILABLE_;
+			goto out;
+		}
 	}
 	for (int i = 0; i < cfg.workers; i++) {
 		if (!worker_start(&workers[i], i + 1, &rt)) {
@@ -367,8 +383,10 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 		struct timespec ts = { 0, 100 * 1000000L };
 		int sig = sigtimedwait(&sigs, NULL, &ts);
 
+		health_tick(health);
 		if (sig == SIGHUP) {
 			reload_config(cli, &cfg);
+			health_config_changed(health);
 		} else if (sig == SIGTERM || sig == SIGINT) {
 			if (!atomic_load(&rt.stopping)) {
 				log_kv(LOG_NOTICE, "shutting down: finishing the batches in hand",
@@ -399,6 +417,8 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 		worker_join(&workers[i]);
 	log_kv(LOG_NOTICE, "pgeventd stopped", NULL);
 out:
+	health_stop(health);
+	telemetry_free();
 	free(workers);
 	if (wake_pipe[0] >= 0) {
 		close(wake_pipe[0]);

@@ -32,6 +32,7 @@
 #include "dispatch.h"
 #include "log.h"
 #include "stats.h"
+#include "telemetry.h"
 #include "util.h"
 
 #define ERRLEN 1024
@@ -98,10 +99,14 @@ static const char unmark_dec_sql[] =
 
 enum outcome { OUT_OK, OUT_RETRY, OUT_DEAD, OUT_SKIPPED };
 static const char *const outcome_names[] = { "ok", "retry", "dead_letter", "skipped" };
+static const enum telemetry_outcome tm_outcome[] = { TM_OK, TM_RETRY, TM_DEAD_LETTER, TM_SKIPPED };
 
 /* What happened to one event of the batch, logged after COMMIT. */
 struct record {
-	int row; /* row of the claim result */
+	int row;        /* row of the claim result */
+	int type_index; /* registry index of its type, -1 if none */
+	bool ran;       /* its handler ran: duration_ms and lag_s are set */
+	double lag_s;   /* created_at to handler start */
 	enum outcome outcome;
 	int attempt;
 	int64_t delay_ms; /* RETRY */
@@ -111,6 +116,7 @@ struct record {
 
 struct batch {
 	PGresult *claim;     /* owned */
+	double claim_mono;   /* monotonic seconds when the claim returned */
 	int nrows;           /* rows claimed */
 	int n;               /* rows taken into this batch (a prefix) */
 	bool more;           /* more may be due at once */
@@ -142,10 +148,23 @@ static bool aborting(const struct worker *w)
 	return atomic_load(&w->rt->aborting) != 0;
 }
 
+static void beat(struct worker *w)
+{
+	atomic_store(&w->heartbeat, util_mono_s());
+}
+
+static void set_connected(struct worker *w, bool up)
+{
+	if (atomic_exchange(&w->connected, up ? 1 : 0) != (up ? 1 : 0))
+		atomic_store(&w->connected_changed_at, util_real_s());
+	telemetry_connected(w->id, up);
+}
+
 /* Sleep up to ms, woken early by shutdown. */
 static void nap(struct worker *w, int ms)
 {
 	db_wait(NULL, w->rt->wake_fd, ms);
+	beat(w);
 }
 
 static void set_cancel(struct worker *w)
@@ -169,7 +188,7 @@ void worker_cancel(struct worker *w)
 
 static void disconnect(struct worker *w)
 {
-	atomic_store(&w->connected, 0);
+	set_connected(w, false);
 	pthread_mutex_lock(&w->cancel_lock);
 	if (w->cancel)
 		PQfreeCancel(w->cancel);
@@ -216,7 +235,7 @@ static bool connect_worker(struct worker *w)
 	    !prepare(w->side, "unmark_dec", unmark_dec_sql, 1, err))
 		goto fail;
 	set_cancel(w);
-	atomic_store(&w->connected, 1);
+	set_connected(w, true);
 	return true;
 fail:
 	log_kv(LOG_WARNING, "database connection failed", "worker", w->name, "error", err, NULL);
@@ -234,6 +253,7 @@ static bool reconnect(struct worker *w, bool first)
 		if (connect_worker(w)) {
 			if (!first) {
 				atomic_fetch_add(&stats.db_reconnects, 1);
+				telemetry_reconnect();
 				log_kv(LOG_NOTICE, "database reconnected", "worker", w->name, NULL);
 			}
 			return true;
@@ -352,7 +372,7 @@ static bool handle_row(struct worker *w, struct batch *b, struct record *rec, ch
 	int r = rec->row;
 	const struct config *cfg = w->rt->cfg;
 	const char *type = PQgetvalue(res, r, C_TYPE);
-	const struct handler_entry *entry = registry_find(w->rt->reg, type);
+	const struct handler_entry *entry = NULL;
 	json_error_t jerr;
 	json_t *payload = NULL, *metadata = NULL;
 	char hmsg[DISPATCH_ERROR_MAX];
@@ -360,6 +380,9 @@ static bool handle_row(struct worker *w, struct batch *b, struct record *rec, ch
 	bool ok = false;
 
 	rec->attempt = atoi(PQgetvalue(res, r, C_ATTEMPTS)) + 1;
+	rec->type_index = registry_index(w->rt->reg, type);
+	if (rec->type_index >= 0)
+		entry = w->rt->reg->entries[rec->type_index];
 	if (!entry) {
 		char msg[256];
 
@@ -407,6 +430,9 @@ static bool handle_row(struct worker *w, struct batch *b, struct record *rec, ch
 	bool alive = dispatch_run(w->conn, entry, &ev, &hr, hmsg, sizeof(hmsg));
 
 	rec->duration_ms = (util_mono_s() - t0) * 1000.0;
+	rec->ran = true;
+	rec->lag_s = atof(PQgetvalue(res, r, C_LAG_S)) + (t0 - b->claim_mono);
+	beat(w);
 	if (!alive) {
 		db_conn_error(w->conn, err, ERRLEN);
 		goto out;
@@ -454,6 +480,8 @@ static void log_outcomes(struct worker *w, const struct batch *b)
 			break;
 		}
 		atomic_fetch_add(&stats.processed, 1);
+		telemetry_event(rec->type_index, tm_outcome[rec->outcome],
+		                rec->ran ? rec->duration_ms / 1000.0 : -1, rec->lag_s);
 		if (!log_enabled(lvl))
 			continue;
 		snprintf(attempt, sizeof(attempt), "%d", rec->attempt);
@@ -500,6 +528,7 @@ static int run_batch(struct worker *w, bool *more)
 	size_t ids_len = 0;
 	bool marked = false;
 	int rc = -1;
+	double t_begin = util_mono_s();
 
 	*more = false;
 	snprintf(limit, sizeof(limit), "%d", cfg->batch_size);
@@ -510,6 +539,7 @@ static int run_batch(struct worker *w, bool *more)
 	if (!db_ok(w->conn, b.claim, PGRES_TUPLES_OK, err, sizeof(err)))
 		goto fail;
 	b.nrows = PQntuples(b.claim);
+	b.claim_mono = util_mono_s();
 	atomic_store(&w->last_claim_at, util_real_s());
 	if (b.nrows == 0) {
 		PQclear(b.claim);
@@ -526,6 +556,7 @@ static int run_batch(struct worker *w, bool *more)
 	}
 	for (int i = 0; i < b.n; i++) {
 		b.recs[i].row = i;
+		b.recs[i].type_index = -1;
 		if (!array_add(&b.ids, &ids_len, PQgetvalue(b.claim, i, C_ID))) {
 			snprintf(err, sizeof(err), "out of memory");
 			goto fail;
@@ -544,8 +575,9 @@ static int run_batch(struct worker *w, bool *more)
 		         "(or lost its database connection); not run again",
 		         prior);
 		rec->error = xstrdup(msg);
+		rec->type_index = registry_index(w->rt->reg, PQgetvalue(b.claim, 0, C_TYPE));
 		const struct handler_entry *e =
-		    registry_find(w->rt->reg, PQgetvalue(b.claim, 0, C_TYPE));
+		    rec->type_index >= 0 ? w->rt->reg->entries[rec->type_index] : NULL;
 		if (!record_failure(w, &b, rec, HANDLER_FAIL, e ? e->name : "", prior, err))
 			goto fail;
 	} else {
@@ -577,6 +609,7 @@ static int run_batch(struct worker *w, bool *more)
 		goto fail;
 	}
 	atomic_fetch_add(&stats.batches, 1);
+	telemetry_batch(b.n, util_mono_s() - t_begin);
 	log_outcomes(w, &b);
 	*more = b.more;
 	rc = b.n;
@@ -627,6 +660,7 @@ static void *worker_main(void *arg)
 		bool more = false;
 		int n;
 
+		beat(w);
 		if (db_broken(w->conn) || db_broken(w->side)) {
 			log_kv(LOG_WARNING, "database connection lost", "worker", w->name, NULL);
 			disconnect(w);
@@ -667,7 +701,8 @@ bool worker_start(struct worker *w, int id, struct runtime *rt)
 {
 	int rc;
 
-	memset(w, 0, sizeof(*w));
+	/* w is zeroed by the caller (calloc): /health may already read its
+	 * atomics, so it is not cleared again here. */
 	w->id = id;
 	w->rt = rt;
 	snprintf(w->name, sizeof(w->name), "worker-%d", id);

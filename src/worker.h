@@ -35,14 +35,16 @@ struct worker {
 	PGconn *conn; /* claim transaction + LISTEN; owned */
 	PGconn *side; /* crash accounting, autocommit; owned */
 	pthread_mutex_t cancel_lock;
-	PGcancel *cancel;             /* for worker_cancel(); owned, under cancel_lock */
-	int64_t next_due_ms;          /* monotonic time of the earliest retry scheduled here */
-	atomic_int connected;         /* 1 while both connections are up */
+	PGcancel *cancel;     /* for worker_cancel(); owned, under cancel_lock */
+	int64_t next_due_ms;  /* monotonic time of the earliest retry scheduled here */
+	atomic_int connected; /* 1 while both connections are up */
+	_Atomic double connected_changed_at; /* wall clock seconds `connected` last changed */
 	_Atomic double last_claim_at; /* wall clock seconds of the last completed claim cycle */
+	_Atomic double heartbeat;     /* monotonic seconds the loop last made progress */
 	bool failed;                  /* stopped on an unrecoverable error */
 };
 
-/* Start the thread. Returns false (errno-style failure logged) if it could not. */
+/* Start the thread on a zeroed `w`. Returns false (failure logged) if it could not. */
 bool worker_start(struct worker *w, int id, struct runtime *rt);
 
 /* Join the thread and free what the worker holds. */

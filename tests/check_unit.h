@@ -9,5 +9,6 @@ Suite *conf_suite(void);
 Suite *registry_suite(void);
 Suite *log_suite(void);
 Suite *metrics_suite(void);
+Suite *httpd_suite(void);
 
 #endif

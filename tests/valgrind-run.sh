@@ -9,7 +9,7 @@ export PGDATABASE=t_valgrind_$$
 T=$(mktemp -d /tmp/pgeventd-valgrind.XXXXXX)
 trap 'dropdb --if-exists -f "$PGDATABASE" >/dev/null 2>&1; rm -rf "$T"' EXIT
 createdb "$PGDATABASE" || exit 1
-printf 'packs = ["test"];\npoll_interval_ms = 50;\nmax_attempts = 2;\nbackoff = { base_ms = 20; };\nhealth = { listen = ""; };\n' >"$T/v.conf"
+printf 'packs = ["test"];\npoll_interval_ms = 50;\nmax_attempts = 2;\nbackoff = { base_ms = 20; };\nhealth = { listen = "127.0.0.1:0"; };\n' >"$T/v.conf"
 VG=(valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect,possible
 	--errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99 --track-fds=no)
 "${VG[@]}" "$BIN" -c "$T/v.conf" migrate >"$T/migrate.log" 2>&1 || { cat "$T/migrate.log"; exit 1; }
@@ -22,6 +22,19 @@ for _ in $(seq 1 300); do
 	[ "$left" = 0 ] && break
 	sleep 0.1
 done
+# Exercise the health server and the sampler under valgrind too.
+port=$(sed -n 's/.*msg="health server listening".* port=\([0-9]*\).*/\1/p' "$T/run.log" | head -n 1)
+if [ -z "$port" ]; then
+	echo "valgrind run: no health server"
+	tail -n 20 "$T/run.log"
+	kill -9 $pid
+	exit 1
+fi
+for p in /health /health/live /health/ready /metrics /nope; do
+	curl -s --max-time 10 -o /dev/null "http://127.0.0.1:$port$p" || echo "curl $p failed"
+done
+curl -s --max-time 10 -o /dev/null -X POST "http://127.0.0.1:$port/health"
+sleep 6 # one more queue sample
 kill -TERM $pid
 wait $pid
 rc=$?

@@ -124,3 +124,25 @@ finish() {
 	echo "$TEST_NAME: all assertions passed"
 	exit 0
 }
+
+# ---- the health server ---------------------------------------------------
+# Tests configure health.listen = "127.0.0.1:0" and read the bound port
+# from the daemon's log.
+health_port() { # daemon-name
+	wait_log "$1" 'msg="health server listening"' 10 || return 1
+	grep 'msg="health server listening"' "$T/$1.log" | tail -n 1 | sed -n 's/.* port=\([0-9]*\).*/\1/p'
+}
+
+# GET a path: prints the body; the status code goes to $T/status.
+http_get() { # port path [curl args...]
+	local port=$1 path=$2
+	shift 2
+	curl -s --max-time 5 -o "$T/body" -w '%{http_code}' "$@" "http://127.0.0.1:$port$path" >"$T/status"
+	cat "$T/body"
+}
+http_status() { cat "$T/status"; }
+
+# A field of a JSON document, read by PostgreSQL: jget JSON 'stats,processed'
+jget() {
+	q "SELECT \$json\$$1\$json\$::jsonb #>> '{$2}'"
+}

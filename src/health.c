@@ -1,0 +1,561 @@
+/* health.c -- /health, /health/live, /health/ready, /metrics and the
+ * queue sampler behind them. */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "health.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "db.h"
+#include "httpd.h"
+#include "log.h"
+#include "migrate.h"
+#include "stats.h"
+#include "telemetry.h"
+#include "util.h"
+
+/* What the sampler saw last; under `lock`. */
+struct sample {
+	bool valid;          /* the last attempt succeeded */
+	double at;           /* wall clock of the last success, 0 = never */
+	long long pending;   /* unprocessed events */
+	double oldest_age_s; /* age of the oldest of them, 0 when none */
+	long long dead_letters;
+	int migrations_pending; /* -1 unknown */
+	char pending_names[256];
+	char error[256]; /* why the last attempt failed */
+};
+
+struct health {
+	struct health_deps d;
+	double started_real;
+	_Atomic double main_beat; /* monotonic */
+	struct httpd *httpd;
+
+	pthread_mutex_t lock; /* sample, config */
+	struct sample sample;
+	json_t *config; /* rendered config, owned */
+
+	pthread_t sampler;
+	bool sampler_started;
+	pthread_mutex_t stop_lock;
+	pthread_cond_t stop_cond;
+	bool stop;
+};
+
+/* ---- helpers ----------------------------------------------------------- */
+
+/* "2026-11-23T23:06:21.052Z", or JSON null for 0. */
+static json_t *json_time(double t)
+{
+	char buf[64];
+	time_t s;
+	struct tm tm;
+
+	if (t <= 0)
+		return json_null();
+	s = (time_t)t;
+	gmtime_r(&s, &tm);
+	snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+	         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	         (int)((t - (double)s) * 1000.0) % 1000);
+	return json_string(buf);
+}
+
+static void set_body(struct http_response *resp, int status, const char *type, char *body)
+{
+	resp->status = status;
+	resp->content_type = type;
+	resp->body = body;
+	resp->body_len = body ? strlen(body) : 0;
+}
+
+static void set_text(struct http_response *resp, int status, const char *text)
+{
+	set_body(resp, status, "text/plain; charset=utf-8", strdup(text));
+	if (!resp->body)
+		resp->status = 500;
+}
+
+static void set_json(struct http_response *resp, int status, json_t *o)
+{
+	char *s = o ? json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+	char *body = NULL;
+
+	json_decref(o);
+	if (s && asprintf(&body, "%s\n", s) < 0)
+		body = NULL;
+	free(s);
+	if (!body) {
+		set_text(resp, 500, "out of memory\n");
+		return;
+	}
+	set_body(resp, status, "application/json", body);
+}
+
+/* ---- the sampler ------------------------------------------------------- */
+
+static const char pending_sql[] =
+    "SELECT count(*), coalesce(extract(epoch from now() - min(created_at)), 0)::float8"
+    " FROM events WHERE NOT processed";
+static const char dead_sql[] = "SELECT count(*) FROM event_dead_letters";
+/* When the exact count times out on a huge table, the planner's estimate. */
+static const char dead_estimate_sql[] = "SELECT greatest(reltuples, 0)::bigint FROM pg_class"
+                                        " WHERE oid = 'event_dead_letters'::regclass";
+
+/* One row, first column(s) as text; false with err. */
+static PGresult *query(PGconn *conn, const char *sql, char *err, size_t errlen)
+{
+	PGresult *res = PQexec(conn, sql);
+
+	if (!db_ok(conn, res, PGRES_TUPLES_OK, err, errlen) || PQntuples(res) != 1) {
+		if (res && PQresultStatus(res) == PGRES_TUPLES_OK)
+			snprintf(err, errlen, "expected one row");
+		PQclear(res);
+		return NULL;
+	}
+	return res;
+}
+
+static bool take_sample(struct health *h, PGconn *conn, struct sample *s)
+{
+	char err[256];
+	PGresult *res = query(conn, pending_sql, err, sizeof(err));
+
+	if (!res)
+		goto fail;
+	s->pending = atoll(PQgetvalue(res, 0, 0));
+	s->oldest_age_s = atof(PQgetvalue(res, 0, 1));
+	PQclear(res);
+
+	res = query(conn, dead_sql, err, sizeof(err));
+	if (!res) {
+		if (db_broken(conn))
+			goto fail;
+		res = query(conn, dead_estimate_sql, err, sizeof(err));
+		if (!res)
+			goto fail;
+	}
+	s->dead_letters = atoll(PQgetvalue(res, 0, 0));
+	PQclear(res);
+
+	s->migrations_pending = migrate_pending(conn, h->d.cfg, s->pending_names,
+	                                        sizeof(s->pending_names), err, sizeof(err));
+	if (s->migrations_pending < 0)
+		goto fail;
+	s->valid = true;
+	s->at = util_real_s();
+	s->error[0] = '\0';
+	return true;
+fail:
+	s->valid = false;
+	snprintf(s->error, sizeof(s->error), "%s", err);
+	return false;
+}
+
+/* Wait up to `s` seconds for the stop flag; true when stopping. */
+static bool sampler_wait(struct health *h, int s)
+{
+	struct timespec ts;
+	bool stop;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += s;
+	pthread_mutex_lock(&h->stop_lock);
+	while (!h->stop) {
+		if (pthread_cond_timedwait(&h->stop_cond, &h->stop_lock, &ts) == ETIMEDOUT)
+			break;
+	}
+	stop = h->stop;
+	pthread_mutex_unlock(&h->stop_lock);
+	return stop;
+}
+
+static void *sampler_main(void *arg)
+{
+	struct health *h = arg;
+	PGconn *conn = NULL;
+	bool told = false;
+
+	do {
+		struct sample s;
+		char err[256] = "";
+
+		pthread_mutex_lock(&h->lock);
+		s = h->sample;
+		pthread_mutex_unlock(&h->lock);
+
+		if (db_broken(conn)) {
+			PQfinish(conn);
+			conn = db_connect(conf_conninfo(h->d.cfg), "pgeventd health", err,
+			                  sizeof(err));
+			if (conn &&
+			    !db_exec(conn, "SET statement_timeout = '2s'", err, sizeof(err))) {
+				PQfinish(conn);
+				conn = NULL;
+			}
+		}
+		if (!conn) {
+			s.valid = false;
+			snprintf(s.error, sizeof(s.error), "%s", err);
+		} else {
+			take_sample(h, conn, &s);
+		}
+		if (!s.valid && !told)
+			log_kv(LOG_WARNING, "queue figures unavailable", "error", s.error, NULL);
+		else if (s.valid && told)
+			log_kv(LOG_NOTICE, "queue figures available again", NULL);
+		told = !s.valid;
+		if (s.valid)
+			telemetry_queue((double)s.pending, s.oldest_age_s, (double)s.dead_letters);
+		pthread_mutex_lock(&h->lock);
+		h->sample = s;
+		pthread_mutex_unlock(&h->lock);
+	} while (!sampler_wait(h, HEALTH_SAMPLE_S));
+	PQfinish(conn);
+	return NULL;
+}
+
+/* ---- status rules ------------------------------------------------------- */
+
+enum status { ST_OK, ST_DEGRADED, ST_DOWN };
+static const char *const status_names[] = { "ok", "degraded", "down" };
+
+struct verdict {
+	enum status status;
+	json_t *reasons; /* array of strings, owned */
+};
+
+static void worse(struct verdict *v, enum status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void worse(struct verdict *v, enum status st, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (st > v->status)
+		v->status = st;
+	json_array_append_new(v->reasons, json_string(buf));
+}
+
+static struct verdict judge(struct health *h, const struct sample *s)
+{
+	struct verdict v = { ST_OK, json_array() };
+	double now = util_real_s();
+	double newest_change = h->started_real, newest_claim = h->started_real;
+	double stall_s = 3.0 * h->d.cfg->poll_interval_ms / 1000.0 + 5.0;
+	int connected = 0;
+
+	for (int i = 0; i < h->d.nworkers; i++) {
+		struct worker *w = &h->d.workers[i];
+		double changed = atomic_load(&w->connected_changed_at);
+		double claimed = atomic_load(&w->last_claim_at);
+
+		if (atomic_load(&w->connected))
+			connected++;
+		if (changed > newest_change)
+			newest_change = changed;
+		if (claimed > newest_claim)
+			newest_claim = claimed;
+	}
+	if (connected == 0) {
+		double for_s = now - newest_change;
+
+		worse(&v, for_s > HEALTH_DOWN_AFTER_S ? ST_DOWN : ST_DEGRADED,
+		      "no worker connected to the database for %.0f s", for_s);
+	} else {
+		if (connected < h->d.nworkers)
+			worse(&v, ST_DEGRADED, "%d of %d workers connected to the database",
+			      connected, h->d.nworkers);
+		if (now - newest_claim > stall_s)
+			worse(&v, ST_DOWN, "no claim cycle completed for %.0f s (limit %.0f s)",
+			      now - newest_claim, stall_s);
+	}
+	if (!s->valid && s->at == 0)
+		worse(&v, ST_DEGRADED, "queue figures not sampled yet%s%s", s->error[0] ? ": " : "",
+		      s->error);
+	else if (!s->valid || now - s->at > HEALTH_STALE_S)
+		worse(&v, ST_DEGRADED, "queue figures %.0f s old%s%s", now - s->at,
+		      s->error[0] ? ": " : "", s->error);
+	if (atomic_load(&h->d.rt->stopping))
+		worse(&v, ST_DEGRADED, "shutting down");
+	return v;
+}
+
+/* ---- endpoints --------------------------------------------------------- */
+
+static json_t *workers_json(struct health *h)
+{
+	json_t *a = json_array();
+
+	for (int i = 0; i < h->d.nworkers; i++) {
+		struct worker *w = &h->d.workers[i];
+		char name[32];
+
+		snprintf(name, sizeof(name), "worker-%d", i + 1);
+		json_array_append_new(a, json_pack("{s:s, s:b, s:o}", "name", name, "connected",
+		                                   atomic_load(&w->connected) != 0, "last_claim_at",
+		                                   json_time(atomic_load(&w->last_claim_at))));
+	}
+	return a;
+}
+
+static json_t *stats_json(void)
+{
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "processed",
+	                 (json_int_t)atomic_load(&stats.processed), "succeeded",
+	                 (json_int_t)atomic_load(&stats.succeeded), "retried",
+	                 (json_int_t)atomic_load(&stats.retried), "dead_lettered",
+	                 (json_int_t)atomic_load(&stats.dead_lettered), "skipped",
+	                 (json_int_t)atomic_load(&stats.skipped), "batches",
+	                 (json_int_t)atomic_load(&stats.batches), "db_reconnects",
+	                 (json_int_t)atomic_load(&stats.db_reconnects), "last_processed_at",
+	                 json_time(atomic_load(&stats.last_processed_at)));
+}
+
+static json_t *queue_json(const struct sample *s)
+{
+	if (s->at == 0)
+		return json_pack("{s:n, s:n, s:n, s:n, s:s}", "pending", "oldest_pending_age_s",
+		                 "dead_letters", "sampled_at", "error", s->error);
+	json_t *q =
+	    json_pack("{s:I, s:f, s:I, s:o}", "pending", (json_int_t)s->pending,
+	              "oldest_pending_age_s", round(s->oldest_age_s * 1000.0) / 1000.0,
+	              "dead_letters", (json_int_t)s->dead_letters, "sampled_at", json_time(s->at));
+	if (q && !s->valid)
+		json_object_set_new(q, "error", json_string(s->error));
+	return q;
+}
+
+static json_t *registry_json(const struct registry *reg)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < reg->n; i++) {
+		const struct handler_entry *e = reg->entries[i];
+
+		json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s}", "event_type",
+		                                   e->event_type, "handler", e->name, "pack",
+		                                   reg->packs[i]->name, "description",
+		                                   e->description ? e->description : ""));
+	}
+	return a;
+}
+
+static void serve_health(struct health *h, struct http_response *resp)
+{
+	struct sample s;
+	json_t *config, *o;
+	double now = util_real_s();
+
+	pthread_mutex_lock(&h->lock);
+	s = h->sample;
+	config = json_deep_copy(h->config);
+	pthread_mutex_unlock(&h->lock);
+
+	struct verdict v = judge(h, &s);
+	o = json_pack("{s:s, s:o, s:s, s:s, s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "status",
+	              status_names[v.status], "reasons", v.reasons, "service", "pgeventd",
+	              "version", PACKAGE_VERSION, "uptime_s", (json_int_t)(now - h->started_real),
+	              "started_at", json_time(h->started_real), "workers", workers_json(h), "stats",
+	              stats_json(), "queue", queue_json(&s), "config",
+	              config ? config : json_object(), "registry", registry_json(h->d.reg));
+	set_json(resp, v.status == ST_DOWN ? 503 : 200, o);
+}
+
+static void serve_live(struct health *h, struct http_response *resp)
+{
+	double now = util_mono_s();
+	double limit = 3.0 * h->d.cfg->poll_interval_ms / 1000.0;
+	char msg[256];
+
+	if (limit < 60)
+		limit = 60;
+	if (now - atomic_load(&h->main_beat) > 5) {
+		snprintf(msg, sizeof(msg), "main loop stalled for %.0f s\n",
+		         now - atomic_load(&h->main_beat));
+		set_text(resp, 503, msg);
+		return;
+	}
+	for (int i = 0; i < h->d.nworkers && !atomic_load(&h->d.rt->stopping); i++) {
+		double beat = atomic_load(&h->d.workers[i].heartbeat);
+
+		if (beat > 0 && now - beat > limit) {
+			snprintf(msg, sizeof(msg), "worker-%d stalled for %.0f s\n", i + 1,
+			         now - beat);
+			set_text(resp, 503, msg);
+			return;
+		}
+	}
+	set_text(resp, 200, "live\n");
+}
+
+static void serve_ready(struct health *h, struct http_response *resp)
+{
+	struct sample s;
+	int connected = 0;
+	char msg[512];
+
+	pthread_mutex_lock(&h->lock);
+	s = h->sample;
+	pthread_mutex_unlock(&h->lock);
+	for (int i = 0; i < h->d.nworkers; i++)
+		connected += atomic_load(&h->d.workers[i].connected) != 0;
+	if (atomic_load(&h->d.rt->stopping))
+		snprintf(msg, sizeof(msg), "not ready: shutting down\n");
+	else if (connected == 0)
+		snprintf(msg, sizeof(msg), "not ready: no worker connected to the database\n");
+	else if (s.migrations_pending < 0 || !s.valid)
+		snprintf(msg, sizeof(msg), "not ready: migrations not checked yet%s%s\n",
+		         s.error[0] ? ": " : "", s.error);
+	else if (s.migrations_pending > 0)
+		snprintf(msg, sizeof(msg), "not ready: migrations pending: %s\n", s.pending_names);
+	else
+		snprintf(msg, sizeof(msg), "ready\n");
+	set_text(resp, strcmp(msg, "ready\n") == 0 ? 200 : 503, msg);
+}
+
+static void serve_metrics(struct http_response *resp)
+{
+	size_t len = 0;
+	char *text = telemetry_render(&len);
+
+	if (!text) {
+		set_text(resp, 500, "metrics unavailable\n");
+		return;
+	}
+	resp->status = 200;
+	resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+	resp->body = text;
+	resp->body_len = len;
+}
+
+static void route(void *arg, const struct http_request *req, struct http_response *resp)
+{
+	struct health *h = arg;
+
+	if (strcmp(req->path, "/health") == 0)
+		serve_health(h, resp);
+	else if (strcmp(req->path, "/health/live") == 0)
+		serve_live(h, resp);
+	else if (strcmp(req->path, "/health/ready") == 0)
+		serve_ready(h, resp);
+	else if (strcmp(req->path, "/metrics") == 0)
+		serve_metrics(resp);
+	else
+		set_text(resp, 404,
+		         "not found: try /health, /health/live, /health/ready, /metrics\n");
+}
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+static void add_key(void *arg, const char *key, const char *value, const char *def, bool reloadable,
+                    const char *help)
+{
+	(void)def;
+	(void)reloadable;
+	(void)help;
+	json_object_set_new(arg, key, json_string(value ? value : ""));
+}
+
+void health_config_changed(struct health *h)
+{
+	json_t *c = json_object();
+
+	if (!h || !c)
+		return;
+	conf_visit(h->d.cfg, add_key, c);
+	pthread_mutex_lock(&h->lock);
+	json_decref(h->config);
+	h->config = c;
+	pthread_mutex_unlock(&h->lock);
+}
+
+void health_tick(struct health *h)
+{
+	if (h)
+		atomic_store(&h->main_beat, util_mono_s());
+}
+
+int health_port(const struct health *h)
+{
+	return h && h->httpd ? httpd_port(h->httpd) : 0;
+}
+
+struct health *health_start(const struct health_deps *deps, char *err, size_t errlen)
+{
+	struct health *h = calloc(1, sizeof(*h));
+	pthread_condattr_t ca;
+
+	if (!h) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	h->d = *deps;
+	h->started_real = util_real_s();
+	atomic_store(&h->main_beat, util_mono_s());
+	h->sample.migrations_pending = -1;
+	snprintf(h->sample.error, sizeof(h->sample.error), "starting");
+	pthread_mutex_init(&h->lock, NULL);
+	pthread_mutex_init(&h->stop_lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&h->stop_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	health_config_changed(h);
+
+	if (deps->cfg->health_listen && deps->cfg->health_listen[0]) {
+		struct httpd_options opt = { .listen = deps->cfg->health_listen };
+
+		h->httpd = httpd_start(&opt, route, h, err, errlen);
+		if (!h->httpd) {
+			health_stop(h);
+			return NULL;
+		}
+		char port[16];
+
+		snprintf(port, sizeof(port), "%d", httpd_port(h->httpd));
+		log_kv(LOG_NOTICE, "health server listening", "listen", deps->cfg->health_listen,
+		       "port", port, NULL);
+	}
+	if (pthread_create(&h->sampler, NULL, sampler_main, h) != 0) {
+		snprintf(err, errlen, "cannot start the queue sampler thread");
+		health_stop(h);
+		return NULL;
+	}
+	h->sampler_started = true;
+	return h;
+}
+
+void health_stop(struct health *h)
+{
+	if (!h)
+		return;
+	httpd_stop(h->httpd);
+	if (h->sampler_started) {
+		pthread_mutex_lock(&h->stop_lock);
+		h->stop = true;
+		pthread_cond_signal(&h->stop_cond);
+		pthread_mutex_unlock(&h->stop_lock);
+		pthread_join(h->sampler, NULL);
+	}
+	json_decref(h->config);
+	pthread_cond_destroy(&h->stop_cond);
+	pthread_mutex_destroy(&h->stop_lock);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}

@@ -1,0 +1,35 @@
+/*
+ * telemetry.h -- the daemon's Prometheus metrics. The names and labels are
+ * a contract with dashboards and alert rules (README, "Metrics").
+ *
+ * telemetry_init() creates every series up front: event_type label values
+ * are the registry's types plus "unknown", so the number of series is fixed
+ * whatever producers insert. The update calls are lock-free and safe from
+ * any thread; before init (or after a failed init) they do nothing.
+ */
+#ifndef PGEVENTD_TELEMETRY_H
+#define PGEVENTD_TELEMETRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "handlers/registry.h"
+
+enum telemetry_outcome { TM_OK, TM_RETRY, TM_DEAD_LETTER, TM_SKIPPED, TM_NOUTCOMES };
+
+bool telemetry_init(const struct registry *reg, int nworkers, const char *version);
+void telemetry_free(void);
+
+/* One event outcome, counted when its batch committed. `type_index` is
+ * the event type's registry index, or -1 for a type with no handler. */
+void telemetry_event(int type_index, enum telemetry_outcome outcome, double duration_s,
+                     double lag_s);
+void telemetry_batch(int size, double duration_s);
+void telemetry_connected(int worker_id, bool connected);
+void telemetry_reconnect(void);
+void telemetry_queue(double pending, double oldest_age_s, double dead_letters);
+
+/* The exposition text (malloc'd), or NULL without init or memory. */
+char *telemetry_render(size_t *len);
+
+#endif
