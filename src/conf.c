@@ -482,7 +482,9 @@ static void redact_conninfo(const char *ci, char *out, size_t outlen)
 
 		if (!o->val || !*o->val)
 			continue;
-		v = strcmp(o->keyword, "password") == 0 ? "***" : o->val;
+		v = strcmp(o->keyword, "password") == 0 || strcmp(o->keyword, "sslpassword") == 0
+		        ? "***"
+		        : o->val;
 		int w = snprintf(out + n, outlen - n, "%s%s=%s", n ? " " : "", o->keyword, v);
 		if (w < 0 || (size_t)w >= outlen - n)
 			break;

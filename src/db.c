@@ -52,17 +52,39 @@ static void notice_to_log(void *arg, const char *message)
 PGconn *db_connect(const char *conninfo, const char *app_name, char *err, size_t errlen)
 {
 	/* Our defaults come first: the expanded conninfo given as dbname
-	 * comes later and overrides them where the operator set them. */
+	 * comes later and overrides them where the operator set them. The
+	 * keepalive and tcp_user_timeout settings turn a silent network
+	 * partition into an error within about 30 s instead of minutes. */
 	const char *keys[] = { "connect_timeout",
 		               "keepalives",
 		               "keepalives_idle",
+		               "keepalives_interval",
+		               "keepalives_count",
+		               "tcp_user_timeout",
 		               "fallback_application_name",
 		               "application_name",
 		               "dbname",
 		               NULL };
-	const char *vals[] = { "10", "1", "30", "pgeventd", app_name, conninfo, NULL };
-	PGconn *conn = PQconnectdbParams(keys, vals, 1);
+	const char *vals[] = { "10",    "1",        "10",     "5",      "3",
+		               "30000", "pgeventd", app_name, conninfo, NULL };
+	PGconn *conn;
+	char *perr = NULL;
+	PQconninfoOption *opts;
 
+	/* libpq quotes a malformed connection string in its error, and it may
+	 * hold a password: never pass that message on. */
+	if (conninfo && conninfo[0]) {
+		opts = PQconninfoParse(conninfo, &perr);
+		if (!opts) {
+			snprintf(err, errlen,
+			         "invalid connection string (not shown: it may hold a "
+			         "password)");
+			PQfreemem(perr);
+			return NULL;
+		}
+		PQconninfoFree(opts);
+	}
+	conn = PQconnectdbParams(keys, vals, 1);
 	if (!conn || PQstatus(conn) != CONNECTION_OK) {
 		db_conn_error(conn, err, errlen);
 		PQfinish(conn);

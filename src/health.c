@@ -26,12 +26,12 @@
 
 /* What the sampler saw last; under `lock`. */
 struct sample {
-	bool valid;          /* the last attempt succeeded */
-	double at;           /* wall clock of the last success, 0 = never */
-	long long pending;   /* unprocessed events */
-	double oldest_age_s; /* age of the oldest of them, 0 when none */
-	long long dead_letters;
-	int migrations_pending; /* -1 unknown */
+	bool valid;             /* the last attempt got the oldest age */
+	double at;              /* wall clock of the last valid sample, 0 = never */
+	long long pending;      /* unprocessed events; -1 unknown (the count timed out) */
+	double oldest_age_s;    /* age of the oldest of them, 0 when none */
+	long long dead_letters; /* -1 unknown */
+	int migrations_pending; /* last known; -1 never checked */
 	char pending_names[256];
 	char error[256]; /* why the last attempt failed */
 };
@@ -39,6 +39,7 @@ struct sample {
 struct health {
 	struct health_deps d;
 	double started_real;
+	double started_mono;
 	_Atomic double main_beat; /* monotonic */
 	struct httpd *httpd;
 
@@ -105,9 +106,13 @@ static void set_json(struct http_response *resp, int status, json_t *o)
 
 /* ---- the sampler ------------------------------------------------------- */
 
-static const char pending_sql[] =
-    "SELECT count(*), coalesce(extract(epoch from now() - min(created_at)), 0)::float8"
+/* min() walks the partial claim index from its start: cheap whatever the
+ * backlog. The count reads the whole index and may hit the timeout on a
+ * huge backlog; the age alone still tells how late the queue is. */
+static const char oldest_sql[] =
+    "SELECT coalesce(extract(epoch from now() - min(created_at)), 0)::float8"
     " FROM events WHERE NOT processed";
+static const char pending_sql[] = "SELECT count(*) FROM events WHERE NOT processed";
 static const char dead_sql[] = "SELECT count(*) FROM event_dead_letters";
 /* When the exact count times out on a huge table, the planner's estimate. */
 static const char dead_estimate_sql[] = "SELECT greatest(reltuples, 0)::bigint FROM pg_class"
@@ -127,40 +132,40 @@ static PGresult *query(PGconn *conn, const char *sql, char *err, size_t errlen)
 	return res;
 }
 
-static bool take_sample(struct health *h, PGconn *conn, struct sample *s)
+/* Update `s` from the database; the figures that cannot be read are
+ * marked unknown, and `valid` says whether the queue age was read. */
+static void take_sample(struct health *h, PGconn *conn, struct sample *s)
 {
-	char err[256];
-	PGresult *res = query(conn, pending_sql, err, sizeof(err));
+	char err[256] = "";
+	char names[sizeof(s->pending_names)];
+	PGresult *res = query(conn, oldest_sql, err, sizeof(err));
+	int n;
 
-	if (!res)
-		goto fail;
-	s->pending = atoll(PQgetvalue(res, 0, 0));
-	s->oldest_age_s = atof(PQgetvalue(res, 0, 1));
-	PQclear(res);
-
-	res = query(conn, dead_sql, err, sizeof(err));
-	if (!res) {
-		if (db_broken(conn))
-			goto fail;
-		res = query(conn, dead_estimate_sql, err, sizeof(err));
-		if (!res)
-			goto fail;
+	s->valid = res != NULL;
+	if (res) {
+		s->oldest_age_s = atof(PQgetvalue(res, 0, 0));
+		s->at = util_real_s();
+		PQclear(res);
 	}
-	s->dead_letters = atoll(PQgetvalue(res, 0, 0));
-	PQclear(res);
-
-	s->migrations_pending = migrate_pending(conn, h->d.cfg, s->pending_names,
-	                                        sizeof(s->pending_names), err, sizeof(err));
-	if (s->migrations_pending < 0)
-		goto fail;
-	s->valid = true;
-	s->at = util_real_s();
-	s->error[0] = '\0';
-	return true;
-fail:
-	s->valid = false;
+	s->pending = -1;
+	if (!db_broken(conn) && (res = query(conn, pending_sql, err, sizeof(err)))) {
+		s->pending = atoll(PQgetvalue(res, 0, 0));
+		PQclear(res);
+	}
+	s->dead_letters = -1;
+	if (!db_broken(conn) && ((res = query(conn, dead_sql, err, sizeof(err))) ||
+	                         (res = query(conn, dead_estimate_sql, err, sizeof(err))))) {
+		s->dead_letters = atoll(PQgetvalue(res, 0, 0));
+		PQclear(res);
+	}
+	if (!db_broken(conn)) {
+		n = migrate_pending(conn, h->d.cfg, names, sizeof(names), err, sizeof(err));
+		if (n >= 0) {
+			s->migrations_pending = n;
+			snprintf(s->pending_names, sizeof(s->pending_names), "%s", names);
+		}
+	}
 	snprintf(s->error, sizeof(s->error), "%s", err);
-	return false;
 }
 
 /* Wait up to `s` seconds for the stop flag; true when stopping. */
@@ -207,6 +212,7 @@ static void *sampler_main(void *arg)
 		}
 		if (!conn) {
 			s.valid = false;
+			s.pending = s.dead_letters = -1;
 			snprintf(s.error, sizeof(s.error), "%s", err);
 		} else {
 			take_sample(h, conn, &s);
@@ -216,8 +222,10 @@ static void *sampler_main(void *arg)
 		else if (s.valid && told)
 			log_kv(LOG_NOTICE, "queue figures available again", NULL);
 		told = !s.valid;
-		if (s.valid)
-			telemetry_queue((double)s.pending, s.oldest_age_s, (double)s.dead_letters);
+		/* Unknown figures are NaN: a stale value would hide a growing lag. */
+		telemetry_queue(s.pending >= 0 ? (double)s.pending : NAN,
+		                s.valid ? s.oldest_age_s : NAN,
+		                s.dead_letters >= 0 ? (double)s.dead_letters : NAN);
 		pthread_mutex_lock(&h->lock);
 		h->sample = s;
 		pthread_mutex_unlock(&h->lock);
@@ -255,22 +263,23 @@ static void worse(struct verdict *v, enum status st, const char *fmt, ...)
 static struct verdict judge(struct health *h, const struct sample *s)
 {
 	struct verdict v = { ST_OK, json_array() };
-	double now = util_real_s();
-	double newest_change = h->started_real, newest_claim = h->started_real;
+	double now = util_real_s(), mono = util_mono_s();
+	double newest_change = h->started_real, newest_beat = h->started_mono;
 	double stall_s = 3.0 * h->d.cfg->poll_interval_ms / 1000.0 + 5.0;
 	int connected = 0;
 
 	for (int i = 0; i < h->d.nworkers; i++) {
 		struct worker *w = &h->d.workers[i];
 		double changed = atomic_load(&w->connected_changed_at);
-		double claimed = atomic_load(&w->last_claim_at);
+		double beat = atomic_load(&w->heartbeat);
 
-		if (atomic_load(&w->connected))
+		if (atomic_load(&w->connected)) {
 			connected++;
+			if (beat > newest_beat)
+				newest_beat = beat;
+		}
 		if (changed > newest_change)
 			newest_change = changed;
-		if (claimed > newest_claim)
-			newest_claim = claimed;
 	}
 	if (connected == 0) {
 		double for_s = now - newest_change;
@@ -281,14 +290,15 @@ static struct verdict judge(struct health *h, const struct sample *s)
 		if (connected < h->d.nworkers)
 			worse(&v, ST_DEGRADED, "%d of %d workers connected to the database",
 			      connected, h->d.nworkers);
-		if (now - newest_claim > stall_s)
-			worse(&v, ST_DOWN, "no claim cycle completed for %.0f s (limit %.0f s)",
-			      now - newest_claim, stall_s);
+		/* Progress: a claim cycle, a handled event, a wait that ended. */
+		if (mono - newest_beat > stall_s && !atomic_load(&h->d.rt->stopping))
+			worse(&v, ST_DOWN, "no claim loop progress for %.0f s (limit %.0f s)",
+			      mono - newest_beat, stall_s);
 	}
-	if (!s->valid && s->at == 0)
+	if (s->at == 0)
 		worse(&v, ST_DEGRADED, "queue figures not sampled yet%s%s", s->error[0] ? ": " : "",
 		      s->error);
-	else if (!s->valid || now - s->at > HEALTH_STALE_S)
+	else if (now - s->at > HEALTH_STALE_S)
 		worse(&v, ST_DEGRADED, "queue figures %.0f s old%s%s", now - s->at,
 		      s->error[0] ? ": " : "", s->error);
 	if (atomic_load(&h->d.rt->stopping))
@@ -327,16 +337,19 @@ static json_t *stats_json(void)
 	                 json_time(atomic_load(&stats.last_processed_at)));
 }
 
+static json_t *count_or_null(long long n)
+{
+	return n >= 0 ? json_integer(n) : json_null();
+}
+
 static json_t *queue_json(const struct sample *s)
 {
-	if (s->at == 0)
-		return json_pack("{s:n, s:n, s:n, s:n, s:s}", "pending", "oldest_pending_age_s",
-		                 "dead_letters", "sampled_at", "error", s->error);
-	json_t *q =
-	    json_pack("{s:I, s:f, s:I, s:o}", "pending", (json_int_t)s->pending,
-	              "oldest_pending_age_s", round(s->oldest_age_s * 1000.0) / 1000.0,
-	              "dead_letters", (json_int_t)s->dead_letters, "sampled_at", json_time(s->at));
-	if (q && !s->valid)
+	json_t *q = json_pack(
+	    "{s:o, s:o, s:o, s:o}", "pending", count_or_null(s->pending), "oldest_pending_age_s",
+	    s->at > 0 ? json_real(round(s->oldest_age_s * 1000.0) / 1000.0) : json_null(),
+	    "dead_letters", count_or_null(s->dead_letters), "sampled_at", json_time(s->at));
+
+	if (q && s->error[0])
 		json_object_set_new(q, "error", json_string(s->error));
 	return q;
 }
@@ -419,7 +432,7 @@ static void serve_ready(struct health *h, struct http_response *resp)
 		snprintf(msg, sizeof(msg), "not ready: shutting down\n");
 	else if (connected == 0)
 		snprintf(msg, sizeof(msg), "not ready: no worker connected to the database\n");
-	else if (s.migrations_pending < 0 || !s.valid)
+	else if (s.migrations_pending < 0)
 		snprintf(msg, sizeof(msg), "not ready: migrations not checked yet%s%s\n",
 		         s.error[0] ? ": " : "", s.error);
 	else if (s.migrations_pending > 0)
@@ -474,9 +487,9 @@ static void add_key(void *arg, const char *key, const char *value, const char *d
 
 void health_config_changed(struct health *h)
 {
-	json_t *c = json_object();
+	json_t *c;
 
-	if (!h || !c)
+	if (!h || !(c = json_object()))
 		return;
 	conf_visit(h->d.cfg, add_key, c);
 	pthread_mutex_lock(&h->lock);
@@ -507,8 +520,10 @@ struct health *health_start(const struct health_deps *deps, char *err, size_t er
 	}
 	h->d = *deps;
 	h->started_real = util_real_s();
+	h->started_mono = util_mono_s();
 	atomic_store(&h->main_beat, util_mono_s());
-	h->sample.migrations_pending = -1;
+	/* run checked the migrations just before starting us */
+	h->sample.migrations_pending = 0;
 	snprintf(h->sample.error, sizeof(h->sample.error), "starting");
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_mutex_init(&h->stop_lock, NULL);

@@ -314,12 +314,25 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	conn = connect_startup(&cfg, &sigs);
-	if (!conn)
-		goto out;
-	npending = migrate_pending(conn, &cfg, pending, sizeof(pending), err, sizeof(err));
-	PQfinish(conn);
-	conn = NULL;
+	for (;;) {
+		bool lost;
+
+		conn = connect_startup(&cfg, &sigs);
+		if (!conn)
+			goto out;
+		npending = migrate_pending(conn, &cfg, pending, sizeof(pending), err, sizeof(err));
+		lost = npending == -1 && db_broken(conn);
+		PQfinish(conn);
+		conn = NULL;
+		if (!lost)
+			break;
+		/* The database went away between connecting and checking. */
+		log_kv(LOG_WARNING, "database lost during start-up, retrying", "error", err, NULL);
+		struct timespec ts = { 1, 0 };
+		int sig = sigtimedwait(&sigs, NULL, &ts);
+		if (sig == SIGTERM || sig == SIGINT)
+			goto out;
+	}
 	if (npending < 0) {
 		log_kv(LOG_ERROR, "cannot check migrations", "error", err, NULL);
 		rc = npending == MIGRATE_CHANGED ? EX_DATAERR_ : EX_UNAVAILABLE_;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "src/conf.h"
+#include "src/db.h"
 #include "tests/check_unit.h"
 
 static char path[64];
@@ -216,6 +217,34 @@ START_TEST(test_conf_visit_redacts_the_password)
 }
 END_TEST
 
+START_TEST(test_conf_visit_redacts_the_ssl_key_passphrase)
+{
+	struct config cfg;
+	struct seen s = { "", 0 };
+	char err[512] = "";
+
+	ck_assert(load("database = { conninfo = \"host=db sslpassword=k3yp4ss password=pw9\"; };\n",
+	               &cfg, err, sizeof(err)));
+	conf_visit(&cfg, visit, &s);
+	ck_assert_msg(strstr(s.conninfo, "k3yp4ss") == NULL, "%s", s.conninfo);
+	ck_assert_msg(strstr(s.conninfo, "pw9") == NULL, "%s", s.conninfo);
+	ck_assert_msg(strstr(s.conninfo, "sslpassword=***") != NULL, "%s", s.conninfo);
+	conf_release(&cfg);
+}
+END_TEST
+
+/* libpq quotes a malformed connection string in its error message. */
+START_TEST(test_db_connect_error_never_quotes_a_bad_conninfo)
+{
+	char err[512] = "";
+
+	ck_assert_ptr_null(
+	    db_connect("postgresql://u:s3cr%zzet@localhost/db", "t", err, sizeof(err)));
+	ck_assert_msg(strstr(err, "s3cr") == NULL, "%s", err);
+	ck_assert_msg(strstr(err, "invalid connection string") != NULL, "%s", err);
+}
+END_TEST
+
 START_TEST(test_conf_conninfo_falls_back_to_database_url)
 {
 	struct config cfg;
@@ -245,6 +274,8 @@ Suite *conf_suite(void)
 	tcase_add_test(tc, test_conf_missing_file_is_an_error);
 	tcase_add_test(tc, test_conf_cap_below_base_is_an_error);
 	tcase_add_test(tc, test_conf_visit_redacts_the_password);
+	tcase_add_test(tc, test_conf_visit_redacts_the_ssl_key_passphrase);
+	tcase_add_test(tc, test_db_connect_error_never_quotes_a_bad_conninfo);
 	tcase_add_test(tc, test_conf_conninfo_falls_back_to_database_url);
 	suite_add_tcase(s, tc);
 	return s;
