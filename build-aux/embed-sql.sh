@@ -16,7 +16,9 @@ for f in "$@"; do
 	'') echo "embed-sql.sh: $f: name must be NNNN_name.sql" >&2; exit 1 ;;
 	esac
 	printf '\t{%s, "%s",\n' "$ver" "$base"
-	awk '{ gsub(/\\/, "\\\\"); gsub(/"/, "\\\""); gsub(/\t/, "\\t"); printf "\t \"%s\\n\"\n", $0 }' "$f"
+	# Backslashes first, then quotes and tabs; each line becomes "...\n".
+	# (sed, not awk: mawk and gawk disagree on backslashes in gsub.)
+	sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/\t/\\t/g' -e 's/^/\t "/' -e 's/$/\\n"/' "$f"
 	printf '\t},\n'
 done
 printf '\t{0, NULL, NULL},\n};\n'

@@ -90,6 +90,37 @@ static const struct cfg_key conf_keys[] = {
 	  "handler packs to enable besides core, e.g. [\"buddy\"]" },
 	{ "health.listen", CFG_STRING, OFF(health_listen), 0, 0, "127.0.0.1:8080", 0, 0, NULL, 0,
 	  "address of the /health and /metrics server; \"\" disables it" },
+	{ "relay.event_types", CFG_STRLIST, OFF(relay.event_types), 0, 0, "", 0, 0, NULL, 0,
+	  "event-type patterns handed to the webhook relay, e.g. [\"job.*\"]; [] = relay off" },
+	{ "relay.concurrency", CFG_INT, OFF(relay.concurrency), 64, 0, NULL, 1, 1024, NULL, 0,
+	  "webhook requests in flight at once" },
+	{ "relay.connect_timeout_ms", CFG_INT, OFF(relay.connect_timeout_ms), 5000, 0, NULL, 100,
+	  600000, NULL, 0, "time to connect to a subscriber" },
+	{ "relay.backoff.base_ms", CFG_INT, OFF(relay.backoff.base_ms), 1000, 0, NULL, 1, 86400000,
+	  NULL, 0, "delay after the first failed delivery attempt" },
+	{ "relay.backoff.factor", CFG_DOUBLE, OFF(relay.backoff.factor), 0, 2.0, NULL, 1.0, 100.0,
+	  NULL, 0, "growth of the delay per further attempt" },
+	{ "relay.backoff.cap_ms", CFG_INT, OFF(relay.backoff.cap_ms), 3600000, 0, NULL, 1,
+	  604800000, NULL, 0, "longest delay before jitter" },
+	{ "relay.backoff.jitter", CFG_DOUBLE, OFF(relay.backoff.jitter), 0, 0.2, NULL, 0.0, 1.0,
+	  NULL, 0, "random spread of each delay, 0.2 = +-20 %" },
+	{ "relay.retry_after_max_ms", CFG_INT, OFF(relay.retry_after_max_ms), 3600000, 0, NULL, 0,
+	  604800000, NULL, 0, "longest Retry-After (429, 503) honoured" },
+	{ "relay.max_response_bytes", CFG_INT, OFF(relay.max_response_bytes), 1048576, 0, NULL,
+	  4096, 1073741824, NULL, 0, "response bytes read before the transfer is cut" },
+	{ "relay.ca_file", CFG_STRING, OFF(relay.ca_file), 0, 0, NULL, 0, 0, NULL, 0,
+	  "CA bundle for TLS verification; unset: the system's" },
+	{ "relay.block_private_networks", CFG_BOOL, OFF(relay.block_private_networks), 0, 0, NULL,
+	  0, 1, NULL, 0, "refuse loopback, private, link-local and metadata addresses" },
+	{ "relay.disable_after_ms", CFG_INT, OFF(relay.disable_after_ms), 432000000, 0, NULL, 0,
+	  2000000000, NULL, 0, "disable a subscription whose every attempt failed this long" },
+	{ "relay.breaker.failures", CFG_INT, OFF(relay.breaker_failures), 10, 0, NULL, 0, 100000,
+	  NULL, 0, "consecutive failures that pause a subscription; 0 = never" },
+	{ "relay.breaker.cooldown_ms", CFG_INT, OFF(relay.breaker_cooldown_ms), 60000, 0, NULL, 0,
+	  86400000, NULL, 0, "pause of a subscription after breaker.failures" },
+	{ "relay.lease_margin_ms", CFG_INT, OFF(relay.lease_margin_ms), 30000, 0, NULL, 100,
+	  3600000, NULL, 0,
+	  "a delivery's lease outlives its request by this much before another may take it" },
 };
 
 #define NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -137,7 +168,8 @@ static char *xstrdup_or_null(const char *s)
 /* Integer keys are int fields except the two long long backoff fields. */
 static bool is_ll_field(const struct cfg_key *k)
 {
-	return k->offset == OFF(backoff.base_ms) || k->offset == OFF(backoff.cap_ms);
+	return k->offset == OFF(backoff.base_ms) || k->offset == OFF(backoff.cap_ms) ||
+	       k->offset == OFF(relay.backoff.base_ms) || k->offset == OFF(relay.backoff.cap_ms);
 }
 
 static void set_default(struct config *cfg, const struct cfg_key *k)
@@ -412,6 +444,9 @@ static bool validate(const struct config *cfg, struct load_err *e)
 {
 	if (cfg->backoff.cap_ms < cfg->backoff.base_ms)
 		return fail(e, NULL, "backoff.cap_ms", "must not be below backoff.base_ms");
+	if (cfg->relay.backoff.cap_ms < cfg->relay.backoff.base_ms)
+		return fail(e, NULL, "relay.backoff.cap_ms",
+		            "must not be below relay.backoff.base_ms");
 	return true;
 }
 

@@ -21,6 +21,22 @@ struct strlist {
 	int n;
 };
 
+/* The webhook relay (relay.*). Off while event_types is empty. */
+struct relay_config {
+	struct strlist event_types; /* patterns of the event types handed to the relay */
+	int concurrency;            /* requests in flight */
+	int connect_timeout_ms;
+	struct backoff_policy backoff;
+	int retry_after_max_ms; /* upper bound for an honoured Retry-After */
+	int max_response_bytes; /* read at most this much of a response */
+	char *ca_file;          /* NULL: the system's CA store; owned */
+	bool block_private_networks;
+	int disable_after_ms; /* disable a subscription failing this long; 0 = never */
+	int breaker_failures; /* consecutive failures that pause a subscription; 0 = never */
+	int breaker_cooldown_ms;
+	int lease_margin_ms; /* lease = subscription timeout + connect timeout + this */
+};
+
 struct config {
 	char *path;     /* file it was read from, or NULL for defaults; owned */
 	char *conninfo; /* database.conninfo; NULL = DATABASE_URL or PG* env; owned */
@@ -36,6 +52,7 @@ struct config {
 	int log_format; /* enum log_format */
 	struct strlist packs;
 	char *health_listen; /* "host:port", "" disables; owned */
+	struct relay_config relay;
 };
 
 /* Fill `cfg` with the defaults of config_keys. */

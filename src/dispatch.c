@@ -74,23 +74,33 @@ void handler_log(struct handler_ctx *ctx, const char *msg, const char *key, cons
 	       ctx->handler, key, value, NULL);
 }
 
-bool dispatch_run(PGconn *conn, const struct handler_entry *entry, const struct event *ev,
-                  enum handler_result *result, char *error, size_t errlen)
+bool dispatch_run(PGconn *conn, const struct handler_entry *const *entries, size_t n,
+                  const struct event *ev, enum handler_result *result, const char **failed,
+                  char *error, size_t errlen)
 {
-	struct handler_ctx ctx = { .conn = conn, .ev = ev, .handler = entry->name };
-	enum handler_result r;
+	struct handler_ctx ctx = { .conn = conn, .ev = ev };
+	enum handler_result r = HANDLER_OK;
 
-	r = entry->fn(&ctx, ev);
-	if (r == HANDLER_OK && ctx.sql_failed) {
-		r = HANDLER_RETRY;
-		if (!ctx.error[0])
-			snprintf(ctx.error, sizeof(ctx.error), "a statement failed");
+	*failed = NULL;
+	for (size_t i = 0; i < n && r == HANDLER_OK; i++) {
+		const struct handler_entry *entry = entries[i];
+
+		ctx.handler = entry->name;
+		r = entry->fn(&ctx, ev);
+		if (r == HANDLER_OK && ctx.sql_failed) {
+			r = HANDLER_RETRY;
+			if (!ctx.error[0])
+				snprintf(ctx.error, sizeof(ctx.error), "a statement failed");
+		}
+		if (r != HANDLER_OK && r != HANDLER_RETRY)
+			r = HANDLER_FAIL;
+		if (r != HANDLER_OK && !ctx.error[0])
+			snprintf(ctx.error, sizeof(ctx.error),
+			         "handler %s returned %s without a message", entry->name,
+			         r == HANDLER_RETRY ? "retry" : "fail");
+		if (r != HANDLER_OK)
+			*failed = entry->name;
 	}
-	if (r != HANDLER_OK && r != HANDLER_RETRY)
-		r = HANDLER_FAIL;
-	if (r != HANDLER_OK && !ctx.error[0])
-		snprintf(ctx.error, sizeof(ctx.error), "handler %s returned %s without a message",
-		         entry->name, r == HANDLER_RETRY ? "retry" : "fail");
 	snprintf(error, errlen, "%s", r == HANDLER_OK ? "" : ctx.error);
 	*result = r;
 

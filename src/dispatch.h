@@ -24,15 +24,18 @@ struct handler_ctx {
 };
 
 /*
- * Call `entry->fn` for `ev`. On return `*result` is the outcome and
- * `error` holds the message for RETRY/FAIL. A handler that returns OK
- * after one of its statements failed is turned into RETRY: its
- * transaction state cannot be trusted.
+ * Call the handlers `entries[0..n)` for `ev`, in order, behind one shared
+ * savepoint, stopping at the first that does not return OK. On return
+ * `*result` is the outcome, `*failed` the name of the handler that
+ * decided it (NULL when all returned OK), and `error` the message for
+ * RETRY/FAIL. A handler that returns OK after one of its statements failed
+ * is turned into RETRY: its transaction state cannot be trusted.
  *
- * Returns false when the connection broke (during the handler or while
- * releasing its savepoint): the batch must be abandoned.
+ * Returns false when the connection broke (during a handler or while
+ * releasing the savepoint): the batch must be abandoned.
  */
-bool dispatch_run(PGconn *conn, const struct handler_entry *entry, const struct event *ev,
-                  enum handler_result *result, char *error, size_t errlen);
+bool dispatch_run(PGconn *conn, const struct handler_entry *const *entries, size_t n,
+                  const struct event *ev, enum handler_result *result, const char **failed,
+                  char *error, size_t errlen);
 
 #endif

@@ -26,12 +26,15 @@
 
 /* What the sampler saw last; under `lock`. */
 struct sample {
-	bool valid;             /* the last attempt got the oldest age */
-	double at;              /* wall clock of the last valid sample, 0 = never */
-	long long pending;      /* unprocessed events; -1 unknown (the count timed out) */
-	double oldest_age_s;    /* age of the oldest of them, 0 when none */
-	long long dead_letters; /* -1 unknown */
-	int migrations_pending; /* last known; -1 never checked */
+	bool valid;                   /* the last attempt got the oldest age */
+	double at;                    /* wall clock of the last valid sample, 0 = never */
+	long long pending;            /* unprocessed events; -1 unknown (the count timed out) */
+	double oldest_age_s;          /* age of the oldest of them, 0 when none */
+	long long dead_letters;       /* -1 unknown */
+	int migrations_pending;       /* last known; -1 never checked */
+	long long deliveries_pending; /* -1 unknown or relay off */
+	long long deliveries_dead;    /* -1 unknown or relay off */
+	json_t *disabled;             /* [{name, reason, disabled_at}], owned; NULL unknown */
 	char pending_names[256];
 	char error[256]; /* why the last attempt failed */
 };
@@ -114,6 +117,12 @@ static const char oldest_sql[] =
     " FROM events WHERE NOT processed";
 static const char pending_sql[] = "SELECT count(*) FROM events WHERE NOT processed";
 static const char dead_sql[] = "SELECT count(*) FROM event_dead_letters";
+static const char deliveries_sql[] =
+    "SELECT (SELECT count(*) FROM deliveries WHERE status = 'pending'),"
+    " (SELECT count(*) FROM deliveries WHERE status = 'dead')";
+static const char subscriptions_sql[] =
+    "SELECT name, enabled, coalesce(disabled_reason, ''), coalesce(disabled_at::text, '')"
+    " FROM subscriptions ORDER BY name";
 /* When the exact count times out on a huge table, the planner's estimate. */
 static const char dead_estimate_sql[] = "SELECT greatest(reltuples, 0)::bigint FROM pg_class"
                                         " WHERE oid = 'event_dead_letters'::regclass";
@@ -158,6 +167,33 @@ static void take_sample(struct health *h, PGconn *conn, struct sample *s)
 		s->dead_letters = atoll(PQgetvalue(res, 0, 0));
 		PQclear(res);
 	}
+	s->deliveries_pending = s->deliveries_dead = -1;
+	if (h->d.relay && !db_broken(conn) &&
+	    (res = query(conn, deliveries_sql, err, sizeof(err)))) {
+		s->deliveries_pending = atoll(PQgetvalue(res, 0, 0));
+		s->deliveries_dead = atoll(PQgetvalue(res, 0, 1));
+		PQclear(res);
+		telemetry_deliveries_pending((double)s->deliveries_pending);
+	}
+	if (h->d.relay && !db_broken(conn)) {
+		res = PQexec(conn, subscriptions_sql);
+		if (db_ok(conn, res, PGRES_TUPLES_OK, err, sizeof(err))) {
+			s->disabled = json_array();
+			for (int i = 0; i < PQntuples(res); i++) {
+				bool enabled = PQgetvalue(res, i, 1)[0] == 't';
+
+				telemetry_subscription_disabled(PQgetvalue(res, i, 0), !enabled);
+				if (!enabled)
+					json_array_append_new(
+					    s->disabled,
+					    json_pack("{s:s, s:s, s:s}", "name",
+					              PQgetvalue(res, i, 0), "reason",
+					              PQgetvalue(res, i, 2), "disabled_at",
+					              PQgetvalue(res, i, 3)));
+			}
+		}
+		PQclear(res);
+	}
 	if (!db_broken(conn)) {
 		n = migrate_pending(conn, h->d.cfg, names, sizeof(names), err, sizeof(err));
 		if (n >= 0) {
@@ -199,6 +235,7 @@ static void *sampler_main(void *arg)
 		pthread_mutex_lock(&h->lock);
 		s = h->sample;
 		pthread_mutex_unlock(&h->lock);
+		s.disabled = NULL; /* h->sample still owns the old list */
 
 		if (db_broken(conn)) {
 			PQfinish(conn);
@@ -213,6 +250,7 @@ static void *sampler_main(void *arg)
 		if (!conn) {
 			s.valid = false;
 			s.pending = s.dead_letters = -1;
+			s.deliveries_pending = s.deliveries_dead = -1;
 			snprintf(s.error, sizeof(s.error), "%s", err);
 		} else {
 			take_sample(h, conn, &s);
@@ -227,8 +265,10 @@ static void *sampler_main(void *arg)
 		                s.valid ? s.oldest_age_s : NAN,
 		                s.dead_letters >= 0 ? (double)s.dead_letters : NAN);
 		pthread_mutex_lock(&h->lock);
+		json_t *old = h->sample.disabled;
 		h->sample = s;
 		pthread_mutex_unlock(&h->lock);
+		json_decref(old);
 	} while (!sampler_wait(h, HEALTH_SAMPLE_S));
 	PQfinish(conn);
 	return NULL;
@@ -369,6 +409,17 @@ static json_t *registry_json(const struct registry *reg)
 	return a;
 }
 
+static json_t *relay_json(const struct relay_state *r, const struct sample *s)
+{
+	return json_pack(
+	    "{s:b, s:i, s:I, s:I, s:I, s:o, s:o, s:O}", "connected",
+	    atomic_load(&r->connected) != 0, "in_flight", atomic_load(&r->in_flight), "delivered",
+	    (json_int_t)atomic_load(&r->delivered), "retried", (json_int_t)atomic_load(&r->retried),
+	    "failed", (json_int_t)atomic_load(&r->failed), "pending",
+	    count_or_null(s->deliveries_pending), "dead", count_or_null(s->deliveries_dead),
+	    "disabled_subscriptions", s->disabled ? s->disabled : json_null());
+}
+
 static void serve_health(struct health *h, struct http_response *resp)
 {
 	struct sample s;
@@ -377,6 +428,7 @@ static void serve_health(struct health *h, struct http_response *resp)
 
 	pthread_mutex_lock(&h->lock);
 	s = h->sample;
+	s.disabled = json_deep_copy(s.disabled); /* ours now; NULL stays NULL */
 	config = json_deep_copy(h->config);
 	pthread_mutex_unlock(&h->lock);
 
@@ -387,6 +439,9 @@ static void serve_health(struct health *h, struct http_response *resp)
 	              "started_at", json_time(h->started_real), "workers", workers_json(h), "stats",
 	              stats_json(), "queue", queue_json(&s), "config",
 	              config ? config : json_object(), "registry", registry_json(h->d.reg));
+	if (o && h->d.relay)
+		json_object_set_new(o, "relay", relay_json(h->d.relay, &s));
+	json_decref(s.disabled);
 	set_json(resp, v.status == ST_DOWN ? 503 : 200, o);
 }
 
@@ -410,6 +465,15 @@ static void serve_live(struct health *h, struct http_response *resp)
 		if (beat > 0 && now - beat > limit) {
 			snprintf(msg, sizeof(msg), "worker-%d stalled for %.0f s\n", i + 1,
 			         now - beat);
+			set_text(resp, 503, msg);
+			return;
+		}
+	}
+	if (h->d.relay && !atomic_load(&h->d.rt->stopping)) {
+		double beat = atomic_load(&h->d.relay->heartbeat);
+
+		if (beat > 0 && now - beat > limit) {
+			snprintf(msg, sizeof(msg), "relay stalled for %.0f s\n", now - beat);
 			set_text(resp, 503, msg);
 			return;
 		}
@@ -524,6 +588,7 @@ struct health *health_start(const struct health_deps *deps, char *err, size_t er
 	atomic_store(&h->main_beat, util_mono_s());
 	/* run checked the migrations just before starting us */
 	h->sample.migrations_pending = 0;
+	h->sample.deliveries_pending = h->sample.deliveries_dead = -1;
 	snprintf(h->sample.error, sizeof(h->sample.error), "starting");
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_mutex_init(&h->stop_lock, NULL);
@@ -569,6 +634,7 @@ void health_stop(struct health *h)
 		pthread_join(h->sampler, NULL);
 	}
 	json_decref(h->config);
+	json_decref(h->sample.disabled);
 	pthread_cond_destroy(&h->stop_cond);
 	pthread_mutex_destroy(&h->stop_lock);
 	pthread_mutex_destroy(&h->lock);

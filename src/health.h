@@ -27,6 +27,7 @@
 
 #include "conf.h"
 #include "handlers/registry.h"
+#include "relay.h"
 #include "worker.h"
 
 #define HEALTH_DOWN_AFTER_S 30
@@ -39,6 +40,7 @@ struct health_deps {
 	struct runtime *rt;         /* borrowed */
 	struct worker *workers;     /* borrowed array, may not be started yet */
 	int nworkers;
+	const struct relay_state *relay; /* borrowed; NULL when the relay is off */
 };
 
 struct health;

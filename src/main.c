@@ -23,12 +23,16 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+
+#include "cmd_relay.h"
 #include "conf.h"
 #include "db.h"
 #include "handlers/registry.h"
 #include "health.h"
 #include "log.h"
 #include "migrate.h"
+#include "relay.h"
 #include "telemetry.h"
 #include "util.h"
 #include "worker.h"
@@ -62,6 +66,8 @@ static int cmd_migrate(struct cli *cli, int argc, char **argv);
 static int cmd_check_config(struct cli *cli, int argc, char **argv);
 static int cmd_version(struct cli *cli, int argc, char **argv);
 static int cmd_help(struct cli *cli, int argc, char **argv);
+static int cmd_subscriptions(struct cli *cli, int argc, char **argv);
+static int cmd_deliveries(struct cli *cli, int argc, char **argv);
 
 static const struct command commands[] = {
 	{ "run", cmd_run, "claim and handle events until stopped",
@@ -70,6 +76,20 @@ static const struct command commands[] = {
 	{ "migrate", cmd_migrate, "apply pending schema migrations", "migrate" },
 	{ "check-config", cmd_check_config, "validate the configuration file and exit",
 	  "check-config" },
+	{ "subscriptions", cmd_subscriptions, "manage webhook subscriptions",
+	  "subscriptions add --name NAME --url URL [--events 'job.*,order.created']\n"
+	  "                       [--scheme standard|timestamped_hex|body_hex] [--secret S]\n"
+	  "                       [--timeout-ms N] [--max-attempts N] [--header 'Name: value']...\n"
+	  "                       [--id-header H] [--timestamp-header H] [--signature-header H]\n"
+	  "       subscriptions list [--json]\n"
+	  "       subscriptions disable NAME [--reason TEXT] | enable NAME\n"
+	  "       subscriptions rotate-secret NAME [--keep-old]\n"
+	  "  A secret is generated when none is given and printed once." },
+	{ "deliveries", cmd_deliveries, "list webhook deliveries, queue failed ones again",
+	  "deliveries list [--status pending|in_flight|delivered|failed|dead]\n"
+	  "                       [--subscription NAME] [--limit N] [--json]\n"
+	  "       deliveries retry ID... | --subscription NAME [--since TIMESTAMP]\n"
+	  "  retry queues failed and dead deliveries again with fresh attempts." },
 	{ "version", cmd_version, "print the version", "version" },
 	{ "help", cmd_help, "list commands, or show one: help COMMAND", "help [COMMAND]" },
 	{ NULL, NULL, NULL, NULL },
@@ -199,6 +219,34 @@ static int cmd_migrate(struct cli *cli, int argc, char **argv)
 	return rc;
 }
 
+/* ---- relay administration ----------------------------------------------- */
+
+static int relay_admin(struct cli *cli, const char *name, int argc, char **argv,
+                       int (*fn)(const struct config *, int, char **))
+{
+	struct config cfg;
+	int rc;
+
+	if (want_help(argc, argv) || argc < 2)
+		return command_usage(name, argc < 2 ? stderr : stdout,
+		                     argc < 2 ? EX_USAGE_ : EX_OK_);
+	if (!load_config(cli, &cfg))
+		return EX_CONFIG_ERROR;
+	rc = fn(&cfg, argc, argv);
+	conf_release(&cfg);
+	return rc;
+}
+
+static int cmd_subscriptions(struct cli *cli, int argc, char **argv)
+{
+	return relay_admin(cli, "subscriptions", argc, argv, cmd_subscriptions_main);
+}
+
+static int cmd_deliveries(struct cli *cli, int argc, char **argv)
+{
+	return relay_admin(cli, "deliveries", argc, argv, cmd_deliveries_main);
+}
+
 /* ---- run ------------------------------------------------------------ */
 
 static int wake_pipe[2] = { -1, -1 };
@@ -278,6 +326,7 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 	struct runtime rt;
 	struct worker *workers = NULL;
 	struct health *health = NULL;
+	struct relay *relay = NULL;
 	sigset_t sigs;
 	char err[1024], pending[1024];
 	PGconn *conn = NULL;
@@ -301,6 +350,13 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 	log_configure(cfg.log_level, cfg.log_format);
 	if (!registry_build(&reg, &cfg, err, sizeof(err))) {
 		log_kv(LOG_ERROR, "cannot build the handler registry", "error", err, NULL);
+		conf_release(&cfg);
+		return EX_SOFTWARE_;
+	}
+	/* Before any thread: libcurl's global state is not thread-safe. */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		log_kv(LOG_ERROR, "curl_global_init failed", NULL);
+		registry_release(&reg);
 		conf_release(&cfg);
 		return EX_SOFTWARE_;
 	}
@@ -363,8 +419,17 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 	}
 	/* run --once is a batch job: no server (it would clash with the
 	 * daemon's port), no sampler. */
+	if (cfg.relay.event_types.n > 0) {
+		relay = relay_start(&cfg, &rt);
+		if (!relay) {
+			rc = EX_SOFTWARE_;
+			goto out;
+		}
+	}
 	if (!once) {
-		struct health_deps hd = { &cfg, &reg, &rt, workers, cfg.workers };
+		struct health_deps hd = {
+			&cfg, &reg, &rt, workers, cfg.workers, relay_state(relay)
+		};
 
 		health = health_start(&hd, err, sizeof(err));
 		if (!health) {
@@ -391,8 +456,9 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 		       NULL);
 	}
 
-	/* The main loop: signals, the shutdown deadline, workers finishing. */
-	while (atomic_load(&rt.finished) < started) {
+	/* The main loop: signals, the shutdown deadline, the workers and the
+	 * relay finishing. */
+	while (atomic_load(&rt.finished) < started || (relay && !atomic_load(&rt.relay_done))) {
 		struct timespec ts = { 0, 100 * 1000000L };
 		int sig = sigtimedwait(&sigs, NULL, &ts);
 
@@ -416,7 +482,10 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 					worker_cancel(&workers[i]);
 			}
 		}
-		if (deadline && !atomic_load(&rt.aborting) && util_mono_ms() > deadline) {
+		/* The relay keeps its own deadline and puts back what it could not
+		 * finish; only a worker's batch in hand is rolled back here. */
+		if (deadline && !atomic_load(&rt.aborting) && util_mono_ms() > deadline &&
+		    atomic_load(&rt.finished) < started) {
 			log_kv(LOG_WARNING,
 			       "shutdown_timeout_ms passed: rolling back the batches in hand",
 			       NULL);
@@ -430,6 +499,13 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 		worker_join(&workers[i]);
 	log_kv(LOG_NOTICE, "pgeventd stopped", NULL);
 out:
+	if (relay) {
+		/* reached directly on a start-up failure: stop it first */
+		atomic_store(&rt.stopping, 1);
+		if (wake_pipe[1] >= 0)
+			wake_all();
+		relay_join(relay);
+	}
 	health_stop(health);
 	telemetry_free();
 	free(workers);
@@ -440,6 +516,7 @@ out:
 	}
 	registry_release(&reg);
 	conf_release(&cfg);
+	curl_global_cleanup();
 	return rc;
 }
 

@@ -39,6 +39,11 @@ static struct telemetry {
 	struct metric **connected; /* nworkers */
 	int nworkers;
 	struct metric *reconnects;
+	struct metric_family *deliveries;
+	struct metric *delivery_duration;
+	struct metric *deliveries_in_flight;
+	struct metric *deliveries_pending;
+	struct metric_family *subscription_disabled;
 } T;
 
 static struct metric_family *family(enum metric_type type, const char *name, const char *help,
@@ -68,13 +73,15 @@ static bool init_events(const struct registry *reg)
 
 	if (!ev || !dur)
 		return false;
-	T.ntypes = reg->n + 1;
+	T.ntypes = reg->n + 2; /* + "relay", "unknown" */
 	T.events = calloc(T.ntypes * TM_NOUTCOMES, sizeof(*T.events));
 	T.duration = calloc(T.ntypes, sizeof(*T.duration));
 	if (!T.events || !T.duration)
 		return false;
 	for (size_t i = 0; i < T.ntypes; i++) {
-		const char *type = i < reg->n ? reg->entries[i]->event_type : "unknown";
+		const char *type = i < reg->n    ? reg->entries[i]->event_type
+		                   : i == reg->n ? "relay"
+		                                 : "unknown";
 
 		for (int o = 0; o < TM_NOUTCOMES; o++) {
 			const char *lv[2] = { type, outcome_labels[o] };
@@ -167,8 +174,29 @@ bool telemetry_init(const struct registry *reg, int nworkers, const char *versio
 	T.reconnects =
 	    single(family(METRIC_COUNTER, "pgeventd_db_reconnects_total",
 	                  "Database reconnections after a lost connection.", 0, NULL, NULL, 0));
+	static const char *const sub_outcome[] = { "subscription", "outcome" };
+	static const char *const sub_only[] = { "subscription" };
+	T.deliveries = family(METRIC_COUNTER, "pgeventd_deliveries_total",
+	                      "Webhook delivery attempts by subscription and outcome (delivered, "
+	                      "retry, failed, gone; stale or unrecorded when the result could not "
+	                      "be applied).",
+	                      2, sub_outcome, NULL, 0);
+	T.delivery_duration = single(family(METRIC_HISTOGRAM, "pgeventd_delivery_duration_seconds",
+	                                    "Time of each webhook request.", 0, NULL,
+	                                    duration_bounds, NELEMS(duration_bounds)));
+	T.deliveries_in_flight =
+	    single(family(METRIC_GAUGE, "pgeventd_deliveries_in_flight",
+	                  "Webhook requests in flight in this process.", 0, NULL, NULL, 0));
+	T.deliveries_pending =
+	    single(family(METRIC_GAUGE, "pgeventd_deliveries_pending",
+	                  "Deliveries waiting to be sent (sampled).", 0, NULL, NULL, 0));
+	T.subscription_disabled =
+	    family(METRIC_GAUGE, "pgeventd_subscription_disabled",
+	           "1 when the subscription is disabled (sampled).", 1, sub_only, NULL, 0);
 	if (!T.lag || !T.batch_duration || !T.batch_size || !T.pending || !T.oldest ||
-	    !T.dead_letters || !T.reconnects || !init_workers(nworkers) || !init_process(version))
+	    !T.dead_letters || !T.reconnects || !T.deliveries || !T.delivery_duration ||
+	    !T.deliveries_in_flight || !T.deliveries_pending || !T.subscription_disabled ||
+	    !init_workers(nworkers) || !init_process(version))
 		goto fail;
 	return true;
 fail:
@@ -192,8 +220,12 @@ void telemetry_event(int type_index, enum telemetry_outcome outcome, double dura
 
 	if (!T.m || outcome < 0 || outcome >= TM_NOUTCOMES)
 		return;
-	i = type_index >= 0 && (size_t)type_index < T.ntypes - 1 ? (size_t)type_index
-	                                                         : T.ntypes - 1;
+	if (type_index >= 0 && (size_t)type_index < T.ntypes - 2)
+		i = (size_t)type_index;
+	else if (type_index == TELEMETRY_RELAY_ONLY)
+		i = T.ntypes - 2;
+	else
+		i = T.ntypes - 1;
 	metric_add(T.events[i * TM_NOUTCOMES + (size_t)outcome], 1);
 	/* Only events whose handler ran have a duration and a lag. */
 	if (duration_s >= 0) {
@@ -234,4 +266,34 @@ void telemetry_queue(double pending, double oldest_age_s, double dead_letters)
 char *telemetry_render(size_t *len)
 {
 	return T.m ? metrics_render(T.m, len) : NULL;
+}
+
+void telemetry_delivery(const char *subscription, const char *outcome, double duration_s)
+{
+	const char *lv[2] = { subscription, outcome };
+
+	if (!T.m)
+		return;
+	metric_add(metrics_series(T.deliveries, lv), 1);
+	metric_observe(T.delivery_duration, duration_s);
+}
+
+void telemetry_deliveries_in_flight(int n)
+{
+	if (T.m)
+		metric_set(T.deliveries_in_flight, n);
+}
+
+void telemetry_deliveries_pending(double n)
+{
+	if (T.m)
+		metric_set(T.deliveries_pending, n);
+}
+
+void telemetry_subscription_disabled(const char *subscription, bool disabled)
+{
+	const char *lv[1] = { subscription };
+
+	if (T.m)
+		metric_set(metrics_series(T.subscription_disabled, lv), disabled ? 1 : 0);
 }

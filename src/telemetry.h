@@ -17,6 +17,10 @@
 
 enum telemetry_outcome { TM_OK, TM_RETRY, TM_DEAD_LETTER, TM_SKIPPED, TM_NOUTCOMES };
 
+/* type_index of an event type with no handler of its own that only the
+ * relay takes (labelled event_type="relay"). */
+#define TELEMETRY_RELAY_ONLY (-2)
+
 bool telemetry_init(const struct registry *reg, int nworkers, const char *version);
 void telemetry_free(void);
 
@@ -28,6 +32,14 @@ void telemetry_batch(int size, double duration_s);
 void telemetry_connected(int worker_id, bool connected);
 void telemetry_reconnect(void);
 void telemetry_queue(double pending, double oldest_age_s, double dead_letters);
+
+/* Webhook deliveries. Subscription label values are the names operators
+ * gave their subscriptions. outcome: delivered, retry, failed, gone, or
+ * stale/unrecorded when the result could not be applied. */
+void telemetry_delivery(const char *subscription, const char *outcome, double duration_s);
+void telemetry_deliveries_in_flight(int n);
+void telemetry_deliveries_pending(double n);
+void telemetry_subscription_disabled(const char *subscription, bool disabled);
 
 /* The exposition text (malloc'd), or NULL without init or memory. */
 char *telemetry_render(size_t *len);

@@ -32,6 +32,7 @@
 #include "dispatch.h"
 #include "log.h"
 #include "stats.h"
+#include "handlers/relay.h"
 #include "telemetry.h"
 #include "util.h"
 
@@ -383,7 +384,19 @@ static bool handle_row(struct worker *w, struct batch *b, struct record *rec, ch
 	rec->type_index = registry_index(w->rt->reg, type);
 	if (rec->type_index >= 0)
 		entry = w->rt->reg->entries[rec->type_index];
-	if (!entry) {
+	/* An event type may have its own handler, be handed to the relay, or
+	 * both: they run in that order behind one savepoint. */
+	const struct handler_entry *run_list[2];
+	size_t nrun = 0;
+
+	if (entry)
+		run_list[nrun++] = entry;
+	if (relay_wants(&cfg->relay, type)) {
+		run_list[nrun++] = &relay_entry;
+		if (!entry)
+			rec->type_index = TELEMETRY_RELAY_ONLY;
+	}
+	if (nrun == 0) {
 		char msg[256];
 
 		snprintf(msg, sizeof(msg), "no handler registered for event type %s", type);
@@ -408,7 +421,7 @@ static bool handle_row(struct worker *w, struct batch *b, struct record *rec, ch
 
 		snprintf(msg, sizeof(msg), "payload cannot be parsed: %s", jerr.text);
 		rec->error = xstrdup(msg);
-		ok = record_failure(w, b, rec, HANDLER_FAIL, entry->name, 1, err);
+		ok = record_failure(w, b, rec, HANDLER_FAIL, run_list[0]->name, 1, err);
 		goto out;
 	}
 
@@ -427,7 +440,8 @@ static bool handle_row(struct worker *w, struct batch *b, struct record *rec, ch
 		.attempt = rec->attempt,
 	};
 	double t0 = util_mono_s();
-	bool alive = dispatch_run(w->conn, entry, &ev, &hr, hmsg, sizeof(hmsg));
+	const char *failed = NULL;
+	bool alive = dispatch_run(w->conn, run_list, nrun, &ev, &hr, &failed, hmsg, sizeof(hmsg));
 
 	rec->duration_ms = (util_mono_s() - t0) * 1000.0;
 	rec->ran = true;
@@ -446,7 +460,7 @@ static bool handle_row(struct worker *w, struct batch *b, struct record *rec, ch
 		goto out;
 	}
 	rec->error = xstrdup(hmsg);
-	ok = record_failure(w, b, rec, hr, entry->name, 1, err);
+	ok = record_failure(w, b, rec, hr, failed ? failed : "", 1, err);
 out:
 	json_decref(payload);
 	json_decref(metadata);

@@ -25,6 +25,7 @@ struct runtime {
 	int wake_fd;                /* readable once stopping: wakes every wait */
 	bool once;                  /* exit when nothing is due (run --once) */
 	atomic_int finished;        /* workers whose thread has returned */
+	atomic_int relay_done;      /* the relay thread has returned */
 };
 
 struct worker {

@@ -61,6 +61,14 @@ START_TEST(test_conf_defaults_match_the_documented_ones)
 	ck_assert_int_eq(cfg.log_level, LOG_INFO);
 	ck_assert_int_eq(cfg.log_format, LOG_FORMAT_LOGFMT);
 	ck_assert_str_eq(cfg.health_listen, "127.0.0.1:8080");
+	ck_assert_int_eq(cfg.relay.event_types.n, 0);
+	ck_assert_int_eq(cfg.relay.concurrency, 64);
+	ck_assert_int_eq(cfg.relay.connect_timeout_ms, 5000);
+	ck_assert_int_eq(cfg.relay.backoff.base_ms, 1000);
+	ck_assert(cfg.relay.backoff.jitter == 0.2);
+	ck_assert_ptr_null(cfg.relay.ca_file);
+	ck_assert(!cfg.relay.block_private_networks);
+	ck_assert_int_eq(cfg.relay.disable_after_ms, 5 * 24 * 3600 * 1000);
 	conf_release(&cfg);
 }
 END_TEST
@@ -245,6 +253,46 @@ START_TEST(test_db_connect_error_never_quotes_a_bad_conninfo)
 }
 END_TEST
 
+/* etc/pgeventd.conf loads, and mentions every key the code reads. */
+static void mention(void *arg, const char *key, const char *value, const char *def, bool reloadable,
+                    const char *help)
+{
+	const char *text = arg;
+	const char *leaf = strrchr(key, '.') ? strrchr(key, '.') + 1 : key;
+	char want[128];
+
+	(void)value;
+	(void)def;
+	(void)reloadable;
+	(void)help;
+	snprintf(want, sizeof(want), "# %s = ", leaf);
+	ck_assert_msg(strstr(text, want) != NULL, "etc/pgeventd.conf does not document %s", key);
+}
+
+START_TEST(test_conf_sample_file_documents_every_key)
+{
+	struct config cfg;
+	char err[512] = "", file[1024], *text;
+	FILE *f;
+	long n;
+
+	snprintf(file, sizeof(file), "%s/etc/pgeventd.conf", TOP_SRCDIR);
+	conf_init(&cfg);
+	ck_assert_msg(conf_load(&cfg, file, err, sizeof(err)), "%s", err);
+	f = fopen(file, "r");
+	ck_assert_ptr_nonnull(f);
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	text = calloc(1, (size_t)n + 1);
+	ck_assert_int_eq(fread(text, 1, (size_t)n, f), n);
+	fclose(f);
+	conf_visit(&cfg, mention, text);
+	free(text);
+	conf_release(&cfg);
+}
+END_TEST
+
 START_TEST(test_conf_conninfo_falls_back_to_database_url)
 {
 	struct config cfg;
@@ -274,6 +322,7 @@ Suite *conf_suite(void)
 	tcase_add_test(tc, test_conf_missing_file_is_an_error);
 	tcase_add_test(tc, test_conf_cap_below_base_is_an_error);
 	tcase_add_test(tc, test_conf_visit_redacts_the_password);
+	tcase_add_test(tc, test_conf_sample_file_documents_every_key);
 	tcase_add_test(tc, test_conf_visit_redacts_the_ssl_key_passphrase);
 	tcase_add_test(tc, test_db_connect_error_never_quotes_a_bad_conninfo);
 	tcase_add_test(tc, test_conf_conninfo_falls_back_to_database_url);

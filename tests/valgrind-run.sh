@@ -9,12 +9,14 @@ export PGDATABASE=t_valgrind_$$
 T=$(mktemp -d /tmp/pgeventd-valgrind.XXXXXX)
 trap 'dropdb --if-exists -f "$PGDATABASE" >/dev/null 2>&1; rm -rf "$T"' EXIT
 createdb "$PGDATABASE" || exit 1
-printf 'packs = ["test"];\npoll_interval_ms = 50;\nmax_attempts = 2;\nbackoff = { base_ms = 20; };\nhealth = { listen = "127.0.0.1:0"; };\n' >"$T/v.conf"
+printf 'packs = ["test"];\npoll_interval_ms = 50;\nmax_attempts = 2;\nbackoff = { base_ms = 20; };\nhealth = { listen = "127.0.0.1:0"; };\nrelay = { event_types = ["test.effect"]; backoff = { base_ms = 20; }; breaker = { failures = 0; }; };\n' >"$T/v.conf"
 VG=(valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect,possible
 	--errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99 --track-fds=no)
 "${VG[@]}" "$BIN" -c "$T/v.conf" migrate >"$T/migrate.log" 2>&1 || { cat "$T/migrate.log"; exit 1; }
 psql -X -q -c "INSERT INTO events (event_type, payload) SELECT 'test.effect', '{}' FROM generate_series(1, 200);
-  INSERT INTO events (event_type, payload) VALUES ('test.fail', '{}'), ('nope.x', '{}'), ('pgeventd.probe', '[1]'), ('test.sql_error', '{}')" || exit 1
+  INSERT INTO events (event_type, payload) VALUES ('test.fail', '{}'), ('nope.x', '{}'), ('pgeventd.probe', '[1]'), ('test.sql_error', '{}');
+  INSERT INTO subscriptions (name, url, secret, event_types, max_attempts)
+    VALUES ('closed-port', 'http://127.0.0.1:9/x', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', '[\"*\"]', 2)" || exit 1
 "${VG[@]}" "$BIN" -c "$T/v.conf" run >"$T/run.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 300); do
@@ -34,11 +36,17 @@ for p in /health /health/live /health/ready /metrics /nope; do
 	curl -s --max-time 10 -o /dev/null "http://127.0.0.1:$port$p" || echo "curl $p failed"
 done
 curl -s --max-time 10 -o /dev/null -X POST "http://127.0.0.1:$port/health"
+for _ in $(seq 1 100); do # the relay's attempts: connection refused, twice, then dead
+	[ "$(psql -X -A -t -c "SELECT count(*) FROM deliveries WHERE status <> 'dead'")" = 0 ] && break
+	sleep 0.1
+done
+dead=$(psql -X -A -t -c "SELECT count(*) FROM deliveries WHERE status = 'dead'")
+[ "$dead" = 200 ] || echo "valgrind run: $dead of 200 deliveries dead, want all (relay path not exercised)"
 sleep 6 # one more queue sample
 kill -TERM $pid
 wait $pid
 rc=$?
-if [ $rc != 0 ] || [ "$left" != 0 ]; then
+if [ $rc != 0 ] || [ "$left" != 0 ] || [ "$dead" != 200 ]; then
 	echo "valgrind run: exit $rc, $left events left"
 	tail -n 60 "$T/run.log"
 	exit 1

@@ -146,3 +146,55 @@ http_status() { cat "$T/status"; }
 jget() {
 	q "SELECT \$json\$$1\$json\$::jsonb #>> '{$2}'"
 }
+
+# ---- the webhook sink (tests/sink/webhook_sink.py) -----------------------
+# start_sink writes $T/sink.json (the caller's JSON config) and starts the
+# sink; sets SINK_PORT and SINK_PID. Its log is $T/sink.jsonl.
+start_sink() { # config-json
+	command -v python3 >/dev/null || { echo "SKIP: python3 missing"; exit 77; }
+	printf '%s\n' "$1" >"$T/sink.json"
+	rm -f "$T/sink.port"
+	python3 "$PGEVENTD_SRCDIR/tests/sink/webhook_sink.py" --config "$T/sink.json" \
+		--log "$T/sink.jsonl" --port "${2:-0}" --port-file "$T/sink.port" 2>"$T/sink.err" &
+	SINK_PID=$!
+	PIDS="$PIDS $SINK_PID"
+	for _ in $(seq 1 100); do
+		[ -s "$T/sink.port" ] && break
+		sleep 0.05
+	done
+	SINK_PORT=$(cat "$T/sink.port" 2>/dev/null)
+	[ -n "$SINK_PORT" ] || die "sink did not start: $(cat "$T/sink.err")"
+}
+
+# Count sink log lines matching a jq-like condition written in Python:
+# sink_count 'r["key"] == "a" and r["sig_ok"]'
+sink_count() {
+	python3 - "$T/sink.jsonl" "$1" <<'PY'
+import json, sys
+n = 0
+try:
+    for line in open(sys.argv[1]):
+        r = json.loads(line)
+        if eval(sys.argv[2], {}, {"r": r}):
+            n += 1
+except FileNotFoundError:
+    pass
+print(n)
+PY
+}
+
+# Wait until sink_count COND prints N.
+wait_sink() { # cond n seconds
+	local deadline=$(($(date +%s) + $3))
+	while [ "$(sink_count "$1")" != "$2" ]; do
+		[ "$(date +%s)" -ge "$deadline" ] && { echo "waited $3 s for sink [$1] = $2, got $(sink_count "$1")"; return 1; }
+		sleep 0.1
+	done
+}
+
+# A subscription by SQL: add_sub NAME KEY EVENT_TYPES_JSON [SCHEME] [extra col=val SQL]
+add_sub() {
+	q "INSERT INTO subscriptions (name, url, secret, event_types, signature_scheme)
+	   VALUES ('$1', 'http://127.0.0.1:$SINK_PORT/$2', '${SECRET:-whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}',
+	           '$3', '${4:-standard}')" >/dev/null
+}

@@ -1,0 +1,102 @@
+# bench-relay.sh -- `scripts/bench relay`, sourced by scripts/bench (which
+# has built pgeventd as $BIN, started the cluster, migrated the database
+# and defined sql, now_ms and median).
+#
+# N events (default 20000) for one subscription are drained by
+# `pgeventd run --once` with the relay on (C requests in flight, default
+# 64), signing each request, against a local nginx answering 200 on
+# loopback. The baseline is wrk posting the same body and headers to the
+# same nginx with C connections for 5 s. Rounds alternate wrk and pgeventd;
+# the medians, their ratio and pgeventd's peak RSS are printed.
+
+mkdir -p "$work/nginx/logs"
+nport=$((20000 + RANDOM % 20000))
+cat >"$work/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/logs/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx;
+  proxy_temp_path $work/nginx;
+  fastcgi_temp_path $work/nginx;
+  uwsgi_temp_path $work/nginx;
+  scgi_temp_path $work/nginx;
+  server {
+    listen 127.0.0.1:$nport;
+    location / { client_max_body_size 1m; return 200 "ok\n"; }
+  }
+}
+NGINX
+nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+ngpid=$!
+trap 'kill $ngpid 2>/dev/null; pgc_stop; rm -rf "$work"' EXIT
+sleep 0.5
+
+cat >"$work/relay.conf" <<CONF
+workers = $workers;
+log = { level = "warning"; };
+health = { listen = ""; };
+relay = { event_types = ["bench.*"]; concurrency = $concurrency; };
+CONF
+sql "INSERT INTO subscriptions (name, url, secret, event_types)
+     VALUES ('bench', 'http://127.0.0.1:$nport/hook', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
+             '[\"*\"]')"
+
+fill_relay() {
+	sql "TRUNCATE events, event_dead_letters, deliveries, delivery_attempts"
+	sql "INSERT INTO events (event_type, payload)
+	     SELECT 'bench.created', jsonb_build_object('n', g, 'order', 'A-' || g, 'total_cents', 4200)
+	     FROM generate_series(1, $deliveries) g"
+	sql "VACUUM ANALYZE events"
+}
+
+# wrk sends a body of the same shape and size, with the same headers.
+body=$(sql "SELECT json_build_object('id', gen_random_uuid(), 'type', 'bench.created',
+  'timestamp', '2026-11-23T23:00:00.000000Z', 'aggregate', NULL,
+  'data', jsonb_build_object('n', 10000, 'order', 'A-10000', 'total_cents', 4200))::text")
+cat >"$work/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = [[$body]]
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["User-Agent"] = "pgeventd/bench"
+wrk.headers["webhook-id"] = "00000000-0000-0000-0000-000000000000"
+wrk.headers["webhook-timestamp"] = "1795476000"
+wrk.headers["webhook-signature"] = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+LUA
+
+echo "== relay: $deliveries deliveries, $concurrency in flight, $rounds rounds (nginx on 127.0.0.1:$nport)"
+wrks=() relays=() rss=()
+for r in $(seq 1 "$rounds"); do
+	w=$(wrk -t 2 -c "$concurrency" -d 5s -s "$work/post.lua" "http://127.0.0.1:$nport/hook" |
+		awk '/^Requests\/sec:/ { printf "%d", $2 }')
+	fill_relay
+	t0=$(now_ms)
+	/usr/bin/time -f '%M' -o "$work/rss" "$BIN" -c "$work/relay.conf" run --once \
+		>"$work/daemon.log" 2>&1 || {
+		cat "$work/daemon.log" >&2
+		exit 1
+	}
+	t1=$(now_ms)
+	got=$(sql "SELECT count(*) FROM deliveries WHERE status = 'delivered'")
+	if [ "$got" != "$deliveries" ]; then
+		echo "bench: $got of $deliveries delivered" >&2
+		tail "$work/daemon.log" >&2
+		exit 1
+	fi
+	d=$((deliveries * 1000 / (t1 - t0)))
+	wrks+=("$w")
+	relays+=("$d")
+	rss+=("$(tail -n 1 "$work/rss")")
+	printf 'round %d: wrk %7d req/s   pgeventd relay %7d deliveries/s   ratio %s\n' "$r" "$w" "$d" \
+		"$(awk -v a="$d" -v b="$w" 'BEGIN { printf "%.2f", a / b }')"
+done
+wm=$(median "${wrks[@]}")
+rm_=$(median "${relays[@]}")
+echo
+printf '%-36s %s req/s (median)\n' "wrk ($concurrency connections):" "$wm"
+printf '%-36s %s deliveries/s (median)\n' "pgeventd relay ($concurrency in flight):" "$rm_"
+printf '%-36s %s\n' "ratio pgeventd / wrk:" "$(awk -v a="$rm_" -v b="$wm" 'BEGIN { printf "%.2f", a / b }')"
+printf '%-36s %s KiB (median)\n' "pgeventd peak RSS:" "$(median "${rss[@]}")"

@@ -1,0 +1,51 @@
+/*
+ * relay.h -- the delivery thread: sends queued webhook deliveries with the
+ * libcurl multi interface, up to relay.concurrency at once.
+ *
+ * It claims due deliveries with a lease (status in_flight, locked_until,
+ * attempt + 1; FOR UPDATE SKIP LOCKED, so several instances share the
+ * table), signs and POSTs each, and records the result through
+ * pgeventd_finish_delivery(), which applies it only while the delivery is
+ * still in flight at that attempt: a result that arrives after its lease
+ * expired and the delivery was taken again changes nothing. Expired leases
+ * are put back to pending every few seconds.
+ *
+ * On shutdown it stops claiming, lets the requests in flight finish within
+ * shutdown_timeout_ms, and puts the leases of the rest back to pending.
+ */
+#ifndef PGEVENTD_RELAY_H
+#define PGEVENTD_RELAY_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "conf.h"
+#include "worker.h"
+
+struct relay_state {
+	atomic_int connected;     /* 1 while its database connection is up */
+	atomic_int in_flight;     /* requests in flight */
+	_Atomic double heartbeat; /* monotonic seconds of the last loop turn */
+	atomic_uint_fast64_t delivered, retried, failed; /* results applied */
+};
+
+struct relay;
+
+/* Start the thread (only when relay.event_types is not empty). It sets
+ * rt->relay_done when it ends. Returns NULL when it could not. */
+struct relay *relay_start(const struct config *cfg, struct runtime *rt);
+
+/* Join the thread and free r. NULL is a no-op. */
+void relay_join(struct relay *r);
+
+/* Counters for /health; NULL when r is NULL. */
+const struct relay_state *relay_state(const struct relay *r);
+
+/* Whether relay.block_private_networks refuses this address: loopback,
+ * private, carrier-grade NAT, link-local (cloud metadata), unspecified,
+ * multicast, and their IPv4-mapped IPv6 forms. */
+bool relay_address_blocked(const struct sockaddr *sa);
+
+#endif
