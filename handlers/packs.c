@@ -6,9 +6,11 @@
 #include "config.h"
 #endif
 
+#include "handlers/buddy/buddy.h"
 #include "handlers/registry.h"
 
 const struct handler_pack *const handler_packs[] = {
 	&core_pack,
+	&buddy_pack,
 	NULL,
 };

@@ -17,6 +17,7 @@ int main(void)
 	srunner_add_suite(sr, log_suite());
 	srunner_add_suite(sr, metrics_suite());
 	srunner_add_suite(sr, httpd_suite());
+	srunner_add_suite(sr, buddy_suite());
 	srunner_add_suite(sr, sign_suite());
 	srunner_add_suite(sr, webhook_suite());
 	srunner_run_all(sr, CK_NORMAL);

@@ -10,6 +10,7 @@ Suite *registry_suite(void);
 Suite *log_suite(void);
 Suite *metrics_suite(void);
 Suite *httpd_suite(void);
+Suite *buddy_suite(void);
 Suite *sign_suite(void);
 Suite *webhook_suite(void);
 

@@ -3,11 +3,13 @@
 #include "config.h"
 #endif
 
+#include "handlers/buddy/buddy.h"
 #include "handlers/registry.h"
 #include "tests/test_handlers.h"
 
 const struct handler_pack *const handler_packs[] = {
 	&core_pack,
+	&buddy_pack,
 	&test_pack,
 	NULL,
 };
