@@ -31,27 +31,6 @@ enum handler_result core_noop(struct handler_ctx *ctx, const struct event *ev)
 	return HANDLER_OK;
 }
 
-static const char *json_type_name(const json_t *j)
-{
-	switch (json_typeof(j)) {
-	case JSON_OBJECT:
-		return "object";
-	case JSON_ARRAY:
-		return "array";
-	case JSON_STRING:
-		return "string";
-	case JSON_INTEGER:
-	case JSON_REAL:
-		return "number";
-	case JSON_TRUE:
-	case JSON_FALSE:
-		return "boolean";
-	case JSON_NULL:
-		return "null";
-	}
-	return "unknown";
-}
-
 /*
  * pgeventd.probe: succeeds unless told otherwise. Payload: a JSON object,
  * optionally {"fail": "retry" | "permanent", "message": "..."}. A retry
@@ -65,10 +44,11 @@ enum handler_result core_probe(struct handler_ctx *ctx, const struct event *ev)
 
 	if (!json_is_object(ev->payload))
 		return handler_error(ctx, "payload must be a JSON object, got %s",
-		                     json_type_name(ev->payload));
+		                     handler_json_type(ev->payload));
 	msg = json_object_get(ev->payload, "message");
 	if (msg && !json_is_string(msg))
-		return handler_error(ctx, "message must be a string, got %s", json_type_name(msg));
+		return handler_error(ctx, "message must be a string, got %s",
+		                     handler_json_type(msg));
 	if (msg)
 		text = json_string_value(msg);
 	fail = json_object_get(ev->payload, "fail");
@@ -79,5 +59,6 @@ enum handler_result core_probe(struct handler_ctx *ctx, const struct event *ev)
 	if (json_is_string(fail) && strcmp(json_string_value(fail), "permanent") == 0)
 		return handler_error(ctx, "%s", text);
 	return handler_error(ctx, "fail must be \"retry\" or \"permanent\", got %s",
-	                     json_is_string(fail) ? json_string_value(fail) : json_type_name(fail));
+	                     json_is_string(fail) ? json_string_value(fail)
+	                                          : handler_json_type(fail));
 }

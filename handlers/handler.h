@@ -133,6 +133,10 @@ enum handler_result handler_error(struct handler_ctx *ctx, const char *fmt, ...)
 enum handler_result handler_retry(struct handler_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* "object", "array", "string", "number", "boolean" or "null": for messages
+ * such as "rating must be an integer, got string". */
+const char *handler_json_type(const json_t *j);
+
 /* Log a line at info level tagged with the event being handled. */
 void handler_log(struct handler_ctx *ctx, const char *msg, const char *key, const char *value);
 

@@ -68,6 +68,27 @@ enum handler_result handler_retry(struct handler_ctx *ctx, const char *fmt, ...)
 	return HANDLER_RETRY;
 }
 
+const char *handler_json_type(const json_t *j)
+{
+	switch (json_typeof(j)) {
+	case JSON_OBJECT:
+		return "object";
+	case JSON_ARRAY:
+		return "array";
+	case JSON_STRING:
+		return "string";
+	case JSON_INTEGER:
+	case JSON_REAL:
+		return "number";
+	case JSON_TRUE:
+	case JSON_FALSE:
+		return "boolean";
+	case JSON_NULL:
+		return "null";
+	}
+	return "unknown";
+}
+
 void handler_log(struct handler_ctx *ctx, const char *msg, const char *key, const char *value)
 {
 	log_kv(LOG_INFO, msg, "event_id", ctx->ev->id, "event_type", ctx->ev->event_type, "handler",

@@ -199,27 +199,6 @@ static const struct buddy_type *const buddy_types[] = {
 
 /* ---- validation ---------------------------------------------------------- */
 
-static const char *json_type_name(const json_t *j)
-{
-	switch (json_typeof(j)) {
-	case JSON_OBJECT:
-		return "object";
-	case JSON_ARRAY:
-		return "array";
-	case JSON_STRING:
-		return "string";
-	case JSON_INTEGER:
-	case JSON_REAL:
-		return "number";
-	case JSON_TRUE:
-	case JSON_FALSE:
-		return "boolean";
-	case JSON_NULL:
-		return "null";
-	}
-	return "unknown";
-}
-
 /* The value as JSON, ASCII only (so that cutting it can never split a
  * UTF-8 sequence: the message lands in a text column) and at most 40
  * characters. */
@@ -228,7 +207,7 @@ static void render(const json_t *v, char *buf, size_t len)
 	char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT | JSON_ENSURE_ASCII);
 
 	if (!s)
-		snprintf(buf, len, "%s", json_type_name(v));
+		snprintf(buf, len, "%s", handler_json_type(v));
 	else if (strlen(s) > 40)
 		snprintf(buf, len, "%.37s...", s);
 	else
@@ -371,7 +350,7 @@ static bool check_value(const struct buddy_type *t, const struct field *f, const
 	case FIELD_TEXT:
 		if (!json_is_string(v))
 			return bad(err, errlen, t, "%s must be a string, got %s", f->name,
-			           json_type_name(v));
+			           handler_json_type(v));
 		s = json_string_value(v);
 		if (f->kind != FIELD_TEXT && !*s)
 			return bad(err, errlen, t, "%s must not be empty", f->name);
@@ -417,7 +396,7 @@ static bool parse_event(const struct buddy_type *t, const struct event *ev, stru
 	memset(p, 0, sizeof(*p));
 	if (!json_is_object(ev->payload))
 		return bad(err, errlen, t, "payload must be a JSON object, got %s",
-		           json_type_name(ev->payload));
+		           handler_json_type(ev->payload));
 	for (int i = 0; t->fields[i].name; i++) {
 		const struct field *f = &t->fields[i];
 		const json_t *v = json_object_get(ev->payload, f->name);
