@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     paused_until         timestamptz
 );
 
+CREATE SEQUENCE IF NOT EXISTS deliveries_lease_seq;
+
 CREATE TABLE IF NOT EXISTS deliveries (
     id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     event_id        uuid NOT NULL,
@@ -47,6 +49,10 @@ CREATE TABLE IF NOT EXISTS deliveries (
     attempt         integer NOT NULL DEFAULT 0,
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     locked_until    timestamptz,
+    -- A fresh token from deliveries_lease_seq at every claim: results and
+    -- releases are fenced on it (attempt only counts, and a replay or a
+    -- retry resets it, so it cannot fence).
+    lease           bigint,
     last_status     integer,
     last_error      text,
     created_at      timestamptz NOT NULL DEFAULT now(),
@@ -90,16 +96,19 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- (Inserts only: the relay schedules its own retries, and `pgeventd
+-- deliveries retry` notifies itself; a trigger on every result would cost
+-- each delivery a notification.)
 DROP TRIGGER IF EXISTS deliveries_notify ON deliveries;
-CREATE TRIGGER deliveries_notify AFTER INSERT OR UPDATE OF status ON deliveries
+CREATE TRIGGER deliveries_notify AFTER INSERT ON deliveries
     FOR EACH STATEMENT EXECUTE FUNCTION pgeventd_notify_delivery();
 
--- Record the result of one attempt, fenced by its attempt number: a
--- result whose lease was taken over (the delivery is no longer in_flight
--- at that attempt) is logged but changes nothing. Returns whether it was
--- applied. outcome: delivered | retry | failed | gone.
+-- Record the result of one attempt, fenced by its lease: a result whose
+-- lease was taken over (the delivery is no longer in flight under that
+-- lease) is logged but changes nothing. Returns whether it was applied.
+-- outcome: delivered | retry | failed | gone.
 CREATE OR REPLACE FUNCTION pgeventd_finish_delivery(
-    p_id uuid, p_attempt int, p_outcome text, p_http_status int, p_error text,
+    p_id uuid, p_lease bigint, p_attempt int, p_outcome text, p_http_status int, p_error text,
     p_response text, p_started_at timestamptz, p_duration_ms float8, p_retry_in_ms bigint,
     p_breaker_failures int, p_breaker_cooldown_ms bigint, p_disable_after_ms bigint)
 RETURNS boolean LANGUAGE plpgsql AS $$
@@ -110,7 +119,7 @@ DECLARE
     applied boolean;
 BEGIN
     SELECT * INTO d FROM deliveries
-     WHERE id = p_id AND attempt = p_attempt AND status = 'in_flight' FOR UPDATE;
+     WHERE id = p_id AND lease = p_lease AND status = 'in_flight' FOR UPDATE;
     applied := FOUND; -- FOUND changes with every statement: keep it now
     INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, http_status,
                                    error, response_body, applied)
@@ -119,7 +128,9 @@ BEGIN
     IF NOT applied THEN
         RETURN false;
     END IF;
-    SELECT * INTO s FROM subscriptions WHERE id = d.subscription_id FOR UPDATE;
+    -- No row lock here: a delivered result, the common case, usually
+    -- changes nothing in its subscription; the updates below lock it.
+    SELECT * INTO s FROM subscriptions WHERE id = d.subscription_id;
 
     IF p_outcome = 'delivered' THEN
         new_status := 'delivered';
@@ -142,12 +153,15 @@ BEGIN
                                   THEN clock_timestamp() + p_retry_in_ms * interval '1 millisecond'
                                   ELSE next_attempt_at END,
            finished_at = CASE WHEN new_status = 'pending' THEN NULL ELSE clock_timestamp() END
-     WHERE id = p_id AND attempt = p_attempt;
+     WHERE id = p_id AND lease = p_lease;
 
     IF p_outcome = 'delivered' THEN
-        UPDATE subscriptions
-           SET consecutive_failures = 0, failing_since = NULL, paused_until = NULL
-         WHERE id = s.id AND (consecutive_failures <> 0 OR failing_since IS NOT NULL);
+        IF s.consecutive_failures <> 0 OR s.failing_since IS NOT NULL
+           OR s.paused_until IS NOT NULL THEN
+            UPDATE subscriptions
+               SET consecutive_failures = 0, failing_since = NULL, paused_until = NULL
+             WHERE id = s.id;
+        END IF;
     ELSIF p_outcome = 'gone' THEN
         UPDATE subscriptions
            SET enabled = false, disabled_at = now(),

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 
@@ -87,6 +88,24 @@ static PGresult *exec(PGconn *conn, const char *sql, int n, const char *const *p
 	fprintf(stderr, "pgeventd: %s\n", err);
 	PQclear(res);
 	return NULL;
+}
+
+/* An HTTP field name (RFC 9110 token) that a subscription may set: not
+ * one pgeventd sets itself or that would change the framing. */
+static bool header_name_ok(const char *name)
+{
+	static const char *const reserved[] = { "content-length",    "content-type",
+		                                "transfer-encoding", "host",
+		                                "connection",        "expect",
+		                                "user-agent",        NULL };
+
+	if (!name[0] || strspn(name, "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+	                             "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != strlen(name))
+		return false;
+	for (int i = 0; reserved[i]; i++)
+		if (strcasecmp(name, reserved[i]) == 0)
+			return false;
+	return true;
 }
 
 /* "a,b" -> ["a","b"] as JSON text (malloc'd). */
@@ -177,6 +196,14 @@ static int sub_add(PGconn *conn, int argc, char **argv, bool json)
 			}
 			char *k = strndup(optarg, (size_t)(colon - optarg));
 			const char *v = colon + 1 + strspn(colon + 1, " ");
+			if (!k || !header_name_ok(k) || strpbrk(v, "\r\n")) {
+				fprintf(stderr,
+				        "pgeventd: --header %s: not a header pgeventd may send\n",
+				        optarg);
+				free(k);
+				json_decref(headers);
+				return EX_USAGE_;
+			}
 			json_object_set_new(headers, k, json_string(v));
 			free(k);
 			break;
@@ -185,6 +212,13 @@ static int sub_add(PGconn *conn, int argc, char **argv, bool json)
 			json_decref(headers);
 			return EX_USAGE_;
 		}
+	}
+	if ((id_h && !header_name_ok(id_h)) || (ts_h && !header_name_ok(ts_h)) ||
+	    (sig_h && !header_name_ok(sig_h))) {
+		fprintf(stderr, "pgeventd: --id-header, --timestamp-header, --signature-header: "
+		                "not a header pgeventd may send\n");
+		json_decref(headers);
+		return EX_USAGE_;
 	}
 	if (!name || !url || optind < argc) {
 		fprintf(stderr, "pgeventd: subscriptions add needs --name and --url\n");
@@ -228,8 +262,7 @@ static int sub_add(PGconn *conn, int argc, char **argv, bool json)
 	if (res) {
 		print_result(res, json);
 		if (generated)
-			fprintf(json ? stderr : stdout,
-			        "secret (shown once, store it with the receiver): %s\n", generated);
+			printf("secret (shown once, store it with the receiver): %s\n", generated);
 		PQclear(res);
 		rc = 0;
 	}
@@ -304,6 +337,14 @@ int cmd_subscriptions_main(const struct config *cfg, int argc, char **argv)
 	for (int i = 2; i < argc; i++)
 		if (strcmp(argv[i], "--json") == 0)
 			json = true;
+	if (strcmp(verb, "add") != 0 && strcmp(verb, "list") != 0 &&
+	    !((strcmp(verb, "disable") == 0 || strcmp(verb, "enable") == 0 ||
+	       strcmp(verb, "rotate-secret") == 0) &&
+	      argc >= 3)) {
+		fprintf(stderr, "pgeventd: subscriptions add|list|disable NAME|enable NAME|"
+		                "rotate-secret NAME (see pgeventd help subscriptions)\n");
+		return EX_USAGE_;
+	}
 	conn = db_connect(conf_conninfo(cfg), "pgeventd subscriptions", err, sizeof(err));
 	if (!conn) {
 		fprintf(stderr, "pgeventd: cannot connect to the database: %s\n", err);
@@ -456,6 +497,9 @@ int cmd_deliveries_main(const struct config *cfg, int argc, char **argv)
 		if (res) {
 			printf("%s deliveries queued again\n", PQcmdTuples(res));
 			rc = 0;
+			PGresult *n =
+			    PQexec(conn, "NOTIFY pgeventd_deliveries"); /* wake the relays */
+			PQclear(n);
 		} else {
 			rc = 1;
 		}

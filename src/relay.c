@@ -45,6 +45,7 @@ enum {
 	D_SIG_HEADER,
 	D_HEADERS,
 	D_TIMEOUT_MS,
+	D_LEASE,
 };
 
 /* $1 how many, $2 lease margin in ms (added to the subscription's timeout) */
@@ -54,33 +55,42 @@ static const char claim_sql[] =
     "    AND (s.paused_until IS NULL OR s.paused_until <= now())"
     "  ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED)"
     " UPDATE deliveries d SET status = 'in_flight', attempt = d.attempt + 1,"
+    "  lease = nextval('deliveries_lease_seq'),"
     "  locked_until = now() + (s.timeout_ms + $2::int) * interval '1 millisecond'"
     " FROM c, subscriptions s WHERE d.id = c.id AND s.id = d.subscription_id"
     " RETURNING d.id, d.attempt, d.body, s.id, s.name, s.url, s.secret, s.signature_scheme,"
-    "  s.id_header, s.timestamp_header, s.signature_header, s.headers::text, s.timeout_ms";
+    "  s.id_header, s.timestamp_header, s.signature_header, s.headers::text, s.timeout_ms,"
+    "  d.lease";
 
 /* Leases that ran out (a process died, or lost its database, mid-request):
  * back to pending. The lost attempt stays counted, and its late result,
  * if any, no longer matches. */
 static const char reclaim_sql[] =
-    "UPDATE deliveries SET status = 'pending', locked_until = NULL, next_attempt_at = now(),"
-    " last_error = 'lease expired: the attempt did not report back'"
-    " WHERE status = 'in_flight' AND locked_until < now()";
+    "UPDATE deliveries d SET status = CASE WHEN d.attempt >= s.max_attempts THEN 'dead'"
+    "  ELSE 'pending' END,"
+    " locked_until = NULL, next_attempt_at = now(),"
+    " finished_at = CASE WHEN d.attempt >= s.max_attempts THEN now() END,"
+    " last_error = CASE WHEN d.attempt >= s.max_attempts"
+    "  THEN 'gave up after ' || d.attempt || ' attempts: the last did not report back'"
+    "  ELSE 'lease expired: the attempt did not report back' END"
+    " FROM subscriptions s WHERE s.id = d.subscription_id"
+    "  AND d.status = 'in_flight' AND d.locked_until < now()";
 
 static const char finish_sql[] =
-    "SELECT pgeventd_finish_delivery($1, $2::int, $3, $4::int, $5, $6, to_timestamp($7::float8),"
-    " $8::float8, $9::bigint, $10::int, $11::bigint, $12::bigint)";
+    "SELECT pgeventd_finish_delivery($1, $13::bigint, $2::int, $3, $4::int, $5, $6,"
+    " to_timestamp($7::float8), $8::float8, $9::bigint, $10::int, $11::bigint, $12::bigint)";
 
 /* Shutdown: requests not sent or not finished go back, attempt uncounted. */
 static const char release_sql[] =
     "UPDATE deliveries SET status = 'pending', attempt = attempt - 1, locked_until = NULL,"
-    " next_attempt_at = now() WHERE id = $1 AND attempt = $2::int AND status = 'in_flight'";
+    " next_attempt_at = now() WHERE id = $1 AND lease = $2::bigint AND status = 'in_flight'";
 
 struct transfer {
 	CURL *easy;
 	struct curl_slist *headers;
 	char *body; /* owned copy: byte-identical on every attempt */
 	char id[40];
+	char lease[24];
 	int attempt;
 	char sub_name[128];
 	double started_real, started_mono;
@@ -323,6 +333,7 @@ static struct transfer *transfer_new(struct relay *r, const PGresult *res, int r
 	snprintf(t->id, sizeof(t->id), "%s", PQgetvalue(res, row, D_ID));
 	snprintf(t->sub_name, sizeof(t->sub_name), "%s", PQgetvalue(res, row, D_SUB_NAME));
 	t->attempt = atoi(PQgetvalue(res, row, D_ATTEMPT));
+	snprintf(t->lease, sizeof(t->lease), "%s", PQgetvalue(res, row, D_LEASE));
 	t->response_max = (size_t)rc->max_response_bytes;
 	if (!build_headers(t, res, row, err))
 		goto fail;
@@ -355,6 +366,8 @@ static struct transfer *transfer_new(struct relay *r, const PGresult *res, int r
 	if (rc->block_private_networks) {
 		curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
 		curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t);
+		/* a proxy from the environment would be the address vetted */
+		curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
 	}
 	t->started_real = util_real_s();
 	t->started_mono = util_mono_s();
@@ -427,7 +440,7 @@ static bool connect_db(struct relay *r)
 	if ((r->cfg->listen && !db_exec(r->conn, "LISTEN pgeventd_deliveries", err, sizeof(err))) ||
 	    !prepare(r->conn, "claim", claim_sql, 2, err) ||
 	    !prepare(r->conn, "reclaim", reclaim_sql, 0, err) ||
-	    !prepare(r->conn, "finish", finish_sql, 12, err) ||
+	    !prepare(r->conn, "finish", finish_sql, 13, err) ||
 	    !prepare(r->conn, "release", release_sql, 2, err))
 		goto fail;
 	atomic_store(&r->st.connected, 1);
@@ -450,7 +463,9 @@ static void judge(struct relay *r, struct transfer *t, CURLcode cc)
 
 	t->duration_ms = (util_mono_s() - t->started_mono) * 1000.0;
 	curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
-	if (t->blocked) {
+	/* Blocked only if no address was left to try: curl falls back to the
+	 * next address of a name, which may be a public one that answered. */
+	if (t->blocked && cc == CURLE_COULDNT_CONNECT) {
 		snprintf(t->error, sizeof(t->error),
 		         "refused: the address is loopback, private or link-local "
 		         "(relay.block_private_networks)");
@@ -490,16 +505,18 @@ static void judge(struct relay *r, struct transfer *t, CURLcode cc)
 
 /*
  * Record the results of a set of finished transfers in one round trip:
- * libpq's pipeline mode sends every pgeventd_finish_delivery() call, then
- * one sync. They share one implicit transaction; if the database fails
- * them, they stay unrecorded and their leases expire, so the deliveries
- * are sent again (at least once).
+ * libpq's pipeline mode sends every pgeventd_finish_delivery() call, each
+ * followed by its own sync, so each is its own transaction (one failing,
+ * or a deadlock, cannot undo the others). A result the database did not
+ * take stays unrecorded: its lease expires and the delivery is sent again
+ * (at least once).
  */
 static void write_results(struct relay *r, struct transfer **ts, int n)
 {
 	const struct relay_config *rc = &r->cfg->relay;
 	char bf[16], cool[32], dis[32];
 	int sent = 0;
+	bool broken = false;
 
 	snprintf(bf, sizeof(bf), "%d", rc->breaker_failures);
 	snprintf(cool, sizeof(cool), "%d", rc->breaker_cooldown_ms);
@@ -510,7 +527,7 @@ static void write_results(struct relay *r, struct transfer **ts, int n)
 		return;
 	for (; sent < n; sent++) {
 		struct transfer *t = ts[sent];
-		const char *p[12] = { t->id,
+		const char *p[13] = { t->id,
 			              t->s_attempt,
 			              t->outcome,
 			              t->status ? t->s_status : NULL,
@@ -521,29 +538,27 @@ static void write_results(struct relay *r, struct transfer **ts, int n)
 			              t->s_retry,
 			              bf,
 			              cool,
-			              dis };
+			              dis,
+			              t->lease };
 
-		if (!PQsendQueryPrepared(r->conn, "finish", 12, p, NULL, NULL, 0))
+		if (!PQsendQueryPrepared(r->conn, "finish", 13, p, NULL, NULL, 0) ||
+		    PQpipelineSync(r->conn) != 1)
 			break;
 	}
-	if (PQpipelineSync(r->conn) == 1) {
-		for (int i = 0; i < sent; i++) {
-			struct transfer *t = ts[i];
-			PGresult *res = PQgetResult(r->conn);
+	/* Per query: its result, NULL, then the sync's PGRES_PIPELINE_SYNC. */
+	for (int i = 0; i < sent && !broken; i++) {
+		struct transfer *t = ts[i];
+		PGresult *res = PQgetResult(r->conn);
 
-			if (!res)
-				break;
-			t->written =
-			    db_ok(r->conn, res, PGRES_TUPLES_OK, t->dberr, sizeof(t->dberr));
-			t->applied =
-			    t->written && PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
-			if (t->written)
-				t->dberr[0] = '\0';
-			PQclear(res);
-			while ((res = PQgetResult(r->conn)) != NULL) /* the query's end */
-				PQclear(res);
+		if (!res) {
+			broken = true;
+			break;
 		}
-		PGresult *res;
+		t->written = db_ok(r->conn, res, PGRES_TUPLES_OK, t->dberr, sizeof(t->dberr));
+		t->applied = t->written && PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
+		if (t->written)
+			t->dberr[0] = '\0';
+		PQclear(res);
 		while ((res = PQgetResult(r->conn)) != NULL) {
 			bool sync = PQresultStatus(res) == PGRES_PIPELINE_SYNC;
 
@@ -551,9 +566,14 @@ static void write_results(struct relay *r, struct transfer **ts, int n)
 			if (sync)
 				break;
 		}
+		if (!res) { /* the query's NULL came first: now the sync */
+			res = PQgetResult(r->conn);
+			broken = !res || PQresultStatus(res) != PGRES_PIPELINE_SYNC;
+			PQclear(res);
+		}
 	}
-	if (PQexitPipelineMode(r->conn) != 1) {
-		/* could not leave pipeline mode cleanly: start afresh */
+	if (broken || PQexitPipelineMode(r->conn) != 1) {
+		/* could not read the pipeline to its end: start afresh */
 		log_kv(LOG_WARNING, "relay: pipeline left in a bad state, reconnecting", NULL);
 		disconnect(r);
 	}
@@ -615,7 +635,7 @@ static int claim(struct relay *r)
 		if (!t) {
 			/* Cannot even be sent (bad header, unsignable secret): a
 			 * permanent failure of this delivery, recorded as such. */
-			const char *fp[12] = { PQgetvalue(res, i, D_ID),
+			const char *fp[13] = { PQgetvalue(res, i, D_ID),
 				               PQgetvalue(res, i, D_ATTEMPT),
 				               "failed",
 				               NULL,
@@ -626,12 +646,13 @@ static int claim(struct relay *r)
 				               "0",
 				               "0",
 				               "0",
-				               "0" };
+				               "0",
+				               PQgetvalue(res, i, D_LEASE) };
 			char started[32];
 
 			snprintf(started, sizeof(started), "%.6f", util_real_s());
 			fp[6] = started;
-			PGresult *fr = PQexecPrepared(r->conn, "finish", 12, fp, NULL, NULL, 0);
+			PGresult *fr = PQexecPrepared(r->conn, "finish", 13, fp, NULL, NULL, 0);
 			PQclear(fr);
 			log_kv(LOG_ERROR, "delivery cannot be sent", "delivery_id",
 			       PQgetvalue(res, i, D_ID), "subscription",
@@ -651,10 +672,9 @@ static void release_all(struct relay *r)
 {
 	for (int i = 0; i < r->ntransfers; i++) {
 		struct transfer *t = r->transfers[i];
-		char attempt[16], err[ERRLEN];
-		const char *p[2] = { t->id, attempt };
+		char err[ERRLEN];
+		const char *p[2] = { t->id, t->lease };
 
-		snprintf(attempt, sizeof(attempt), "%d", t->attempt);
 		if (!db_broken(r->conn)) {
 			PGresult *res = PQexecPrepared(r->conn, "release", 2, p, NULL, NULL, 0);
 
@@ -724,6 +744,11 @@ static void *relay_main(void *arg)
 		if (stopping &&
 		    (r->ntransfers == 0 || atomic_load(&r->rt->aborting) || now >= stop_deadline))
 			break;
+		/* run --once cannot wait for a database that is gone: the
+		 * workers have stopped, and what is left stays queued. */
+		if (r->rt->once && !r->conn && r->ntransfers == 0 &&
+		    atomic_load(&r->rt->finished) >= r->cfg->workers)
+			break;
 		if (db_broken(r->conn)) {
 			if (r->conn) {
 				log_kv(LOG_WARNING, "relay: database connection lost", NULL);
@@ -748,7 +773,15 @@ static void *relay_main(void *arg)
 					       "deliveries", PQcmdTuples(res), NULL);
 				PQclear(res);
 			}
-			if (now >= r->next_claim_ms && r->ntransfers < r->cfg->relay.concurrency) {
+			/* While a backlog drains, claim in batches: a claim is a round
+			 * trip, so wait until a quarter of the slots are free. */
+			int free_slots = r->cfg->relay.concurrency - r->ntransfers;
+			int min_batch = r->more ? (r->cfg->relay.concurrency + 3) / 4 : 1;
+
+			if (now >= r->next_claim_ms && free_slots < min_batch) {
+				/* not worth a round trip yet: collect() wakes us */
+				r->next_claim_ms = now + r->cfg->poll_interval_ms;
+			} else if (now >= r->next_claim_ms) {
 				int asked = r->cfg->relay.concurrency - r->ntransfers;
 				int n = claim(r);
 

@@ -20,11 +20,12 @@ assert_eq "$(q "SELECT string_agg(attempt || ':' || applied || ':' || coalesce(h
 assert_eq "$(q "SELECT status || '|' || attempt || '|' || coalesce(last_error, '-') FROM deliveries")" "delivered|2|-" "the second attempt's result stands"
 assert_match "$(cat "$T/a.log")" 'outcome=stale' "the stale result is logged as such"
 
-# The fence itself, directly: a stale attempt number changes nothing.
+# The fence itself, directly: a stale lease changes nothing, even when a
+# replay has reset the attempt number to the same value.
 D=$(q "SELECT id FROM deliveries")
-q "UPDATE deliveries SET status = 'in_flight', attempt = 3"
-assert_eq "$(q "SELECT pgeventd_finish_delivery('$D', 2, 'failed', 500, 'late', NULL, now(), 1, 0, 0, 0, 0)")" f "finish with attempt 2 while 3 is in flight: refused"
-assert_eq "$(q "SELECT status || '|' || attempt FROM deliveries")" "in_flight|3" "row untouched"
-assert_eq "$(q "SELECT pgeventd_finish_delivery('$D', 3, 'delivered', 200, NULL, NULL, now(), 1, 0, 0, 0, 0)")" t "finish with the current attempt: applied"
+q "UPDATE deliveries SET status = 'in_flight', attempt = 1, lease = 1001"
+assert_eq "$(q "SELECT pgeventd_finish_delivery('$D', 1000, 1, 'failed', 500, 'late', NULL, now(), 1, 0, 0, 0, 0)")" f "finish under an old lease, same attempt number: refused"
+assert_eq "$(q "SELECT status || '|' || attempt FROM deliveries")" "in_flight|1" "row untouched"
+assert_eq "$(q "SELECT pgeventd_finish_delivery('$D', 1001, 1, 'delivered', 200, NULL, NULL, now(), 1, 0, 0, 0, 0)")" t "finish under the current lease: applied"
 stop_daemon $DPID; assert_eq $? 0 "exit 0"
 finish

@@ -21,6 +21,12 @@ assert_eq "$(printf '%s' "$list" | grep -c -e "$SECRET1" -e whsec_MfKQ)" 0 "list
 assert_eq "$("${P[@]}" subscriptions list --json | grep -c '"name": "beta"')" 1 "list --json"
 "${P[@]}" subscriptions add --name x --url http://127.0.0.1:1/x --scheme rot13 >/dev/null 2>&1
 assert_eq "$?" 64 "unknown scheme: exit 64"
+"${P[@]}" subscriptions add --name x --url http://127.0.0.1:1/x --header 'Content-Length: 5' >/dev/null 2>&1
+assert_eq "$?" 64 "a header that would change the framing: exit 64"
+"${P[@]}" subscriptions add --name x --url http://127.0.0.1:1/x --signature-header 'X Sig' >/dev/null 2>&1
+assert_eq "$?" 64 "a header name that is not a token: exit 64"
+"${P[@]}" subscriptions frobnicate >/dev/null 2>&1
+assert_eq "$?" 64 "unknown verb: exit 64"
 
 start_daemon a "$T/a.conf"
 insert_events job.created 1 "'{}'"
