@@ -25,7 +25,7 @@
 
 #include "handlers/handler.h"
 
-enum cfg_type { CFG_INT, CFG_BOOL, CFG_DOUBLE, CFG_STRING, CFG_ENUM, CFG_STRLIST };
+enum cfg_type { CFG_INT, CFG_BOOL, CFG_DOUBLE, CFG_STRING, CFG_ENUM, CFG_STRLIST, CFG_INTLIST };
 
 enum cfg_flags {
 	CFG_RELOAD = 1 << 0,   /* SIGHUP applies it at once */
@@ -104,6 +104,10 @@ static const struct cfg_key conf_keys[] = {
 	  604800000, NULL, 0, "longest delay before jitter" },
 	{ "relay.backoff.jitter", CFG_DOUBLE, OFF(relay.backoff.jitter), 0, 0.2, NULL, 0.0, 1.0,
 	  NULL, 0, "random spread of each delay, 0.2 = +-20 %" },
+	{ "relay.backoff.schedule_ms", CFG_INTLIST, OFF(relay.schedule_ms), 0, 0, NULL, 1, 86400000,
+	  NULL, 0,
+	  "explicit delays after failed attempts 1, 2, ...; the last repeats; [] = "
+	  "base/factor/cap" },
 	{ "relay.retry_after_max_ms", CFG_INT, OFF(relay.retry_after_max_ms), 3600000, 0, NULL, 0,
 	  604800000, NULL, 0, "longest Retry-After (429, 503) honoured" },
 	{ "relay.max_response_bytes", CFG_INT, OFF(relay.max_response_bytes), 1048576, 0, NULL,
@@ -198,6 +202,9 @@ static void set_default(struct config *cfg, const struct cfg_key *k)
 	case CFG_STRLIST:
 		((struct strlist *)p)->items = NULL;
 		((struct strlist *)p)->n = 0;
+		break;
+	case CFG_INTLIST:
+		((struct intlist *)p)->n = 0;
 		break;
 	}
 }
@@ -387,6 +394,30 @@ static bool read_key(struct config *cfg, const struct cfg_key *k, const config_s
 		}
 		return fail(e, s, k->path, "must be one of %s, got \"%s\"", allowed, v);
 	}
+	case CFG_INTLIST: {
+		struct intlist *l = p;
+
+		if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
+			return fail(e, s, k->path, "must be a list of integers, e.g. [1000, 2000]");
+		if (config_setting_length(s) > INTLIST_MAX)
+			return fail(e, s, k->path, "at most %d entries", INTLIST_MAX);
+		l->n = 0;
+		for (int i = 0; i < config_setting_length(s); i++) {
+			const config_setting_t *el = config_setting_get_elem(s, (unsigned)i);
+			int et = config_setting_type(el);
+			long long v;
+
+			if (et != CONFIG_TYPE_INT && et != CONFIG_TYPE_INT64)
+				return fail(e, el, k->path, "element %d must be an integer", i + 1);
+			v = config_setting_get_int64(el);
+			if (v < (long long)k->min || v > (long long)k->max)
+				return fail(e, el, k->path,
+				            "element %d must be between %.0f and %.0f, got %lld",
+				            i + 1, k->min, k->max, v);
+			l->v[l->n++] = v;
+		}
+		return true;
+	}
 	case CFG_STRLIST: {
 		struct strlist *l = p;
 
@@ -557,6 +588,19 @@ static void render(const struct config *cfg, const struct cfg_key *k, char *buf,
 			redact_conninfo(s, buf, len);
 		else
 			snprintf(buf, len, "%s", s);
+		break;
+	}
+	case CFG_INTLIST: {
+		const struct intlist *l = p;
+		size_t n = 0;
+
+		buf[0] = '\0';
+		for (int i = 0; i < l->n && n < len; i++) {
+			int w = snprintf(buf + n, len - n, "%s%lld", i ? "," : "", l->v[i]);
+			if (w < 0)
+				break;
+			n += (size_t)w;
+		}
 		break;
 	}
 	case CFG_STRLIST: {

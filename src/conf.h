@@ -21,12 +21,21 @@ struct strlist {
 	int n;
 };
 
+/* A short list of integers (relay.backoff.schedule_ms). */
+#define INTLIST_MAX 16
+struct intlist {
+	long long v[INTLIST_MAX];
+	int n;
+};
+
 /* The webhook relay (relay.*). Off while event_types is empty. */
 struct relay_config {
 	struct strlist event_types; /* patterns of the event types handed to the relay */
 	int concurrency;            /* requests in flight */
 	int connect_timeout_ms;
 	struct backoff_policy backoff;
+	struct intlist
+	    schedule_ms; /* explicit delays; when set, backoff's base/factor/cap are unused */
 	int retry_after_max_ms; /* upper bound for an honoured Retry-After */
 	int max_response_bytes; /* read at most this much of a response */
 	char *ca_file;          /* NULL: the system's CA store; owned */

@@ -455,6 +455,20 @@ fail:
 	return false;
 }
 
+/* The delay after failed attempt n: relay.backoff.schedule_ms when set
+ * (its last entry repeating), else base/factor/cap; then +-jitter. */
+static long long retry_delay_ms(const struct relay_config *rc, int attempt)
+{
+	const struct intlist *l = &rc->schedule_ms;
+
+	if (l->n == 0)
+		return backoff_delay_ms(&rc->backoff, attempt, backoff_random());
+	double base = (double)l->v[(attempt < 1 ? 1 : attempt > l->n ? l->n : attempt) - 1];
+	double d = base * (1.0 + rc->backoff.jitter * (2.0 * backoff_random() - 1.0));
+
+	return d < 0 ? 0 : (long long)d;
+}
+
 /* Turn a finished transfer into its result and the finish parameters. */
 static void judge(struct relay *r, struct transfer *t, CURLcode cc)
 {
@@ -490,8 +504,7 @@ static void judge(struct relay *r, struct transfer *t, CURLcode cc)
 		if ((t->status == 429 || t->status == 503) && t->retry_after[0])
 			ra = webhook_retry_after_ms(t->retry_after, time(NULL),
 			                            rc->retry_after_max_ms);
-		t->retry_ms =
-		    ra >= 0 ? ra : backoff_delay_ms(&rc->backoff, t->attempt, backoff_random());
+		t->retry_ms = ra >= 0 ? ra : retry_delay_ms(rc, t->attempt);
 	}
 	t->verdict = v;
 	t->outcome = webhook_verdict_name(v); /* delivered, retry, failed, gone */

@@ -124,6 +124,24 @@ START_TEST(test_conf_out_of_range_names_line_and_key)
 }
 END_TEST
 
+START_TEST(test_conf_reads_an_integer_list)
+{
+	struct config cfg;
+	char err[512] = "";
+
+	ck_assert_msg(load("relay = { backoff = { schedule_ms = [1000, 5000, 30000]; }; };\n", &cfg,
+	                   err, sizeof(err)),
+	              "%s", err);
+	ck_assert_int_eq(cfg.relay.schedule_ms.n, 3);
+	ck_assert_int_eq(cfg.relay.schedule_ms.v[2], 30000);
+	conf_release(&cfg);
+	assert_error("relay = {\n backoff = { schedule_ms = (1000, \"x\"); };\n};\n", 2,
+	             "relay.backoff.schedule_ms", "element 2 must be an integer");
+	assert_error("relay = { backoff = { schedule_ms = [0]; }; };\n", 1,
+	             "relay.backoff.schedule_ms", "element 1 must be between 1 and 86400000, got 0");
+}
+END_TEST
+
 START_TEST(test_conf_wrong_type_names_line_and_key)
 {
 	assert_error("listen = \"yes\";\n", 1, "listen", "must be true or false, got a string");
@@ -322,6 +340,7 @@ Suite *conf_suite(void)
 	tcase_add_test(tc, test_conf_missing_file_is_an_error);
 	tcase_add_test(tc, test_conf_cap_below_base_is_an_error);
 	tcase_add_test(tc, test_conf_visit_redacts_the_password);
+	tcase_add_test(tc, test_conf_reads_an_integer_list);
 	tcase_add_test(tc, test_conf_sample_file_documents_every_key);
 	tcase_add_test(tc, test_conf_visit_redacts_the_ssl_key_passphrase);
 	tcase_add_test(tc, test_db_connect_error_never_quotes_a_bad_conninfo);

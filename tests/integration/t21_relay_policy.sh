@@ -14,7 +14,7 @@ start_sink '{
  "slowpoke": {"scheme": "standard", "secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"], "then": "hang"}}'
 for k in flaky limited bad gone moved slowpoke; do add_sub "$k" "$k" "[\"t.$k\"]"; done
 q "UPDATE subscriptions SET timeout_ms = 500, max_attempts = 2 WHERE name = 'slowpoke'"
-conf "$T/a.conf" 'relay = { event_types = ["t.*"]; backoff = { base_ms = 500; factor = 2.0; jitter = 0.2; }; };'
+conf "$T/a.conf" 'relay = { event_types = ["t.*"]; backoff = { schedule_ms = [250, 2000]; jitter = 0.2; }; };'
 start_daemon a "$T/a.conf"
 for k in flaky limited bad gone moved slowpoke; do insert_events "t.$k" 1 "'{}'"; done
 st() { q "SELECT d.status || '|' || d.attempt FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id WHERE s.name = '$1'"; }
@@ -27,9 +27,9 @@ print(' '.join('%.3f' % r['t'] for r in map(json.loads, open('$T/sink.jsonl')) i
 read -r f1 f2 f3 <<<"$(ts flaky)"
 g1=$(awk -v a="$f1" -v b="$f2" 'BEGIN { printf "%d", (b - a) * 1000 }')
 g2=$(awk -v a="$f2" -v b="$f3" 'BEGIN { printf "%d", (b - a) * 1000 }')
-log "flaky gaps: $g1 ms, $g2 ms (backoff 500 then 1000 ms, +-20 %)"
-[ "$g1" -ge 400 ] && [ "$g1" -le 900 ] && log "ok: first gap" || fail "first gap $g1 ms"
-[ "$g2" -ge 800 ] && [ "$g2" -le 1500 ] && log "ok: second gap" || fail "second gap $g2 ms"
+log "flaky gaps: $g1 ms, $g2 ms (schedule 250 then 2000 ms, +-20 %)"
+[ "$g1" -ge 200 ] && [ "$g1" -le 650 ] && log "ok: first gap" || fail "first gap $g1 ms"
+[ "$g2" -ge 1600 ] && [ "$g2" -le 2700 ] && log "ok: second gap follows the schedule" || fail "second gap $g2 ms"
 
 assert_eq "$(st limited)" "delivered|2" "429 then 200: delivered on attempt 2"
 read -r l1 l2 <<<"$(ts limited)"
