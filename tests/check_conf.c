@@ -138,7 +138,8 @@ START_TEST(test_conf_reads_an_integer_list)
 	assert_error("relay = {\n backoff = { schedule_ms = (1000, \"x\"); };\n};\n", 2,
 	             "relay.backoff.schedule_ms", "element 2 must be an integer");
 	assert_error("relay = { backoff = { schedule_ms = [0]; }; };\n", 1,
-	             "relay.backoff.schedule_ms", "element 1 must be between 1 and 86400000, got 0");
+	             "relay.backoff.schedule_ms",
+	             "element 1 must be between 1 and 86400000, got 0");
 }
 END_TEST
 
