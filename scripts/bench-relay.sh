@@ -5,9 +5,12 @@
 # N events (default 20000) for one subscription are drained by
 # `pgeventd run --once` with the relay on (C requests in flight, default
 # 64), signing each request, against a local nginx answering 200 on
-# loopback. The baseline is wrk posting the same body and headers to the
-# same nginx with C connections for 5 s. Rounds alternate wrk and pgeventd;
-# the medians, their ratio and pgeventd's peak RSS are printed.
+# loopback: "end to end" (workers queue the deliveries, the relay sends
+# them). "relay only" drains N deliveries queued beforehand by SQL, to
+# separate the sending from the queueing. The baseline is wrk posting the
+# same body and headers to the same nginx with C connections for 5 s.
+# Rounds alternate wrk and pgeventd; the medians, their ratios and
+# pgeventd's peak RSS are printed.
 
 mkdir -p "$work/nginx/logs"
 nport=$((20000 + RANDOM % 20000))
@@ -45,6 +48,36 @@ sql "INSERT INTO subscriptions (name, url, secret, event_types)
      VALUES ('bench', 'http://127.0.0.1:$nport/hook', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
              '[\"*\"]')"
 
+fill_queued() {
+	sql "TRUNCATE events, event_dead_letters, deliveries, delivery_attempts"
+	sql "INSERT INTO deliveries (event_id, subscription_id, event_type, body)
+	     SELECT gen_random_uuid(), (SELECT id FROM subscriptions), 'bench.created',
+	            json_build_object('id', gen_random_uuid(), 'type', 'bench.created',
+	              'timestamp', '2026-11-23T23:00:00.000000Z', 'aggregate', NULL,
+	              'data', jsonb_build_object('n', g, 'order', 'A-' || g, 'total_cents', 4200))::text
+	     FROM generate_series(1, $deliveries) g"
+	sql "VACUUM ANALYZE deliveries"
+}
+
+# Time one `run --once`; prints deliveries per second.
+drain_once() {
+	local t0 t1 got
+	t0=$(now_ms)
+	/usr/bin/time -f '%M' -o "$work/rss" "$BIN" -c "$work/relay.conf" run --once \
+		>"$work/daemon.log" 2>&1 || {
+		cat "$work/daemon.log" >&2
+		exit 1
+	}
+	t1=$(now_ms)
+	got=$(sql "SELECT count(*) FROM deliveries WHERE status = 'delivered'")
+	if [ "$got" != "$deliveries" ]; then
+		echo "bench: $got of $deliveries delivered" >&2
+		tail "$work/daemon.log" >&2
+		exit 1
+	fi
+	echo $((deliveries * 1000 / (t1 - t0)))
+}
+
 fill_relay() {
 	sql "TRUNCATE events, event_dead_letters, deliveries, delivery_attempts"
 	sql "INSERT INTO events (event_type, payload)
@@ -68,35 +101,28 @@ wrk.headers["webhook-signature"] = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1
 LUA
 
 echo "== relay: $deliveries deliveries, $concurrency in flight, $rounds rounds (nginx on 127.0.0.1:$nport)"
-wrks=() relays=() rss=()
+wrks=() relays=() onlys=() rss=()
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 for r in $(seq 1 "$rounds"); do
 	w=$(wrk -t 2 -c "$concurrency" -d 5s -s "$work/post.lua" "http://127.0.0.1:$nport/hook" |
 		awk '/^Requests\/sec:/ { printf "%d", $2 }')
 	fill_relay
-	t0=$(now_ms)
-	/usr/bin/time -f '%M' -o "$work/rss" "$BIN" -c "$work/relay.conf" run --once \
-		>"$work/daemon.log" 2>&1 || {
-		cat "$work/daemon.log" >&2
-		exit 1
-	}
-	t1=$(now_ms)
-	got=$(sql "SELECT count(*) FROM deliveries WHERE status = 'delivered'")
-	if [ "$got" != "$deliveries" ]; then
-		echo "bench: $got of $deliveries delivered" >&2
-		tail "$work/daemon.log" >&2
-		exit 1
-	fi
-	d=$((deliveries * 1000 / (t1 - t0)))
+	d=$(drain_once)
+	rss+=("$(tail -n 1 "$work/rss")")
+	fill_queued
+	o=$(drain_once)
 	wrks+=("$w")
 	relays+=("$d")
-	rss+=("$(tail -n 1 "$work/rss")")
-	printf 'round %d: wrk %7d req/s   pgeventd relay %7d deliveries/s   ratio %s\n' "$r" "$w" "$d" \
-		"$(awk -v a="$d" -v b="$w" 'BEGIN { printf "%.2f", a / b }')"
+	onlys+=("$o")
+	printf 'round %d: wrk %6d req/s   end to end %5d/s (%s)   relay only %5d/s (%s)\n' "$r" "$w" \
+		"$d" "$(ratio "$d" "$w")" "$o" "$(ratio "$o" "$w")"
 done
 wm=$(median "${wrks[@]}")
-rm_=$(median "${relays[@]}")
+dm=$(median "${relays[@]}")
+om=$(median "${onlys[@]}")
 echo
-printf '%-36s %s req/s (median)\n' "wrk ($concurrency connections):" "$wm"
-printf '%-36s %s deliveries/s (median)\n' "pgeventd relay ($concurrency in flight):" "$rm_"
-printf '%-36s %s\n' "ratio pgeventd / wrk:" "$(awk -v a="$rm_" -v b="$wm" 'BEGIN { printf "%.2f", a / b }')"
-printf '%-36s %s KiB (median)\n' "pgeventd peak RSS:" "$(median "${rss[@]}")"
+printf '%-40s %s req/s (median)\n' "wrk ($concurrency connections):" "$wm"
+printf '%-40s %s deliveries/s (median), ratio %s\n' "pgeventd end to end ($concurrency in flight):" \
+	"$dm" "$(ratio "$dm" "$wm")"
+printf '%-40s %s deliveries/s (median), ratio %s\n' "pgeventd relay only:" "$om" "$(ratio "$om" "$wm")"
+printf '%-40s %s KiB (median)\n' "pgeventd peak RSS (end to end):" "$(median "${rss[@]}")"
