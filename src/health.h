@@ -10,8 +10,9 @@
  *   GET /metrics       Prometheus text format 0.0.4 (telemetry.h).
  *
  * Status rules (README, "Health"): down when no worker has been connected
- * to the database for more than HEALTH_DOWN_AFTER_S, or no worker has
- * completed a claim cycle within 3 poll intervals + 5 s; degraded when some
+ * to the database for more than HEALTH_DOWN_AFTER_S, or no connected
+ * worker's loop has made progress (a claim, a handled event, a wait that
+ * ended) within 3 poll intervals + 5 s; degraded when some
  * worker is disconnected, the queue figures are missing or stale, or the
  * daemon is stopping; ok otherwise.
  *
