@@ -25,6 +25,7 @@
 
 #include <curl/curl.h>
 
+#include "cmd_dba.h"
 #include "cmd_relay.h"
 #include "conf.h"
 #include "db.h"
@@ -68,6 +69,10 @@ static int cmd_version(struct cli *cli, int argc, char **argv);
 static int cmd_help(struct cli *cli, int argc, char **argv);
 static int cmd_subscriptions(struct cli *cli, int argc, char **argv);
 static int cmd_deliveries(struct cli *cli, int argc, char **argv);
+static int cmd_status(struct cli *cli, int argc, char **argv);
+static int cmd_replay(struct cli *cli, int argc, char **argv);
+static int cmd_dead_letters(struct cli *cli, int argc, char **argv);
+static int cmd_show(struct cli *cli, int argc, char **argv);
 
 static const struct command commands[] = {
 	{ "run", cmd_run, "claim and handle events until stopped",
@@ -75,7 +80,15 @@ static const struct command commands[] = {
 	  "  --once   handle every event that is due, then exit 0 (for cron and scripts)" },
 	{ "migrate", cmd_migrate, "apply pending schema migrations", "migrate" },
 	{ "check-config", cmd_check_config, "validate the configuration file and exit",
-	  "check-config" },
+	  "check-config [--print]\n"
+	  "  --print  list every key: whether SIGHUP applies it (reload) or it needs a\n"
+	  "           restart, its value (secrets as ***) and its default when different" },
+	{ "status", cmd_status, "one screen: queue, retries, dead letters, deliveries",
+	  cmd_status_usage },
+	{ "replay", cmd_replay, "mark events unprocessed so they run again", cmd_replay_usage },
+	{ "dead-letters", cmd_dead_letters, "list dead-lettered events", cmd_dead_letters_usage },
+	{ "show", cmd_show, "one event: attempts, last error, dead letters, deliveries",
+	  cmd_show_usage },
 	{ "subscriptions", cmd_subscriptions, "manage webhook subscriptions",
 	  "subscriptions add --name NAME --url URL [--events 'job.*,order.created']\n"
 	  "                       [--scheme standard|timestamped_hex|body_hex] [--secret S]\n"
@@ -171,18 +184,31 @@ static int cmd_help(struct cli *cli, int argc, char **argv)
 	return EX_OK_;
 }
 
+static void print_key(void *arg, const char *key, const char *value, const char *def,
+                      bool reloadable, const char *help)
+{
+	(void)arg;
+	(void)help;
+	printf("%-32s %-9s %s%s%s\n", key, reloadable ? "reload" : "restart", value,
+	       strcmp(value, def) == 0 ? "" : "   # default: ", strcmp(value, def) == 0 ? "" : def);
+}
+
 static int cmd_check_config(struct cli *cli, int argc, char **argv)
 {
 	struct config cfg;
+	bool print = argc == 2 && strcmp(argv[1], "--print") == 0;
 
 	if (want_help(argc, argv))
 		return command_usage("check-config", stdout, EX_OK_);
-	if (argc > 1)
+	if (argc > 1 && !print)
 		return command_usage("check-config", stderr, EX_USAGE_);
 	if (!load_config(cli, &cfg))
 		return EX_CONFIG_ERROR;
-	printf("configuration OK (%s)\n",
-	       cli->config_path ? cli->config_path : "built-in defaults");
+	if (print)
+		conf_visit(&cfg, print_key, NULL);
+	else
+		printf("configuration OK (%s)\n",
+		       cli->config_path ? cli->config_path : "built-in defaults");
 	conf_release(&cfg);
 	return EX_OK_;
 }
@@ -245,6 +271,43 @@ static int cmd_subscriptions(struct cli *cli, int argc, char **argv)
 static int cmd_deliveries(struct cli *cli, int argc, char **argv)
 {
 	return relay_admin(cli, "deliveries", argc, argv, cmd_deliveries_main);
+}
+
+/* ---- DBA commands: they take their own options, --help included ----- */
+
+static int dba_admin(struct cli *cli, const char *name, int argc, char **argv,
+                     int (*fn)(const struct config *, int, char **))
+{
+	struct config cfg;
+	int rc;
+
+	if (want_help(argc, argv))
+		return command_usage(name, stdout, EX_OK_);
+	if (!load_config(cli, &cfg))
+		return EX_CONFIG_ERROR;
+	rc = fn(&cfg, argc, argv);
+	conf_release(&cfg);
+	return rc;
+}
+
+static int cmd_status(struct cli *cli, int argc, char **argv)
+{
+	return dba_admin(cli, "status", argc, argv, cmd_status_main);
+}
+
+static int cmd_replay(struct cli *cli, int argc, char **argv)
+{
+	return dba_admin(cli, "replay", argc, argv, cmd_replay_main);
+}
+
+static int cmd_dead_letters(struct cli *cli, int argc, char **argv)
+{
+	return dba_admin(cli, "dead-letters", argc, argv, cmd_dead_letters_main);
+}
+
+static int cmd_show(struct cli *cli, int argc, char **argv)
+{
+	return dba_admin(cli, "show", argc, argv, cmd_show_main);
 }
 
 /* ---- run ------------------------------------------------------------ */
