@@ -13,6 +13,7 @@
 #include "src/conf.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <math.h>
 #include <stddef.h>
@@ -25,7 +26,16 @@
 
 #include "handlers/handler.h"
 
-enum cfg_type { CFG_INT, CFG_BOOL, CFG_DOUBLE, CFG_STRING, CFG_ENUM, CFG_STRLIST, CFG_INTLIST };
+enum cfg_type {
+	CFG_INT,
+	CFG_BOOL,
+	CFG_DOUBLE,
+	CFG_STRING,
+	CFG_ENUM,
+	CFG_STRLIST,
+	CFG_INTLIST,
+	CFG_DURATION, /* "30d", "1h30m", "500ms" into long long ms; "" = 0 (off) */
+};
 
 enum cfg_flags {
 	CFG_RELOAD = 1 << 0,   /* SIGHUP applies it at once */
@@ -61,27 +71,31 @@ static const struct cfg_key conf_keys[] = {
 	  "libpq connection string or URI; unset: $DATABASE_URL, else PG* variables" },
 	{ "workers", CFG_INT, OFF(workers), 2, 0, NULL, 1, 256, NULL, 0,
 	  "claim-loop threads, each with its own connection" },
-	{ "batch_size", CFG_INT, OFF(batch_size), 100, 0, NULL, 1, 10000, NULL, 0,
+	{ "batch_size", CFG_INT, OFF(batch_size), 100, 0, NULL, 1, 10000, NULL, CFG_RELOAD,
 	  "events claimed per transaction" },
-	{ "poll_interval_ms", CFG_INT, OFF(poll_interval_ms), 1000, 0, NULL, 10, 86400000, NULL, 0,
-	  "claim at least this often (a fallback when listen is on)" },
+	{ "poll_interval_ms", CFG_INT, OFF(poll_interval_ms), 1000, 0, NULL, 10, 86400000, NULL,
+	  CFG_RELOAD, "claim at least this often (a fallback when listen is on)" },
 	{ "listen", CFG_BOOL, OFF(listen), 1, 0, NULL, 0, 1, NULL, 0,
 	  "wake on NOTIFY; false = poll only (PgBouncer transaction pooling)" },
-	{ "max_attempts", CFG_INT, OFF(max_attempts), 5, 0, NULL, 1, 1000, NULL, 0,
+	{ "max_attempts", CFG_INT, OFF(max_attempts), 5, 0, NULL, 1, 1000, NULL, CFG_RELOAD,
 	  "attempts before an event is dead-lettered" },
-	{ "backoff.base_ms", CFG_INT, OFF(backoff.base_ms), 1000, 0, NULL, 1, 86400000, NULL, 0,
-	  "delay after the first failed attempt" },
-	{ "backoff.factor", CFG_DOUBLE, OFF(backoff.factor), 0, 2.0, NULL, 1.0, 100.0, NULL, 0,
-	  "growth of the delay per further attempt" },
-	{ "backoff.cap_ms", CFG_INT, OFF(backoff.cap_ms), 3600000, 0, NULL, 1, 604800000, NULL, 0,
-	  "longest delay before jitter" },
-	{ "backoff.jitter", CFG_DOUBLE, OFF(backoff.jitter), 0, 0.1, NULL, 0.0, 1.0, NULL, 0,
-	  "random spread of each delay, 0.1 = +-10 %" },
+	{ "backoff.base_ms", CFG_INT, OFF(backoff.base_ms), 1000, 0, NULL, 1, 86400000, NULL,
+	  CFG_RELOAD, "delay after the first failed attempt" },
+	{ "backoff.factor", CFG_DOUBLE, OFF(backoff.factor), 0, 2.0, NULL, 1.0, 100.0, NULL,
+	  CFG_RELOAD, "growth of the delay per further attempt" },
+	{ "backoff.cap_ms", CFG_INT, OFF(backoff.cap_ms), 3600000, 0, NULL, 1, 604800000, NULL,
+	  CFG_RELOAD, "longest delay before jitter" },
+	{ "backoff.jitter", CFG_DOUBLE, OFF(backoff.jitter), 0, 0.1, NULL, 0.0, 1.0, NULL,
+	  CFG_RELOAD, "random spread of each delay, 0.1 = +-10 %" },
 	{ "unknown_event_policy", CFG_ENUM, OFF(unknown_event_policy), UNKNOWN_DEAD_LETTER, 0, NULL,
-	  0, 0, unknown_policy_names, 0,
+	  0, 0, unknown_policy_names, CFG_RELOAD,
 	  "event type with no handler: dead_letter or skip (mark processed)" },
+	{ "stall_timeout_ms", CFG_INT, OFF(stall_timeout_ms), 60000, 0, NULL, 1000, 86400000, NULL,
+	  CFG_RELOAD,
+	  "a claim loop with no progress for this long (or 3 poll intervals, if longer) is "
+	  "stalled: /health/live fails and the systemd watchdog is no longer fed" },
 	{ "shutdown_timeout_ms", CFG_INT, OFF(shutdown_timeout_ms), 25000, 0, NULL, 0, 3600000,
-	  NULL, 0, "on SIGTERM, time to finish the batch in hand" },
+	  NULL, CFG_RELOAD, "on SIGTERM, time to finish the batch in hand" },
 	{ "log.level", CFG_ENUM, OFF(log_level), LOG_INFO, 0, NULL, 0, 0, log_level_names,
 	  CFG_RELOAD, "debug, info, notice, warning or error" },
 	{ "log.format", CFG_ENUM, OFF(log_format), LOG_FORMAT_LOGFMT, 0, NULL, 0, 0,
@@ -90,41 +104,56 @@ static const struct cfg_key conf_keys[] = {
 	  "handler packs to enable besides core, e.g. [\"buddy\"]" },
 	{ "health.listen", CFG_STRING, OFF(health_listen), 0, 0, "127.0.0.1:8080", 0, 0, NULL, 0,
 	  "address of the /health and /metrics server; \"\" disables it" },
-	{ "relay.event_types", CFG_STRLIST, OFF(relay.event_types), 0, 0, "", 0, 0, NULL, 0,
-	  "event-type patterns handed to the webhook relay, e.g. [\"job.*\"]; [] = relay off" },
+	{ "relay.event_types", CFG_STRLIST, OFF(relay.event_types), 0, 0, "", 0, 0, NULL,
+	  CFG_RELOAD,
+	  "event-type patterns handed to the webhook relay, e.g. [\"job.*\"]; [] = relay off "
+	  "(turning the relay on or off needs a restart)" },
 	{ "relay.concurrency", CFG_INT, OFF(relay.concurrency), 64, 0, NULL, 1, 1024, NULL, 0,
 	  "webhook requests in flight at once" },
 	{ "relay.connect_timeout_ms", CFG_INT, OFF(relay.connect_timeout_ms), 5000, 0, NULL, 100,
-	  600000, NULL, 0, "time to connect to a subscriber" },
+	  600000, NULL, CFG_RELOAD, "time to connect to a subscriber" },
 	{ "relay.backoff.base_ms", CFG_INT, OFF(relay.backoff.base_ms), 1000, 0, NULL, 1, 86400000,
-	  NULL, 0, "delay after the first failed delivery attempt" },
+	  NULL, CFG_RELOAD, "delay after the first failed delivery attempt" },
 	{ "relay.backoff.factor", CFG_DOUBLE, OFF(relay.backoff.factor), 0, 2.0, NULL, 1.0, 100.0,
-	  NULL, 0, "growth of the delay per further attempt" },
+	  NULL, CFG_RELOAD, "growth of the delay per further attempt" },
 	{ "relay.backoff.cap_ms", CFG_INT, OFF(relay.backoff.cap_ms), 3600000, 0, NULL, 1,
-	  604800000, NULL, 0, "longest delay before jitter" },
+	  604800000, NULL, CFG_RELOAD, "longest delay before jitter" },
 	{ "relay.backoff.jitter", CFG_DOUBLE, OFF(relay.backoff.jitter), 0, 0.2, NULL, 0.0, 1.0,
-	  NULL, 0, "random spread of each delay, 0.2 = +-20 %" },
+	  NULL, CFG_RELOAD, "random spread of each delay, 0.2 = +-20 %" },
 	{ "relay.backoff.schedule_ms", CFG_INTLIST, OFF(relay.schedule_ms), 0, 0, NULL, 1, 86400000,
-	  NULL, 0,
+	  NULL, CFG_RELOAD,
 	  "explicit delays after failed attempts 1, 2, ...; the last repeats; [] = "
 	  "base/factor/cap" },
 	{ "relay.retry_after_max_ms", CFG_INT, OFF(relay.retry_after_max_ms), 3600000, 0, NULL, 0,
-	  604800000, NULL, 0, "longest Retry-After (429, 503) honoured" },
+	  604800000, NULL, CFG_RELOAD, "longest Retry-After (429, 503) honoured" },
 	{ "relay.max_response_bytes", CFG_INT, OFF(relay.max_response_bytes), 1048576, 0, NULL,
-	  4096, 1073741824, NULL, 0, "response bytes read before the transfer is cut" },
-	{ "relay.ca_file", CFG_STRING, OFF(relay.ca_file), 0, 0, NULL, 0, 0, NULL, 0,
+	  4096, 1073741824, NULL, CFG_RELOAD, "response bytes read before the transfer is cut" },
+	{ "relay.ca_file", CFG_STRING, OFF(relay.ca_file), 0, 0, NULL, 0, 0, NULL, CFG_RELOAD,
 	  "CA bundle for TLS verification; unset: the system's" },
 	{ "relay.block_private_networks", CFG_BOOL, OFF(relay.block_private_networks), 0, 0, NULL,
-	  0, 1, NULL, 0, "refuse loopback, private, link-local and metadata addresses" },
+	  0, 1, NULL, CFG_RELOAD, "refuse loopback, private, link-local and metadata addresses" },
 	{ "relay.disable_after_ms", CFG_INT, OFF(relay.disable_after_ms), 432000000, 0, NULL, 0,
-	  2000000000, NULL, 0, "disable a subscription whose every attempt failed this long" },
+	  2000000000, NULL, CFG_RELOAD,
+	  "disable a subscription whose every attempt failed this long" },
 	{ "relay.breaker.failures", CFG_INT, OFF(relay.breaker_failures), 10, 0, NULL, 0, 100000,
-	  NULL, 0, "consecutive failures that pause a subscription; 0 = never" },
+	  NULL, CFG_RELOAD, "consecutive failures that pause a subscription; 0 = never" },
 	{ "relay.breaker.cooldown_ms", CFG_INT, OFF(relay.breaker_cooldown_ms), 60000, 0, NULL, 0,
-	  86400000, NULL, 0, "pause of a subscription after breaker.failures" },
+	  86400000, NULL, CFG_RELOAD, "pause of a subscription after breaker.failures" },
 	{ "relay.lease_margin_ms", CFG_INT, OFF(relay.lease_margin_ms), 30000, 0, NULL, 100,
-	  3600000, NULL, 0,
+	  3600000, NULL, CFG_RELOAD,
 	  "a delivery's lease outlives its request by this much before another may take it" },
+	{ "retention.processed_after", CFG_DURATION, OFF(retention.processed_after_ms), 0, 0, "", 0,
+	  0, NULL, CFG_RELOAD,
+	  "delete processed events older than this, e.g. \"30d\" (not those with a dead letter); "
+	  "\"\" = keep them" },
+	{ "retention.delivery_attempts_after", CFG_DURATION,
+	  OFF(retention.delivery_attempts_after_ms), 0, 0, "", 0, 0, NULL, CFG_RELOAD,
+	  "delete webhook attempt logs older than this, e.g. \"14d\"; \"\" = keep them" },
+	{ "retention.interval", CFG_DURATION, OFF(retention.interval_ms), 0, 0, "10m", 1000,
+	  2678400000.0, NULL, CFG_RELOAD, "how often a retention pass runs" },
+	{ "retention.batch_size", CFG_INT, OFF(retention.batch_size), 1000, 0, NULL, 1, 100000,
+	  NULL, CFG_RELOAD,
+	  "rows deleted per statement (each statement its own short transaction)" },
 };
 
 #define NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -176,11 +205,87 @@ static bool is_ll_field(const struct cfg_key *k)
 	       k->offset == OFF(relay.backoff.base_ms) || k->offset == OFF(relay.backoff.cap_ms);
 }
 
+/* Units of a duration, largest first (conf_format_duration uses the order). */
+static const struct {
+	const char *name;
+	long long ms;
+} duration_units[] = {
+	{ "w", 7LL * 24 * 3600 * 1000 },
+	{ "d", 24LL * 3600 * 1000 },
+	{ "h", 3600LL * 1000 },
+	{ "m", 60LL * 1000 },
+	{ "s", 1000 },
+	{ "ms", 1 },
+};
+#define NUNITS (sizeof(duration_units) / sizeof(duration_units[0]))
+
+bool conf_parse_duration(const char *text, long long *ms)
+{
+	const char *p = text;
+	long long total = 0;
+
+	if (!*p || strcmp(p, "0") == 0) {
+		*ms = 0;
+		return true;
+	}
+	while (*p) {
+		char *end;
+		long long n;
+		size_t u;
+
+		if (*p < '0' || *p > '9')
+			return false;
+		errno = 0;
+		n = strtoll(p, &end, 10);
+		if (errno || end == p)
+			return false;
+		p = end;
+		/* "ms" before "m": match the longest unit name first. */
+		size_t best = NUNITS, best_len = 0;
+		for (u = 0; u < NUNITS; u++) {
+			size_t len = strlen(duration_units[u].name);
+
+			if (strncmp(p, duration_units[u].name, len) == 0 && len > best_len) {
+				best = u;
+				best_len = len;
+			}
+		}
+		if (best == NUNITS)
+			return false;
+		if (n > (LLONG_MAX - total) / duration_units[best].ms)
+			return false;
+		total += n * duration_units[best].ms;
+		p += best_len;
+	}
+	*ms = total;
+	return true;
+}
+
+void conf_format_duration(long long ms, char *buf, size_t len)
+{
+	/* The largest unit that divides it, weeks aside ("14d" reads better
+	 * than "2w"): what an operator would have written. */
+	buf[0] = '\0';
+	if (ms <= 0)
+		return;
+	for (size_t u = 1; u < NUNITS; u++) {
+		if (ms % duration_units[u].ms == 0) {
+			snprintf(buf, len, "%lld%s", ms / duration_units[u].ms,
+			         duration_units[u].name);
+			return;
+		}
+	}
+}
+
 static void set_default(struct config *cfg, const struct cfg_key *k)
 {
 	void *p = field(cfg, k);
 
 	switch (k->type) {
+	case CFG_DURATION:
+		if (!conf_parse_duration(k->sdef, (long long *)p))
+			*(long long *)p = 0; /* a bad default is caught by check_conf */
+		break;
 	case CFG_INT:
 		if (is_ll_field(k))
 			*(long long *)p = k->idef;
@@ -394,6 +499,35 @@ static bool read_key(struct config *cfg, const struct cfg_key *k, const config_s
 		}
 		return fail(e, s, k->path, "must be one of %s, got \"%s\"", allowed, v);
 	}
+	case CFG_DURATION: {
+		const char *v;
+		long long ms;
+
+		if (t != CONFIG_TYPE_STRING)
+			return fail(e, s, k->path,
+			            "must be a duration string such as \"30d\", \"12h\" or "
+			            "\"500ms\", got %s",
+			            type_name(t));
+		v = config_setting_get_string(s);
+		if (!conf_parse_duration(v, &ms))
+			return fail(
+			    e, s, k->path,
+			    "\"%s\" is not a duration: a number and a unit (ms, s, m, h, d, "
+			    "w), e.g. \"30d\" or \"1h30m\"",
+			    v);
+		if (ms != 0 && (ms < (long long)k->min || (k->max > 0 && ms > (long long)k->max))) {
+			char lo[32], hi[32];
+
+			conf_format_duration((long long)k->min, lo, sizeof(lo));
+			conf_format_duration((long long)k->max, hi, sizeof(hi));
+			return fail(e, s, k->path, "must be between %s and %s, got \"%s\"", lo, hi,
+			            v);
+		}
+		if (ms == 0 && k->min > 0)
+			return fail(e, s, k->path, "must not be empty or 0");
+		*(long long *)p = ms;
+		return true;
+	}
 	case CFG_INTLIST: {
 		struct intlist *l = p;
 
@@ -590,6 +724,9 @@ static void render(const struct config *cfg, const struct cfg_key *k, char *buf,
 			snprintf(buf, len, "%s", s);
 		break;
 	}
+	case CFG_DURATION:
+		conf_format_duration(*(const long long *)p, buf, len);
+		break;
 	case CFG_INTLIST: {
 		const struct intlist *l = p;
 		size_t n = 0;
@@ -635,27 +772,84 @@ void conf_visit(const struct config *cfg, conf_visit_fn fn, void *arg)
 	conf_release(&defaults);
 }
 
-void conf_apply_reload(struct config *cur, const struct config *next,
-                       void (*changed)(const char *key))
+/* Deep-copy the value of key `k` from `from` into `to`. */
+static bool copy_value(struct config *to, const struct config *from, const struct cfg_key *k)
+{
+	void *dst = field(to, k);
+	const void *src = cfield(from, k);
+
+	switch (k->type) {
+	case CFG_STRING: {
+		const char *v = *(char *const *)src;
+		char *dup = v ? strdup(v) : NULL;
+
+		if (v && !dup)
+			return false;
+		free(*(char **)dst);
+		*(char **)dst = dup;
+		return true;
+	}
+	case CFG_STRLIST: {
+		const struct strlist *l = src;
+		struct strlist copy = { NULL, 0 };
+
+		for (int i = 0; i < l->n; i++)
+			if (!strlist_push(&copy, l->items[i])) {
+				strlist_release(&copy);
+				return false;
+			}
+		strlist_release(dst);
+		*(struct strlist *)dst = copy;
+		return true;
+	}
+	case CFG_INTLIST:
+		*(struct intlist *)dst = *(const struct intlist *)src;
+		return true;
+	case CFG_INT:
+		if (is_ll_field(k))
+			*(long long *)dst = *(const long long *)src;
+		else
+			*(int *)dst = *(const int *)src;
+		return true;
+	case CFG_DURATION:
+		*(long long *)dst = *(const long long *)src;
+		return true;
+	case CFG_BOOL:
+		*(bool *)dst = *(const bool *)src;
+		return true;
+	case CFG_DOUBLE:
+		*(double *)dst = *(const double *)src;
+		return true;
+	case CFG_ENUM:
+		*(int *)dst = *(const int *)src;
+		return true;
+	}
+	return false;
+}
+
+bool conf_keep_restart_keys(struct config *next, const struct config *cur,
+                            void (*changed)(const char *key, const char *why))
 {
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct cfg_key *k = &conf_keys[i];
+		const char *why = NULL;
 		char a[1024], b[1024];
 
 		render(cur, k, a, sizeof(a));
 		render(next, k, b, sizeof(b));
 		if (strcmp(a, b) == 0)
 			continue;
-		if (!(k->flags & CFG_RELOAD)) {
-			if (changed)
-				changed(k->path);
-			continue;
-		}
-		/* Reloadable keys are scalars; copy the bytes of the field. */
-		size_t sz = k->type == CFG_INT ? (is_ll_field(k) ? sizeof(long long) : sizeof(int))
-		            : k->type == CFG_BOOL   ? sizeof(bool)
-		            : k->type == CFG_DOUBLE ? sizeof(double)
-		                                    : sizeof(int);
-		memcpy(field(cur, k), cfield(next, k), sz);
+		if (!(k->flags & CFG_RELOAD))
+			why = "takes effect at the next start";
+		/* The relay thread starts with the daemon: new patterns apply at
+		 * once, but turning the relay on or off needs a restart. */
+		else if (k->offset == OFF(relay.event_types) &&
+		         (cur->relay.event_types.n == 0) != (next->relay.event_types.n == 0))
+			why = "turning the relay on or off takes effect at the next start";
+		if (changed)
+			changed(k->path, why);
+		if (why && !copy_value(next, cur, k))
+			return false;
 	}
+	return true;
 }

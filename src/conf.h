@@ -46,6 +46,14 @@ struct relay_config {
 	int lease_margin_ms; /* lease = subscription timeout + connect timeout + this */
 };
 
+/* Deleting what is no longer needed (retention.*); a 0 duration is off. */
+struct retention_config {
+	long long processed_after_ms;         /* processed events, by processed_at */
+	long long delivery_attempts_after_ms; /* delivery_attempts, by started_at */
+	long long interval_ms;                /* between passes */
+	int batch_size;                       /* rows per DELETE */
+};
+
 struct config {
 	char *path;     /* file it was read from, or NULL for defaults; owned */
 	char *conninfo; /* database.conninfo; NULL = DATABASE_URL or PG* env; owned */
@@ -57,11 +65,13 @@ struct config {
 	struct backoff_policy backoff;
 	int unknown_event_policy; /* enum unknown_event_policy */
 	int shutdown_timeout_ms;
-	int log_level;  /* enum log_level */
-	int log_format; /* enum log_format */
+	int stall_timeout_ms; /* a claim loop without progress this long is stalled */
+	int log_level;        /* enum log_level */
+	int log_format;       /* enum log_format */
 	struct strlist packs;
 	char *health_listen; /* "host:port", "" disables; owned */
 	struct relay_config relay;
+	struct retention_config retention;
 };
 
 /* Fill `cfg` with the defaults of config_keys. */
@@ -90,9 +100,22 @@ typedef void (*conf_visit_fn)(void *arg, const char *key, const char *value, con
                               bool reloadable, const char *help);
 void conf_visit(const struct config *cfg, conf_visit_fn fn, void *arg);
 
-/* Copy the keys that a SIGHUP applies from `next` into `cur`; report each
- * restart-only key whose value differs through `changed` (may be NULL). */
-void conf_apply_reload(struct config *cur, const struct config *next,
-                       void (*changed)(const char *key));
+/*
+ * After a SIGHUP: `next` is the file as read now, `cur` the configuration
+ * running. Every key that differs is reported through `changed` (may be
+ * NULL): with why = NULL when it applies now, else with the reason it does
+ * not, and then it is set back to its running value in `next`, so that
+ * `next` can replace `cur` whole. Returns false only when out of
+ * memory (then `next` must be discarded).
+ */
+bool conf_keep_restart_keys(struct config *next, const struct config *cur,
+                            void (*changed)(const char *key, const char *why));
+
+/* A duration: one or more <number><unit> with units ms, s, m, h, d, w
+ * ("30d", "1h30m", "500ms"); "" and "0" are 0. False on anything else. */
+bool conf_parse_duration(const char *text, long long *ms);
+
+/* `ms` in the largest unit up to days that divides it ("30d", "90m"; "" for 0). */
+void conf_format_duration(long long ms, char *buf, size_t len);
 
 #endif

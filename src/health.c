@@ -41,6 +41,9 @@ struct sample {
 
 struct health {
 	struct health_deps d;
+	/* A reference to the configuration at start, for the keys that need a
+	 * restart (conninfo, packs, health.listen): they never change. */
+	const struct config *boot;
 	double started_real;
 	double started_mono;
 	_Atomic double main_beat; /* monotonic */
@@ -58,6 +61,16 @@ struct health {
 };
 
 /* ---- helpers ----------------------------------------------------------- */
+
+/* poll_interval_ms in force (SIGHUP may change it). */
+static int poll_interval_ms(struct health *h)
+{
+	const struct config *c = runtime_config_refresh(h->d.rt, NULL);
+	int ms = c->poll_interval_ms;
+
+	runtime_config_put(h->d.rt, c);
+	return ms;
+}
 
 /* "2026-11-23T23:06:21.052Z", or JSON null for 0. */
 static json_t *json_time(double t)
@@ -195,7 +208,7 @@ static void take_sample(struct health *h, PGconn *conn, struct sample *s)
 		PQclear(res);
 	}
 	if (!db_broken(conn)) {
-		n = migrate_pending(conn, h->d.cfg, names, sizeof(names), err, sizeof(err));
+		n = migrate_pending(conn, h->boot, names, sizeof(names), err, sizeof(err));
 		if (n >= 0) {
 			s->migrations_pending = n;
 			snprintf(s->pending_names, sizeof(s->pending_names), "%s", names);
@@ -239,8 +252,8 @@ static void *sampler_main(void *arg)
 
 		if (db_broken(conn)) {
 			PQfinish(conn);
-			conn = db_connect(conf_conninfo(h->d.cfg), "pgeventd health", err,
-			                  sizeof(err));
+			conn =
+			    db_connect(conf_conninfo(h->boot), "pgeventd health", err, sizeof(err));
 			if (conn &&
 			    !db_exec(conn, "SET statement_timeout = '2s'", err, sizeof(err))) {
 				PQfinish(conn);
@@ -305,7 +318,7 @@ static struct verdict judge(struct health *h, const struct sample *s)
 	struct verdict v = { ST_OK, json_array() };
 	double now = util_real_s(), mono = util_mono_s();
 	double newest_change = h->started_real, newest_beat = h->started_mono;
-	double stall_s = 3.0 * h->d.cfg->poll_interval_ms / 1000.0 + 5.0;
+	double stall_s = 3.0 * poll_interval_ms(h) / 1000.0 + 5.0;
 	int connected = 0;
 
 	for (int i = 0; i < h->d.nworkers; i++) {
@@ -445,38 +458,52 @@ static void serve_health(struct health *h, struct http_response *resp)
 	set_json(resp, v.status == ST_DOWN ? 503 : 200, o);
 }
 
+bool health_loops_turning(const struct health_deps *d, char *why, size_t len)
+{
+	const struct config *c = runtime_config_refresh(d->rt, NULL);
+	double now = util_mono_s();
+	double limit = 3.0 * c->poll_interval_ms / 1000.0;
+	bool ok = true;
+
+	if (limit < c->stall_timeout_ms / 1000.0)
+		limit = c->stall_timeout_ms / 1000.0;
+	runtime_config_put(d->rt, c);
+	if (atomic_load(&d->rt->stopping))
+		return true; /* loops wind down on purpose */
+	for (int i = 0; i < d->nworkers && ok; i++) {
+		double beat = atomic_load(&d->workers[i].heartbeat);
+
+		if (beat > 0 && now - beat > limit) {
+			snprintf(why, len, "worker-%d stalled for %.0f s", i + 1, now - beat);
+			ok = false;
+		}
+	}
+	if (ok && d->relay) {
+		double beat = atomic_load(&d->relay->heartbeat);
+
+		if (beat > 0 && now - beat > limit) {
+			snprintf(why, len, "relay stalled for %.0f s", now - beat);
+			ok = false;
+		}
+	}
+	return ok;
+}
+
 static void serve_live(struct health *h, struct http_response *resp)
 {
 	double now = util_mono_s();
-	double limit = 3.0 * h->d.cfg->poll_interval_ms / 1000.0;
-	char msg[256];
+	char msg[256], why[200];
 
-	if (limit < 60)
-		limit = 60;
 	if (now - atomic_load(&h->main_beat) > 5) {
 		snprintf(msg, sizeof(msg), "main loop stalled for %.0f s\n",
 		         now - atomic_load(&h->main_beat));
 		set_text(resp, 503, msg);
 		return;
 	}
-	for (int i = 0; i < h->d.nworkers && !atomic_load(&h->d.rt->stopping); i++) {
-		double beat = atomic_load(&h->d.workers[i].heartbeat);
-
-		if (beat > 0 && now - beat > limit) {
-			snprintf(msg, sizeof(msg), "worker-%d stalled for %.0f s\n", i + 1,
-			         now - beat);
-			set_text(resp, 503, msg);
-			return;
-		}
-	}
-	if (h->d.relay && !atomic_load(&h->d.rt->stopping)) {
-		double beat = atomic_load(&h->d.relay->heartbeat);
-
-		if (beat > 0 && now - beat > limit) {
-			snprintf(msg, sizeof(msg), "relay stalled for %.0f s\n", now - beat);
-			set_text(resp, 503, msg);
-			return;
-		}
+	if (!health_loops_turning(&h->d, why, sizeof(why))) {
+		snprintf(msg, sizeof(msg), "%s\n", why);
+		set_text(resp, 503, msg);
+		return;
 	}
 	set_text(resp, 200, "live\n");
 }
@@ -555,7 +582,7 @@ void health_config_changed(struct health *h)
 
 	if (!h || !(c = json_object()))
 		return;
-	conf_visit(h->d.cfg, add_key, c);
+	conf_visit(runtime_config(h->d.rt), add_key, c);
 	pthread_mutex_lock(&h->lock);
 	json_decref(h->config);
 	h->config = c;
@@ -583,6 +610,7 @@ struct health *health_start(const struct health_deps *deps, char *err, size_t er
 		return NULL;
 	}
 	h->d = *deps;
+	h->boot = runtime_config_refresh(deps->rt, NULL);
 	h->started_real = util_real_s();
 	h->started_mono = util_mono_s();
 	atomic_store(&h->main_beat, util_mono_s());
@@ -598,8 +626,8 @@ struct health *health_start(const struct health_deps *deps, char *err, size_t er
 	pthread_condattr_destroy(&ca);
 	health_config_changed(h);
 
-	if (deps->cfg->health_listen && deps->cfg->health_listen[0]) {
-		struct httpd_options opt = { .listen = deps->cfg->health_listen };
+	if (h->boot->health_listen && h->boot->health_listen[0]) {
+		struct httpd_options opt = { .listen = h->boot->health_listen };
 
 		h->httpd = httpd_start(&opt, route, h, err, errlen);
 		if (!h->httpd) {
@@ -609,7 +637,7 @@ struct health *health_start(const struct health_deps *deps, char *err, size_t er
 		char port[16];
 
 		snprintf(port, sizeof(port), "%d", httpd_port(h->httpd));
-		log_kv(LOG_NOTICE, "health server listening", "listen", deps->cfg->health_listen,
+		log_kv(LOG_NOTICE, "health server listening", "listen", h->boot->health_listen,
 		       "port", port, NULL);
 	}
 	if (pthread_create(&h->sampler, NULL, sampler_main, h) != 0) {
@@ -635,6 +663,7 @@ void health_stop(struct health *h)
 	}
 	json_decref(h->config);
 	json_decref(h->sample.disabled);
+	runtime_config_put(h->d.rt, h->boot);
 	pthread_cond_destroy(&h->stop_cond);
 	pthread_mutex_destroy(&h->stop_lock);
 	pthread_mutex_destroy(&h->lock);

@@ -36,7 +36,6 @@
 #define HEALTH_STALE_S      30
 
 struct health_deps {
-	const struct config *cfg;   /* borrowed; health_config_changed after a reload */
 	const struct registry *reg; /* borrowed */
 	struct runtime *rt;         /* borrowed */
 	struct worker *workers;     /* borrowed array, may not be started yet */
@@ -49,6 +48,14 @@ struct health;
 /* Start the sampler and, unless health.listen is "", the HTTP server.
  * Returns NULL with `err` when the address cannot be bound. */
 struct health *health_start(const struct health_deps *deps, char *err, size_t errlen);
+
+/*
+ * Whether every claim loop (and the relay) has made progress within
+ * max(stall_timeout_ms, 3 poll intervals); else false with the first
+ * stalled loop named in `why`. True while stopping. /health/live and the
+ * systemd watchdog both use this rule. Thread-safe.
+ */
+bool health_loops_turning(const struct health_deps *d, char *why, size_t len);
 
 /* The main loop calls this every turn (liveness). */
 void health_tick(struct health *h);

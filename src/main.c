@@ -33,7 +33,10 @@
 #include "health.h"
 #include "log.h"
 #include "migrate.h"
+#include "notify.h"
 #include "relay.h"
+#include "retention.h"
+#include "stats.h"
 #include "telemetry.h"
 #include "util.h"
 #include "worker.h"
@@ -189,8 +192,11 @@ static void print_key(void *arg, const char *key, const char *value, const char 
 {
 	(void)arg;
 	(void)help;
-	printf("%-32s %-9s %s%s%s\n", key, reloadable ? "reload" : "restart", value,
-	       strcmp(value, def) == 0 ? "" : "   # default: ", strcmp(value, def) == 0 ? "" : def);
+	printf("%-34s %-8s %s%s%s\n", key, reloadable ? "reload" : "restart", value,
+	       strcmp(value, def) == 0 ? "" : "   # default: ",
+	       strcmp(value, def) == 0 ? ""
+	       : def[0]                ? def
+	                               : "\"\"");
 }
 
 static int cmd_check_config(struct cli *cli, int argc, char **argv)
@@ -350,33 +356,105 @@ static void wake_all(void)
 	} while (rc < 0 && errno == EINTR);
 }
 
-static void log_restart_needed(const char *key)
+static void log_reload_key(const char *key, const char *why)
 {
-	log_kv(LOG_NOTICE, "SIGHUP: changed key takes effect at the next start", "key", key, NULL);
+	if (why)
+		log_kv(LOG_NOTICE, "SIGHUP: changed key not applied", "key", key, "reason", why,
+		       NULL);
+	else
+		log_kv(LOG_NOTICE, "SIGHUP: changed key applied", "key", key, NULL);
 }
 
-static void reload_config(struct cli *cli, struct config *cfg)
+/* Re-read the file and publish it: reloadable keys take effect at each
+ * thread's next turn, the others keep their running values (logged). An
+ * invalid file changes nothing. */
+static void reload_config(struct cli *cli, struct runtime *rt)
 {
-	struct config next;
+	struct config *next;
 	char err[1024];
 
 	if (!cli->config_path) {
 		log_kv(LOG_NOTICE, "SIGHUP: no configuration file to re-read", NULL);
 		return;
 	}
-	conf_init(&next);
-	if (!conf_load(&next, cli->config_path, err, sizeof(err))) {
-		log_kv(LOG_ERROR, "SIGHUP: new configuration rejected, keeping the old one",
-		       "error", err, NULL);
-		conf_release(&next);
+	next = runtime_config_new();
+	if (!next) {
+		log_kv(LOG_ERROR, "SIGHUP: out of memory, keeping the old configuration", NULL);
 		return;
 	}
-	/* Only the logger's settings (atomics) change while the workers run;
-	 * conf_apply_reload copies those and names every other changed key. */
-	conf_apply_reload(cfg, &next, log_restart_needed);
-	log_configure(cfg->log_level, cfg->log_format);
+	conf_init(next);
+	if (!conf_load(next, cli->config_path, err, sizeof(err))) {
+		log_kv(LOG_ERROR, "SIGHUP: new configuration rejected, keeping the old one",
+		       "error", err, NULL);
+		runtime_config_free(next);
+		return;
+	}
+	if (!conf_keep_restart_keys(next, runtime_config(rt), log_reload_key)) {
+		log_kv(LOG_ERROR, "SIGHUP: out of memory, keeping the old configuration", NULL);
+		runtime_config_free(next);
+		return;
+	}
+	log_configure(next->log_level, next->log_format);
+	runtime_publish(rt, next);
 	log_kv(LOG_NOTICE, "SIGHUP: configuration re-read", "file", cli->config_path, NULL);
-	conf_release(&next);
+}
+
+/* A one-line summary for systemd's STATUS= (what `systemctl status` shows). */
+static void status_line(const struct worker *workers, int n, char *buf, size_t len)
+{
+	int connected = 0;
+
+	for (int i = 0; i < n; i++)
+		connected += atomic_load(&workers[i].connected) != 0;
+	snprintf(buf, len,
+	         "%d/%d workers connected; %llu events handled (%llu retried, %llu "
+	         "dead-lettered)",
+	         connected, n, (unsigned long long)atomic_load(&stats.processed),
+	         (unsigned long long)atomic_load(&stats.retried),
+	         (unsigned long long)atomic_load(&stats.dead_lettered));
+}
+
+/*
+ * The systemd side of the main loop: STATUS= when the summary changes (at
+ * most every 5 s), WATCHDOG=1 every half watchdog interval but only while
+ * every claim loop turns, so a wedged loop gets the process restarted.
+ */
+struct supervisor {
+	uint64_t watchdog_ms; /* half of WATCHDOG_USEC; 0 = no watchdog */
+	int64_t next_ping_ms;
+	int64_t next_status_ms;
+	bool stalled; /* a stall was logged and pings are held back */
+	char last_status[256];
+};
+
+static void supervise(struct supervisor *sv, const struct health_deps *hd)
+{
+	int64_t now = util_mono_ms();
+	char why[200];
+
+	if (sv->watchdog_ms && now >= sv->next_ping_ms) {
+		sv->next_ping_ms = now + (int64_t)sv->watchdog_ms;
+		if (health_loops_turning(hd, why, sizeof(why))) {
+			if (sv->stalled)
+				log_kv(LOG_NOTICE, "claim loops turning again: watchdog fed", NULL);
+			sv->stalled = false;
+			notify_watchdog();
+		} else if (!sv->stalled) {
+			log_kv(LOG_ERROR, "watchdog not fed: a loop is stalled", "reason", why,
+			       NULL);
+			sv->stalled = true;
+		}
+	}
+	if (now >= sv->next_status_ms) {
+		char line[256];
+
+		sv->next_status_ms = now + 5000;
+		status_line(hd->workers, hd->nworkers, line, sizeof(line));
+		if (strcmp(line, sv->last_status) != 0) {
+			notify_status(line);
+			snprintf(sv->last_status, sizeof(sv->last_status), "%s", line);
+		}
+	}
 }
 
 static int cmd_run(struct cli *cli, int argc, char **argv)
@@ -384,12 +462,15 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 	static const struct option opts[] = { { "once", no_argument, NULL, 'o' },
 		                              { "help", no_argument, NULL, 'h' },
 		                              { NULL, 0, NULL, 0 } };
-	struct config cfg;
+	struct config *cfg; /* as loaded at start; owned by rt once runtime_init ran */
 	struct registry reg;
 	struct runtime rt;
 	struct worker *workers = NULL;
 	struct health *health = NULL;
 	struct relay *relay = NULL;
+	struct retention *retention = NULL;
+	struct health_deps hd;
+	struct supervisor sv = { 0 };
 	sigset_t sigs;
 	char err[1024], pending[1024];
 	PGconn *conn = NULL;
@@ -408,19 +489,27 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 	}
 	if (optind < argc)
 		return command_usage("run", stderr, EX_USAGE_);
-	if (!load_config(cli, &cfg))
+	cfg = runtime_config_new();
+	if (!cfg) {
+		fprintf(stderr, "pgeventd: out of memory\n");
+		return EX_SOFTWARE_;
+	}
+	if (!load_config(cli, cfg)) {
+		runtime_config_free(cfg);
 		return EX_CONFIG_ERROR;
-	log_configure(cfg.log_level, cfg.log_format);
-	if (!registry_build(&reg, &cfg, err, sizeof(err))) {
+	}
+	runtime_init(&rt, cfg);
+	log_configure(cfg->log_level, cfg->log_format);
+	if (!registry_build(&reg, cfg, err, sizeof(err))) {
 		log_kv(LOG_ERROR, "cannot build the handler registry", "error", err, NULL);
-		conf_release(&cfg);
+		runtime_release(&rt);
 		return EX_SOFTWARE_;
 	}
 	/* Before any thread: libcurl's global state is not thread-safe. */
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		log_kv(LOG_ERROR, "curl_global_init failed", NULL);
 		registry_release(&reg);
-		conf_release(&cfg);
+		runtime_release(&rt);
 		return EX_SOFTWARE_;
 	}
 
@@ -433,13 +522,14 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	notify_status("connecting to the database");
 	for (;;) {
 		bool lost;
 
-		conn = connect_startup(&cfg, &sigs);
+		conn = connect_startup(cfg, &sigs);
 		if (!conn)
 			goto out;
-		npending = migrate_pending(conn, &cfg, pending, sizeof(pending), err, sizeof(err));
+		npending = migrate_pending(conn, cfg, pending, sizeof(pending), err, sizeof(err));
 		lost = npending == -1 && db_broken(conn);
 		PQfinish(conn);
 		conn = NULL;
@@ -469,39 +559,39 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 		rc = EX_SOFTWARE_;
 		goto out;
 	}
-	memset(&rt, 0, sizeof(rt));
-	rt.cfg = &cfg;
 	rt.reg = &reg;
 	rt.wake_fd = wake_pipe[0];
 	rt.once = once;
-	workers = calloc((size_t)cfg.workers, sizeof(*workers));
-	if (!workers || !telemetry_init(&reg, cfg.workers, PACKAGE_VERSION)) {
+	workers = calloc((size_t)cfg->workers, sizeof(*workers));
+	if (!workers || !telemetry_init(&reg, cfg->workers, PACKAGE_VERSION)) {
 		log_kv(LOG_ERROR, "out of memory", NULL);
 		rc = EX_SOFTWARE_;
 		goto out;
 	}
-	/* run --once is a batch job: no server (it would clash with the
-	 * daemon's port), no sampler. */
-	if (cfg.relay.event_types.n > 0) {
-		relay = relay_start(&cfg, &rt);
+	if (cfg->relay.event_types.n > 0) {
+		relay = relay_start(&rt);
 		if (!relay) {
 			rc = EX_SOFTWARE_;
 			goto out;
 		}
 	}
+	hd = (struct health_deps){ &reg, &rt, workers, cfg->workers, relay_state(relay) };
+	/* run --once is a batch job: no server (it would clash with the
+	 * daemon's port), no sampler, no retention. */
 	if (!once) {
-		struct health_deps hd = {
-			&cfg, &reg, &rt, workers, cfg.workers, relay_state(relay)
-		};
-
 		health = health_start(&hd, err, sizeof(err));
 		if (!health) {
 			log_kv(LOG_ERROR, "cannot start the health server", "error", err, NULL);
 			rc = EX_UNAVAILABLE_;
 			goto out;
 		}
+		retention = retention_start(&rt);
+		if (!retention) {
+			rc = EX_SOFTWARE_;
+			goto out;
+		}
 	}
-	for (int i = 0; i < cfg.workers; i++) {
+	for (int i = 0; i < cfg->workers; i++) {
 		if (!worker_start(&workers[i], i + 1, &rt)) {
 			rc = EX_SOFTWARE_;
 			atomic_store(&rt.stopping, 1);
@@ -510,31 +600,44 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 		}
 		started++;
 	}
-	if (started == cfg.workers) {
-		char nw[16];
+	if (started == cfg->workers) {
+		char nw[16], line[256];
 
-		snprintf(nw, sizeof(nw), "%d", cfg.workers);
+		snprintf(nw, sizeof(nw), "%d", cfg->workers);
 		log_kv(LOG_NOTICE, "pgeventd started", "version", PACKAGE_VERSION, "workers", nw,
-		       "listen", cfg.listen ? "true" : "false", "once", once ? "true" : "false",
+		       "listen", cfg->listen ? "true" : "false", "once", once ? "true" : "false",
 		       NULL);
+		/* The configuration is loaded, the database answered, the schema
+		 * is current and the health socket listens: ready. */
+		snprintf(line, sizeof(line), "running with %d workers", cfg->workers);
+		notify_ready(line);
+		sv.watchdog_ms = notify_watchdog_usec() / 2000;
+		snprintf(sv.last_status, sizeof(sv.last_status), "%s", line);
+		sv.next_status_ms = util_mono_ms() + 5000;
 	}
 
 	/* The main loop: signals, the shutdown deadline, the workers and the
-	 * relay finishing. */
+	 * relay finishing, and systemd's watchdog. */
 	while (atomic_load(&rt.finished) < started || (relay && !atomic_load(&rt.relay_done))) {
 		struct timespec ts = { 0, 100 * 1000000L };
 		int sig = sigtimedwait(&sigs, NULL, &ts);
 
 		health_tick(health);
+		if (!atomic_load(&rt.stopping))
+			supervise(&sv, &hd);
 		if (sig == SIGHUP) {
-			reload_config(cli, &cfg);
+			notify_reloading();
+			reload_config(cli, &rt);
 			health_config_changed(health);
+			notify_ready(sv.last_status);
 		} else if (sig == SIGTERM || sig == SIGINT) {
 			if (!atomic_load(&rt.stopping)) {
 				log_kv(LOG_NOTICE, "shutting down: finishing the batches in hand",
 				       "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
+				notify_stopping("stopping: finishing the batches in hand");
 				atomic_store(&rt.stopping, 1);
-				deadline = util_mono_ms() + cfg.shutdown_timeout_ms;
+				deadline =
+				    util_mono_ms() + runtime_config(&rt)->shutdown_timeout_ms;
 				wake_all();
 			} else if (!atomic_load(&rt.aborting)) {
 				log_kv(LOG_WARNING,
@@ -562,12 +665,13 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 		worker_join(&workers[i]);
 	log_kv(LOG_NOTICE, "pgeventd stopped", NULL);
 out:
-	if (relay) {
-		/* reached directly on a start-up failure: stop it first */
+	if (relay || retention) {
+		/* reached directly on a start-up failure: stop them first */
 		atomic_store(&rt.stopping, 1);
 		if (wake_pipe[1] >= 0)
 			wake_all();
 		relay_join(relay);
+		retention_join(retention);
 	}
 	health_stop(health);
 	telemetry_free();
@@ -578,7 +682,7 @@ out:
 		wake_pipe[0] = wake_pipe[1] = -1;
 	}
 	registry_release(&reg);
-	conf_release(&cfg);
+	runtime_release(&rt);
 	curl_global_cleanup();
 	return rc;
 }

@@ -116,7 +116,7 @@ struct transfer {
 };
 
 struct relay {
-	const struct config *cfg;
+	const struct config *cfg; /* this turn's: a reference from runtime_config_refresh */
 	struct runtime *rt;
 	pthread_t thread;
 	struct relay_state st;
@@ -752,6 +752,9 @@ static void *relay_main(void *arg)
 		int running = 0;
 
 		atomic_store(&r->st.heartbeat, util_mono_s());
+		/* relay.concurrency needs a restart (the slots are sized at start);
+		 * every other relay.* key applies from this turn on. */
+		r->cfg = runtime_config_refresh(r->rt, r->cfg);
 		if (stopping && !stop_deadline)
 			stop_deadline = now + r->cfg->shutdown_timeout_ms;
 		if (stopping &&
@@ -836,19 +839,22 @@ static void *relay_main(void *arg)
 	}
 	release_all(r);
 	disconnect(r);
+	runtime_config_put(r->rt, r->cfg);
+	r->cfg = NULL;
 	log_kv(LOG_INFO, "relay stopped", NULL);
 	atomic_store(&r->rt->relay_done, 1);
 	return NULL;
 }
 
-struct relay *relay_start(const struct config *cfg, struct runtime *rt)
+struct relay *relay_start(struct runtime *rt)
 {
 	struct relay *r = calloc(1, sizeof(*r));
+	const struct config *cfg = runtime_config(rt);
 	int rc;
 
 	if (!r)
 		return NULL;
-	r->cfg = cfg;
+	r->cfg = runtime_config_refresh(rt, NULL);
 	r->rt = rt;
 	r->multi = curl_multi_init();
 	r->transfers = calloc((size_t)cfg->relay.concurrency, sizeof(*r->transfers));
@@ -864,6 +870,7 @@ struct relay *relay_start(const struct config *cfg, struct runtime *rt)
 fail:
 	if (r->multi)
 		curl_multi_cleanup(r->multi);
+	runtime_config_put(rt, r->cfg);
 	free(r->transfers);
 	free(r);
 	return NULL;

@@ -35,7 +35,7 @@ struct relay;
 
 /* Start the thread (only when relay.event_types is not empty). It sets
  * rt->relay_done when it ends. Returns NULL when it could not. */
-struct relay *relay_start(const struct config *cfg, struct runtime *rt);
+struct relay *relay_start(struct runtime *rt);
 
 /* Join the thread and free r. NULL is a no-op. */
 void relay_join(struct relay *r);

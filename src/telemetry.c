@@ -44,6 +44,8 @@ static struct telemetry {
 	struct metric *deliveries_in_flight;
 	struct metric *deliveries_pending;
 	struct metric_family *subscription_disabled;
+	struct metric *retention_events;   /* rows deleted from events */
+	struct metric *retention_attempts; /* rows deleted from delivery_attempts */
 } T;
 
 static struct metric_family *family(enum metric_type type, const char *name, const char *help,
@@ -193,10 +195,20 @@ bool telemetry_init(const struct registry *reg, int nworkers, const char *versio
 	T.subscription_disabled =
 	    family(METRIC_GAUGE, "pgeventd_subscription_disabled",
 	           "1 when the subscription is disabled (sampled).", 1, sub_only, NULL, 0);
-	if (!T.lag || !T.batch_duration || !T.batch_size || !T.pending || !T.oldest ||
-	    !T.dead_letters || !T.reconnects || !T.deliveries || !T.delivery_duration ||
-	    !T.deliveries_in_flight || !T.deliveries_pending || !T.subscription_disabled ||
-	    !init_workers(nworkers) || !init_process(version))
+	static const char *const table_label[] = { "table" };
+	static const char *const t_events[] = { "events" }, *const t_attempts[] = {
+		"delivery_attempts"
+	};
+	struct metric_family *retention =
+	    family(METRIC_COUNTER, "pgeventd_retention_deleted_total",
+	           "Rows deleted by retention (retention.*), by table.", 1, table_label, NULL, 0);
+	T.retention_events = retention ? metrics_series(retention, t_events) : NULL;
+	T.retention_attempts = retention ? metrics_series(retention, t_attempts) : NULL;
+	if (!T.retention_events || !T.retention_attempts || !T.lag || !T.batch_duration ||
+	    !T.batch_size || !T.pending || !T.oldest || !T.dead_letters || !T.reconnects ||
+	    !T.deliveries || !T.delivery_duration || !T.deliveries_in_flight ||
+	    !T.deliveries_pending || !T.subscription_disabled || !init_workers(nworkers) ||
+	    !init_process(version))
 		goto fail;
 	return true;
 fail:
@@ -246,6 +258,14 @@ void telemetry_connected(int worker_id, bool connected)
 {
 	if (T.m && worker_id >= 1 && worker_id <= T.nworkers)
 		metric_set(T.connected[worker_id - 1], connected ? 1 : 0);
+}
+
+void telemetry_retention(long long events, long long delivery_attempts)
+{
+	if (!T.m)
+		return;
+	metric_add(T.retention_events, (double)events);
+	metric_add(T.retention_attempts, (double)delivery_attempts);
 }
 
 void telemetry_reconnect(void)

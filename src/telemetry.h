@@ -31,6 +31,8 @@ void telemetry_event(int type_index, enum telemetry_outcome outcome, double dura
 void telemetry_batch(int size, double duration_s);
 void telemetry_connected(int worker_id, bool connected);
 void telemetry_reconnect(void);
+/* Rows a retention pass deleted. */
+void telemetry_retention(long long events, long long delivery_attempts);
 void telemetry_queue(double pending, double oldest_age_s, double dead_letters);
 
 /* Webhook deliveries. Subscription label values are the names operators

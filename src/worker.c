@@ -213,7 +213,7 @@ static bool prepare(PGconn *conn, const char *name, const char *sql, int nparams
 /* Open both connections, LISTEN, prepare. Logs its own failure. */
 static bool connect_worker(struct worker *w)
 {
-	const struct config *cfg = w->rt->cfg;
+	const struct config *cfg = w->cfg;
 	char err[ERRLEN], app[64];
 
 	snprintf(app, sizeof(app), "pgeventd %s", w->name);
@@ -326,7 +326,7 @@ static bool record_failure(struct worker *w, struct batch *b, struct record *rec
                            enum handler_result hr, const char *handler, int added_attempts,
                            char *err)
 {
-	const struct config *cfg = w->rt->cfg;
+	const struct config *cfg = w->cfg;
 	const char *id = PQgetvalue(b->claim, rec->row, C_ID);
 
 	if (hr == HANDLER_RETRY && rec->attempt < cfg->max_attempts) {
@@ -371,7 +371,7 @@ static bool handle_row(struct worker *w, struct batch *b, struct record *rec, ch
 {
 	PGresult *res = b->claim;
 	int r = rec->row;
-	const struct config *cfg = w->rt->cfg;
+	const struct config *cfg = w->cfg;
 	const char *type = PQgetvalue(res, r, C_TYPE);
 	const struct handler_entry *entry = NULL;
 	json_error_t jerr;
@@ -535,7 +535,7 @@ static void choose_prefix(struct batch *b, int limit)
  */
 static int run_batch(struct worker *w, bool *more)
 {
-	const struct config *cfg = w->rt->cfg;
+	const struct config *cfg = w->cfg;
 	struct batch b = { 0 };
 	char err[ERRLEN] = "", limit[16];
 	const char *p[2];
@@ -649,7 +649,7 @@ fail:
 /* Milliseconds to wait before the next claim. */
 static int wait_ms(struct worker *w)
 {
-	int64_t ms = w->rt->cfg->poll_interval_ms;
+	int64_t ms = w->cfg->poll_interval_ms;
 
 	if (w->next_due_ms) {
 		int64_t until = w->next_due_ms - util_mono_ms();
@@ -662,11 +662,42 @@ static int wait_ms(struct worker *w)
 	return (int)ms;
 }
 
+/*
+ * Sleep until a NOTIFY, a retry falls due, the poll interval passes, the
+ * stop wake-up, or a SIGHUP publishes a new configuration: the wait is cut
+ * into slices of at most a second so that a shorter poll_interval_ms (or
+ * any other key) applies at once rather than after a long old interval.
+ */
+static void wait_for_work(struct worker *w)
+{
+	int64_t until = util_mono_ms() + wait_ms(w);
+	unsigned gen = atomic_load(&w->rt->generation);
+
+	for (;;) {
+		int64_t left = until - util_mono_ms();
+		int rc;
+
+		if (left <= 0 || stopping(w) || atomic_load(&w->rt->generation) != gen)
+			return;
+		rc = db_wait(w->cfg->listen ? w->conn : NULL, w->rt->wake_fd,
+		             (int)(left > 1000 ? 1000 : left));
+		if (rc != 0) {
+			/* a NOTIFY (or a broken connection: handled by the caller) */
+			if (rc > 0)
+				db_drain_notifies(w->conn);
+			return;
+		}
+	}
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	int errors = 0;
 
+	/* Connection keys need a restart, so the first configuration's serve
+	 * every reconnect; reloadable ones are refreshed every turn. */
+	w->cfg = runtime_config_refresh(w->rt, NULL);
 	if (!reconnect(w, true))
 		goto out;
 	log_kv(LOG_INFO, "worker started", "worker", w->name, NULL);
@@ -675,6 +706,7 @@ static void *worker_main(void *arg)
 		int n;
 
 		beat(w);
+		w->cfg = runtime_config_refresh(w->rt, w->cfg);
 		if (db_broken(w->conn) || db_broken(w->side)) {
 			log_kv(LOG_WARNING, "database connection lost", "worker", w->name, NULL);
 			disconnect(w);
@@ -701,12 +733,12 @@ static void *worker_main(void *arg)
 			break;
 		if (w->rt->once)
 			continue;
-		int rc = db_wait(w->rt->cfg->listen ? w->conn : NULL, w->rt->wake_fd, wait_ms(w));
-		if (rc > 0 && db_drain_notifies(w->conn) < 0)
-			continue; /* broken: handled at the top */
+		wait_for_work(w);
 	}
 	log_kv(LOG_INFO, "worker stopped", "worker", w->name, NULL);
 out:
+	runtime_config_put(w->rt, w->cfg);
+	w->cfg = NULL;
 	atomic_fetch_add(&w->rt->finished, 1);
 	return NULL;
 }

@@ -15,23 +15,13 @@
 
 #include "conf.h"
 #include "handlers/registry.h"
-
-/* State shared by the main thread and every worker. */
-struct runtime {
-	const struct config *cfg;   /* borrowed; reloadable keys may change */
-	const struct registry *reg; /* borrowed */
-	atomic_int stopping;        /* stop claiming, finish the batch in hand */
-	atomic_int aborting;        /* roll the batch in hand back now */
-	int wake_fd;                /* readable once stopping: wakes every wait */
-	bool once;                  /* exit when nothing is due (run --once) */
-	atomic_int finished;        /* workers whose thread has returned */
-	atomic_int relay_done;      /* the relay thread has returned */
-};
+#include "runtime.h"
 
 struct worker {
-	int id;             /* 1-based, for logs and metrics */
-	char name[32];      /* "worker-1" */
-	struct runtime *rt; /* borrowed */
+	int id;                   /* 1-based, for logs and metrics */
+	char name[32];            /* "worker-1" */
+	struct runtime *rt;       /* borrowed */
+	const struct config *cfg; /* this loop turn's: a reference from runtime_config_refresh */
 	pthread_t thread;
 	PGconn *conn; /* claim transaction + LISTEN; owned */
 	PGconn *side; /* crash accounting, autocommit; owned */

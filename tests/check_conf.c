@@ -325,6 +325,132 @@ START_TEST(test_conf_conninfo_falls_back_to_database_url)
 }
 END_TEST
 
+START_TEST(test_conf_durations_parse_and_print_back)
+{
+	long long ms = -1;
+	char buf[32];
+
+	ck_assert(conf_parse_duration("30d", &ms));
+	ck_assert_int_eq(ms, 30LL * 24 * 3600 * 1000);
+	ck_assert(conf_parse_duration("1h30m", &ms));
+	ck_assert_int_eq(ms, 90LL * 60 * 1000);
+	ck_assert(conf_parse_duration("500ms", &ms));
+	ck_assert_int_eq(ms, 500);
+	ck_assert(conf_parse_duration("2w", &ms));
+	ck_assert_int_eq(ms, 14LL * 24 * 3600 * 1000);
+	ck_assert(conf_parse_duration("", &ms) && ms == 0);
+	ck_assert(conf_parse_duration("0", &ms) && ms == 0);
+	ck_assert(!conf_parse_duration("30", &ms));
+	ck_assert(!conf_parse_duration("30x", &ms));
+	ck_assert(!conf_parse_duration("d", &ms));
+	ck_assert(!conf_parse_duration("-1d", &ms));
+	ck_assert(!conf_parse_duration("1 d", &ms));
+	ck_assert(!conf_parse_duration("99999999999999999999d", &ms));
+	ck_assert(!conf_parse_duration("999999999999w", &ms));
+	conf_format_duration(30LL * 24 * 3600 * 1000, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "30d");
+	conf_format_duration(90LL * 60 * 1000, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "90m");
+	conf_format_duration(1500, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "1500ms");
+	conf_format_duration(0, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "");
+}
+END_TEST
+
+START_TEST(test_conf_retention_keys_load_and_bad_ones_name_the_key)
+{
+	struct config cfg;
+	char err[512] = "";
+
+	ck_assert_msg(load("retention = { processed_after = \"30d\"; interval = \"1s\";\n"
+	                   "  delivery_attempts_after = \"14d\"; batch_size = 50; };\n",
+	                   &cfg, err, sizeof(err)),
+	              "%s", err);
+	ck_assert_int_eq(cfg.retention.processed_after_ms, 30LL * 86400000);
+	ck_assert_int_eq(cfg.retention.delivery_attempts_after_ms, 14LL * 86400000);
+	ck_assert_int_eq(cfg.retention.interval_ms, 1000);
+	ck_assert_int_eq(cfg.retention.batch_size, 50);
+	conf_release(&cfg);
+
+	ck_assert(
+	    !load("retention = {\n processed_after = \"30 days\"; };\n", &cfg, err, sizeof(err)));
+	ck_assert_msg(strstr(err, ":2: retention.processed_after: \"30 days\" is not a duration"),
+	              "%s", err);
+	conf_release(&cfg);
+	ck_assert(!load("retention = { processed_after = 30; };\n", &cfg, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "retention.processed_after: must be a duration string"), "%s",
+	              err);
+	conf_release(&cfg);
+	ck_assert(!load("retention = { interval = \"10ms\"; };\n", &cfg, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "retention.interval: must be between 1s and 31d"), "%s", err);
+	conf_release(&cfg);
+	ck_assert(!load("retention = { interval = \"\"; };\n", &cfg, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "retention.interval: must not be empty or 0"), "%s", err);
+	conf_release(&cfg);
+
+	conf_init(&cfg);
+	ck_assert_int_eq(cfg.retention.processed_after_ms, 0);
+	ck_assert_int_eq(cfg.retention.interval_ms, 600000);
+	conf_release(&cfg);
+}
+END_TEST
+
+static char reload_log[2048];
+
+static void note_change(const char *key, const char *why)
+{
+	size_t n = strlen(reload_log);
+
+	snprintf(reload_log + n, sizeof(reload_log) - n, "%s=%s;", key, why ? "kept" : "applied");
+}
+
+START_TEST(test_conf_reload_applies_live_keys_and_keeps_restart_ones)
+{
+	struct config cur, next;
+	char err[512] = "";
+
+	ck_assert(load("workers = 2; batch_size = 10; relay = { event_types = [\"a.*\"]; };\n",
+	               &cur, err, sizeof(err)));
+	ck_assert(load("workers = 8; batch_size = 500; max_attempts = 9;\n"
+	               "health = { listen = \"127.0.0.1:9999\"; };\n"
+	               "relay = { event_types = [\"b.*\"]; concurrency = 8; };\n"
+	               "retention = { processed_after = \"7d\"; };\n",
+	               &next, err, sizeof(err)));
+	reload_log[0] = '\0';
+	ck_assert(conf_keep_restart_keys(&next, &cur, note_change));
+	/* restart-only keys are back to their running values */
+	ck_assert_int_eq(next.workers, 2);
+	ck_assert_str_eq(next.health_listen, "127.0.0.1:8080");
+	ck_assert_int_eq(next.relay.concurrency, 64);
+	/* live ones are the file's */
+	ck_assert_int_eq(next.batch_size, 500);
+	ck_assert_int_eq(next.max_attempts, 9);
+	ck_assert_str_eq(next.relay.event_types.items[0], "b.*");
+	ck_assert_int_eq(next.retention.processed_after_ms, 7LL * 86400000);
+	ck_assert_msg(strstr(reload_log, "workers=kept;") &&
+	                  strstr(reload_log, "health.listen=kept;") &&
+	                  strstr(reload_log, "relay.concurrency=kept;") &&
+	                  strstr(reload_log, "batch_size=applied;") &&
+	                  strstr(reload_log, "relay.event_types=applied;") &&
+	                  strstr(reload_log, "retention.processed_after=applied;"),
+	              "%s", reload_log);
+	ck_assert_msg(!strstr(reload_log, "poll_interval_ms"), "unchanged key reported: %s",
+	              reload_log);
+	conf_release(&next);
+
+	/* Turning the relay off (or on) needs a restart: its thread starts with the daemon. */
+	ck_assert(load("relay = { event_types = []; };\n", &next, err, sizeof(err)));
+	reload_log[0] = '\0';
+	ck_assert(conf_keep_restart_keys(&next, &cur, note_change));
+	ck_assert_int_eq(next.relay.event_types.n, 1);
+	ck_assert_str_eq(next.relay.event_types.items[0], "a.*");
+	ck_assert_msg(strstr(reload_log, "relay.event_types=kept;"), "%s", reload_log);
+	conf_release(&next);
+	conf_release(&cur);
+}
+END_TEST
+
 Suite *conf_suite(void)
 {
 	Suite *s = suite_create("conf");
@@ -346,6 +472,9 @@ Suite *conf_suite(void)
 	tcase_add_test(tc, test_conf_visit_redacts_the_ssl_key_passphrase);
 	tcase_add_test(tc, test_db_connect_error_never_quotes_a_bad_conninfo);
 	tcase_add_test(tc, test_conf_conninfo_falls_back_to_database_url);
+	tcase_add_test(tc, test_conf_durations_parse_and_print_back);
+	tcase_add_test(tc, test_conf_retention_keys_load_and_bad_ones_name_the_key);
+	tcase_add_test(tc, test_conf_reload_applies_live_keys_and_keeps_restart_ones);
 	suite_add_tcase(s, tc);
 	return s;
 }

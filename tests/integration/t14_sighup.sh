@@ -10,11 +10,11 @@ wait_log a 'worker started' 10 || die "daemon did not start"
 insert_events test.effect 1 "'{}'"
 wait_log a 'msg="event handled".*outcome=ok' 10 || die "first event not logged at info"
 
-# log.level info -> warning (reloadable), batch_size (needs a restart)
-LOG_LEVEL=warning conf "$T/a.conf" 'workers = 1;' 'batch_size = 7;'
+# log.level info -> warning (reloadable), workers (needs a restart)
+LOG_LEVEL=warning conf "$T/a.conf" 'workers = 3;'
 kill -HUP $DPID
 # (logged at notice before the new level applies)
-wait_log a 'takes effect at the next start.*key=batch_size' 10 || die "batch_size not named as needing a restart"
+wait_log a 'changed key not applied.*key=workers.*takes effect at the next start' 10 || die "workers not named as needing a restart"
 insert_events test.effect 1 "'{}'"
 insert_events test.fail 1 "'{}'"
 wait_log a 'event_type=test.fail.*outcome=retry' 10 || die "warning-level outcome not logged"

@@ -1,0 +1,45 @@
+/*
+ * retention.h -- delete what is no longer needed: processed events and
+ * webhook attempt logs older than retention.* say, in small batches, by
+ * one pgeventd instance at a time.
+ */
+#ifndef PGEVENTD_RETENTION_H
+#define PGEVENTD_RETENTION_H
+
+#include <libpq-fe.h>
+
+#include "conf.h"
+#include "runtime.h"
+
+/* The advisory lock a pass holds (visible in pg_locks as objid 1 of
+ * classid 0x70676576 'pgev'): two instances never run a pass at once. */
+#define RETENTION_LOCK_CLASS 1885824374
+#define RETENTION_LOCK_OBJ   1
+
+struct retention_result {
+	long long events;            /* processed events deleted */
+	long long delivery_attempts; /* attempt logs deleted */
+	bool locked_out;             /* another instance held the lock: nothing done */
+};
+
+/*
+ * One pass on `conn` (autocommit): take the advisory lock or skip, delete
+ * in batches of rc->batch_size (each DELETE its own transaction, so row
+ * locks are brief), stop early when *stop becomes non-zero. Never touches
+ * unprocessed events, events that have a dead letter, or dead letters.
+ * Returns false with `err` on a database error (what was deleted stays
+ * deleted).
+ */
+bool retention_pass(PGconn *conn, const struct retention_config *rc, const atomic_int *stop,
+                    struct retention_result *out, char *err, size_t errlen);
+
+struct retention;
+
+/* Start the thread: a pass every retention.interval while either
+ * retention key is set (both are reloadable). NULL if it could not start. */
+struct retention *retention_start(struct runtime *rt);
+
+/* Join it (after rt->stopping and the wake-up) and free it. NULL is a no-op. */
+void retention_join(struct retention *r);
+
+#endif
