@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # valgrind-run.sh BUILDDIR -- the daemon's normal run under valgrind:
-# migrate, then `run` handling successes, retries and dead letters, then
-# SIGTERM. Fails on any leak or memory error. Needs the test cluster.
+# migrate, then `run` handling successes, retries and dead letters, the
+# relay, retention passes and a SIGHUP reload, then SIGTERM. Fails on any leak or memory error. Needs the test cluster.
 set -u
 B=$1
 BIN=$B/tests/pgeventd-test
@@ -9,7 +9,7 @@ export PGDATABASE=t_valgrind_$$
 T=$(mktemp -d /tmp/pgeventd-valgrind.XXXXXX)
 trap 'dropdb --if-exists -f "$PGDATABASE" >/dev/null 2>&1; rm -rf "$T"' EXIT
 createdb "$PGDATABASE" || exit 1
-printf 'packs = ["test"];\npoll_interval_ms = 50;\nmax_attempts = 2;\nbackoff = { base_ms = 20; };\nhealth = { listen = "127.0.0.1:0"; };\nrelay = { event_types = ["test.effect"]; backoff = { base_ms = 20; }; breaker = { failures = 0; }; };\n' >"$T/v.conf"
+printf 'packs = ["test"];\npoll_interval_ms = 50;\nmax_attempts = 2;\nbackoff = { base_ms = 20; };\nhealth = { listen = "127.0.0.1:0"; };\nrelay = { event_types = ["test.effect"]; backoff = { base_ms = 20; }; breaker = { failures = 0; }; };\nretention = { processed_after = "1h"; delivery_attempts_after = "1h"; interval = "1s"; };\n' >"$T/v.conf"
 VG=(valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect,possible
 	--errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99 --track-fds=no)
 "${VG[@]}" "$BIN" -c "$T/v.conf" migrate >"$T/migrate.log" 2>&1 || { cat "$T/migrate.log"; exit 1; }
@@ -42,7 +42,11 @@ for _ in $(seq 1 100); do # the relay's attempts: connection refused, twice, the
 done
 dead=$(psql -X -A -t -c "SELECT count(*) FROM deliveries WHERE status = 'dead'")
 [ "$dead" = 200 ] || echo "valgrind run: $dead of 200 deliveries dead, want all (relay path not exercised)"
-sleep 6 # one more queue sample
+# A reload while every thread runs: the old configuration is freed once
+# the last thread moves on to the new one.
+sed -i 's/^poll_interval_ms = 50;/poll_interval_ms = 60;\nbatch_size = 10;/' "$T/v.conf"
+kill -HUP $pid
+sleep 6 # one more queue sample, retention passes after the reload
 kill -TERM $pid
 wait $pid
 rc=$?
