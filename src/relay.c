@@ -30,6 +30,8 @@
 #define ERRLEN          512
 #define RESPONSE_KEEP   4096 /* bytes of a response body kept in delivery_attempts */
 #define RECLAIM_EVERY_S 5.0
+/* Idle connections older than this are not reused (CURLOPT_MAXAGE_CONN). */
+#define MAXAGE_CONN_S 60
 
 enum {
 	D_ID,
@@ -128,6 +130,11 @@ struct relay {
 	bool more;               /* the last claim filled every free slot: more may be due */
 	int64_t reconnect_at_ms; /* monotonic */
 	int reconnect_delay_ms;
+	/* block_private_networks is vetted when a connection opens; after a
+	 * SIGHUP turns it on, connections opened before are not reused until
+	 * they have aged out of the cache. */
+	bool blocking;
+	int64_t fresh_until_ms; /* monotonic; new connections only until then */
 	double last_reclaim;
 };
 
@@ -363,7 +370,10 @@ static struct transfer *transfer_new(struct relay *r, const PGresult *res, int r
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->curl_error);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, t);
+	curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, (long)MAXAGE_CONN_S);
 	if (rc->block_private_networks) {
+		if (util_mono_ms() < r->fresh_until_ms)
+			curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
 		curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
 		curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t);
 		/* a proxy from the environment would be the address vetted */
@@ -755,6 +765,9 @@ static void *relay_main(void *arg)
 		/* relay.concurrency needs a restart (the slots are sized at start);
 		 * every other relay.* key applies from this turn on. */
 		r->cfg = runtime_config_refresh(r->rt, r->cfg);
+		if (r->cfg->relay.block_private_networks && !r->blocking)
+			r->fresh_until_ms = now + (MAXAGE_CONN_S + 1) * 1000;
+		r->blocking = r->cfg->relay.block_private_networks;
 		if (stopping && !stop_deadline)
 			stop_deadline = now + r->cfg->shutdown_timeout_ms;
 		if (stopping &&
@@ -855,6 +868,7 @@ struct relay *relay_start(struct runtime *rt)
 	if (!r)
 		return NULL;
 	r->cfg = runtime_config_refresh(rt, NULL);
+	r->blocking = r->cfg->relay.block_private_networks;
 	r->rt = rt;
 	r->multi = curl_multi_init();
 	r->transfers = calloc((size_t)cfg->relay.concurrency, sizeof(*r->transfers));
