@@ -24,71 +24,12 @@
 
 #include <jansson.h>
 
-#include "db.h"
+#include "cli.h"
 #include "sign.h"
 
 #define EX_USAGE_       64
 #define EX_DATAERR_     65
 #define EX_UNAVAILABLE_ 69
-
-/* Print a result as an aligned table or as a JSON array of objects. */
-static void print_result(const PGresult *res, bool json)
-{
-	int rows = PQntuples(res), cols = PQnfields(res);
-
-	if (json) {
-		json_t *a = json_array();
-
-		for (int r = 0; r < rows; r++) {
-			json_t *o = json_object();
-
-			for (int c = 0; c < cols; c++)
-				json_object_set_new(o, PQfname(res, c),
-				                    PQgetisnull(res, r, c)
-				                        ? json_null()
-				                        : json_string(PQgetvalue(res, r, c)));
-			json_array_append_new(a, o);
-		}
-		json_dumpf(a, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-		fputc('\n', stdout);
-		json_decref(a);
-		return;
-	}
-	int *w = calloc((size_t)cols, sizeof(int));
-
-	if (!w)
-		return;
-	for (int c = 0; c < cols; c++) {
-		w[c] = (int)strlen(PQfname(res, c));
-		for (int r = 0; r < rows; r++)
-			if (PQgetlength(res, r, c) > w[c])
-				w[c] = PQgetlength(res, r, c);
-	}
-	for (int c = 0; c < cols; c++)
-		printf("%-*s%s", c + 1 < cols ? w[c] : 0, PQfname(res, c),
-		       c + 1 < cols ? "  " : "\n");
-	for (int r = 0; r < rows; r++)
-		for (int c = 0; c < cols; c++)
-			printf("%-*s%s", c + 1 < cols ? w[c] : 0, PQgetvalue(res, r, c),
-			       c + 1 < cols ? "  " : "\n");
-	if (rows == 0)
-		printf("(none)\n");
-	free(w);
-}
-
-/* Run one parameterised statement; prints the error and returns NULL. */
-static PGresult *exec(PGconn *conn, const char *sql, int n, const char *const *params)
-{
-	PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
-	char err[512];
-
-	if (db_ok(conn, res, PGRES_TUPLES_OK, err, sizeof(err)) ||
-	    (res && PQresultStatus(res) == PGRES_COMMAND_OK))
-		return res;
-	fprintf(stderr, "pgeventd: %s\n", err);
-	PQclear(res);
-	return NULL;
-}
 
 /* An HTTP field name (RFC 9110 token) that a subscription may set: not
  * one pgeventd sets itself or that would change the framing. */
@@ -150,7 +91,7 @@ static int sub_add(PGconn *conn, int argc, char **argv, bool json)
 	enum sign_scheme scheme;
 	int opt, rc = EX_DATAERR_;
 
-	optind = 1;
+	optind = 0; /* see cli_getopt: options may follow operands */
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'n':
@@ -251,16 +192,17 @@ static int sub_add(PGconn *conn, int argc, char **argv, bool json)
 		goto out;
 	}
 	free(probe);
-	PGresult *res = exec(conn,
-	                     "INSERT INTO subscriptions (name, url, secret, event_types,"
-	                     " signature_scheme, timeout_ms, max_attempts, headers, id_header,"
-	                     " timestamp_header, signature_header)"
-	                     " VALUES ($1, $2, $3, $4::jsonb, $5, $6::int, $7::int, $8::jsonb, $9,"
-	                     " $10, $11) RETURNING id, name, url, event_types::text AS event_types,"
-	                     " signature_scheme",
-	                     11, p);
+	PGresult *res =
+	    cli_exec(conn,
+	             "INSERT INTO subscriptions (name, url, secret, event_types,"
+	             " signature_scheme, timeout_ms, max_attempts, headers, id_header,"
+	             " timestamp_header, signature_header)"
+	             " VALUES ($1, $2, $3, $4::jsonb, $5, $6::int, $7::int, $8::jsonb, $9,"
+	             " $10, $11) RETURNING id, name, url, event_types::text AS event_types,"
+	             " signature_scheme",
+	             11, p);
 	if (res) {
-		print_result(res, json);
+		cli_print_result(res, json);
 		if (generated)
 			printf("secret (shown once, store it with the receiver): %s\n", generated);
 		PQclear(res);
@@ -293,7 +235,7 @@ static int sub_rotate(PGconn *conn, const char *name, bool keep_old)
 {
 	const char *p1[1] = { name };
 	PGresult *res =
-	    exec(conn, "SELECT signature_scheme FROM subscriptions WHERE name = $1", 1, p1);
+	    cli_exec(conn, "SELECT signature_scheme FROM subscriptions WHERE name = $1", 1, p1);
 	enum sign_scheme scheme;
 	int rc;
 
@@ -313,10 +255,10 @@ static int sub_rotate(PGconn *conn, const char *name, bool keep_old)
 	char *secret = sign_generate_secret(scheme);
 	const char *p[3] = { name, secret, keep_old ? "t" : "f" };
 
-	res = exec(conn,
-	           "UPDATE subscriptions SET secret = CASE WHEN $3::boolean"
-	           " THEN $2 || ' ' || split_part(secret, ' ', 1) ELSE $2 END WHERE name = $1",
-	           3, p);
+	res = cli_exec(conn,
+	               "UPDATE subscriptions SET secret = CASE WHEN $3::boolean"
+	               " THEN $2 || ' ' || split_part(secret, ' ', 1) ELSE $2 END WHERE name = $1",
+	               3, p);
 	rc = changed(
 	    res, keep_old ? "has a new secret (the old one still signs too)" : "has a new secret",
 	    name);
@@ -331,7 +273,6 @@ int cmd_subscriptions_main(const struct config *cfg, int argc, char **argv)
 	const char *verb = argc > 1 ? argv[1] : "";
 	bool json = false;
 	PGconn *conn;
-	char err[512];
 	int rc = EX_USAGE_;
 
 	for (int i = 2; i < argc; i++)
@@ -345,15 +286,13 @@ int cmd_subscriptions_main(const struct config *cfg, int argc, char **argv)
 		                "rotate-secret NAME (see pgeventd help subscriptions)\n");
 		return EX_USAGE_;
 	}
-	conn = db_connect(conf_conninfo(cfg), "pgeventd subscriptions", err, sizeof(err));
-	if (!conn) {
-		fprintf(stderr, "pgeventd: cannot connect to the database: %s\n", err);
+	conn = cli_connect(cfg, "pgeventd subscriptions");
+	if (!conn)
 		return EX_UNAVAILABLE_;
-	}
 	if (strcmp(verb, "add") == 0) {
 		rc = sub_add(conn, argc - 1, argv + 1, json);
 	} else if (strcmp(verb, "list") == 0) {
-		PGresult *res = exec(
+		PGresult *res = cli_exec(
 		    conn,
 		    "SELECT name, CASE WHEN enabled THEN 'enabled' ELSE 'disabled' END AS state, "
 		    "url,"
@@ -364,7 +303,7 @@ int cmd_subscriptions_main(const struct config *cfg, int argc, char **argv)
 		    " FROM subscriptions ORDER BY name",
 		    0, NULL);
 		if (res) {
-			print_result(res, json);
+			cli_print_result(res, json);
 			PQclear(res);
 			rc = 0;
 		} else {
@@ -379,18 +318,19 @@ int cmd_subscriptions_main(const struct config *cfg, int argc, char **argv)
 		const char *p[2] = { argv[2], reason };
 		if (verb[0] == 'd')
 			rc = changed(
-			    exec(conn,
-			         "UPDATE subscriptions SET enabled = false, disabled_at = now(),"
-			         " disabled_reason = $2 WHERE name = $1",
-			         2, p),
+			    cli_exec(
+			        conn,
+			        "UPDATE subscriptions SET enabled = false, disabled_at = now(),"
+			        " disabled_reason = $2 WHERE name = $1",
+			        2, p),
 			    "disabled", argv[2]);
 		else
 			rc = changed(
-			    exec(conn,
-			         "UPDATE subscriptions SET enabled = true, disabled_at = NULL,"
-			         " disabled_reason = NULL, consecutive_failures = 0,"
-			         " failing_since = NULL, paused_until = NULL WHERE name = $1",
-			         1, p),
+			    cli_exec(conn,
+			             "UPDATE subscriptions SET enabled = true, disabled_at = NULL,"
+			             " disabled_reason = NULL, consecutive_failures = 0,"
+			             " failing_since = NULL, paused_until = NULL WHERE name = $1",
+			             1, p),
 			    "enabled", argv[2]);
 	} else if (strcmp(verb, "rotate-secret") == 0 && argc >= 3) {
 		rc = sub_rotate(conn, argv[2], argc >= 4 && strcmp(argv[3], "--keep-old") == 0);
@@ -416,10 +356,9 @@ int cmd_deliveries_main(const struct config *cfg, int argc, char **argv)
 	const char *status = NULL, *sub = NULL, *limit = "50", *since = NULL;
 	bool json = false;
 	int opt, rc = EX_USAGE_;
-	char err[512];
 	PGconn *conn;
 
-	optind = 1;
+	optind = 0; /* see cli_getopt: options may follow operands */
 	while ((opt = getopt_long(argc - 1, argv + 1, "", opts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
@@ -452,27 +391,25 @@ int cmd_deliveries_main(const struct config *cfg, int argc, char **argv)
 		fprintf(stderr, "pgeventd: deliveries retry wants IDs or --subscription NAME\n");
 		return EX_USAGE_;
 	}
-	conn = db_connect(conf_conninfo(cfg), "pgeventd deliveries", err, sizeof(err));
-	if (!conn) {
-		fprintf(stderr, "pgeventd: cannot connect to the database: %s\n", err);
+	conn = cli_connect(cfg, "pgeventd deliveries");
+	if (!conn)
 		return EX_UNAVAILABLE_;
-	}
 	if (verb[0] == 'l') {
 		const char *p[3] = { status, sub, limit };
-		PGresult *res =
-		    exec(conn,
-		         "SELECT d.id, s.name AS subscription, d.event_type, d.status, d.attempt,"
-		         " coalesce(d.last_status::text, '') AS http,"
-		         " to_char(d.next_attempt_at, 'YYYY-MM-DD HH24:MI:SS') AS next_attempt_at,"
-		         " coalesce(left(d.last_error, 60), '') AS last_error"
-		         " FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id"
-		         " WHERE ($1::text IS NULL OR d.status = $1) AND ($2::text IS NULL OR "
-		         "s.name = $2)"
-		         " ORDER BY d.created_at DESC, d.id LIMIT $3::int",
-		         3, p);
+		PGresult *res = cli_exec(
+		    conn,
+		    "SELECT d.id, s.name AS subscription, d.event_type, d.status, d.attempt,"
+		    " coalesce(d.last_status::text, '') AS http,"
+		    " to_char(d.next_attempt_at, 'YYYY-MM-DD HH24:MI:SS') AS next_attempt_at,"
+		    " coalesce(left(d.last_error, 60), '') AS last_error"
+		    " FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id"
+		    " WHERE ($1::text IS NULL OR d.status = $1) AND ($2::text IS NULL OR "
+		    "s.name = $2)"
+		    " ORDER BY d.created_at DESC, d.id LIMIT $3::int",
+		    3, p);
 		rc = res ? 0 : 1;
 		if (res)
-			print_result(res, json);
+			cli_print_result(res, json);
 		PQclear(res);
 	} else {
 		/* Failed and dead deliveries start over: attempts reset, due now. */
@@ -482,18 +419,18 @@ int cmd_deliveries_main(const struct config *cfg, int argc, char **argv)
 		char *idj = json_dumps(a, JSON_COMPACT);
 		json_decref(a);
 		const char *p[3] = { nids ? idj : NULL, sub, since };
-		PGresult *res =
-		    exec(conn,
-		         "UPDATE deliveries d SET status = 'pending', attempt = 0, next_attempt_at "
-		         "= now(),"
-		         " last_error = NULL, finished_at = NULL, locked_until = NULL"
-		         " FROM subscriptions s WHERE s.id = d.subscription_id"
-		         " AND d.status IN ('failed', 'dead')"
-		         " AND ($1::jsonb IS NULL OR d.id::text IN"
-		         "      (SELECT jsonb_array_elements_text($1::jsonb)))"
-		         " AND ($2::text IS NULL OR s.name = $2)"
-		         " AND ($3::timestamptz IS NULL OR d.created_at >= $3::timestamptz)",
-		         3, p);
+		PGresult *res = cli_exec(
+		    conn,
+		    "UPDATE deliveries d SET status = 'pending', attempt = 0, next_attempt_at "
+		    "= now(),"
+		    " last_error = NULL, finished_at = NULL, locked_until = NULL"
+		    " FROM subscriptions s WHERE s.id = d.subscription_id"
+		    " AND d.status IN ('failed', 'dead')"
+		    " AND ($1::jsonb IS NULL OR d.id::text IN"
+		    "      (SELECT jsonb_array_elements_text($1::jsonb)))"
+		    " AND ($2::text IS NULL OR s.name = $2)"
+		    " AND ($3::timestamptz IS NULL OR d.created_at >= $3::timestamptz)",
+		    3, p);
 		if (res) {
 			printf("%s deliveries queued again\n", PQcmdTuples(res));
 			rc = 0;

@@ -63,6 +63,11 @@ wait_for "$beta" "delivered|1" 10 || fail "retried delivery not delivered"
 D=$(q "SELECT d.id FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id WHERE s.name = 'beta'")
 q "UPDATE deliveries SET status = 'dead' WHERE id = '$D'"
 assert_eq "$("${P[@]}" deliveries retry "$D")" "1 deliveries queued again" "deliveries retry ID"
+# An option after the ids is an option, not one more id.
+wait_for "$beta" "delivered|1" 10 || fail "retried delivery not delivered"
+q "UPDATE deliveries SET status = 'dead' WHERE id = '$D'"
+"${P[@]}" deliveries retry "$D" --json >"$T/retry.out" 2>&1
+assert_eq "$?" 0 "deliveries retry ID --json: exit 0 ($(cat "$T/retry.out"))"
 
 PORT=$(health_port a)
 sleep 5.5 # one queue sample with the relay figures
