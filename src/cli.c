@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "db.h"
+#include "util.h"
 
 /* Type OIDs from PostgreSQL's catalog (pg_type.dat): fixed since they
  * were assigned, and catalog/pg_type_d.h is a server header. */
@@ -130,17 +131,6 @@ void cli_print_result(const PGresult *res, bool json)
 	free(w);
 }
 
-/* Characters (not bytes) in UTF-8 text: what a terminal column counts. */
-static int utf8_width(const char *s)
-{
-	int n = 0;
-
-	for (; *s; s++)
-		if (((unsigned char)*s & 0xC0) != 0x80)
-			n++;
-	return n;
-}
-
 /* A cell as people read it (malloc'd): see cli_print_table. */
 static char *table_cell(const PGresult *res, int row, int col)
 {
@@ -185,7 +175,7 @@ void cli_print_table(const PGresult *res)
 	if (!cells || !w)
 		goto out;
 	for (int c = 0; c < cols; c++)
-		w[c] = utf8_width(PQfname(res, c));
+		w[c] = (int)util_utf8_chars(PQfname(res, c));
 	for (int r = 0; r < rows; r++)
 		for (int c = 0; c < cols; c++) {
 			char *cell = table_cell(res, r, c);
@@ -193,15 +183,15 @@ void cli_print_table(const PGresult *res)
 			if (!cell)
 				goto out;
 			cells[r * cols + c] = cell;
-			if (utf8_width(cell) > w[c])
-				w[c] = utf8_width(cell);
+			if ((int)util_utf8_chars(cell) > w[c])
+				w[c] = (int)util_utf8_chars(cell);
 		}
 	for (int r = -1; r < rows; r++)
 		for (int c = 0; c < cols; c++) {
 			const char *s = r < 0 ? PQfname(res, c) : cells[r * cols + c];
 
 			if (c + 1 < cols)
-				printf("%s%*s  ", s, w[c] - utf8_width(s), "");
+				printf("%s%*s  ", s, w[c] - (int)util_utf8_chars(s), "");
 			else
 				printf("%s\n", s);
 		}

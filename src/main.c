@@ -253,15 +253,21 @@ static int cmd_migrate(struct cli *cli, int argc, char **argv)
 
 /* ---- relay administration ----------------------------------------------- */
 
-static int relay_admin(struct cli *cli, const char *name, int argc, char **argv,
-                       int (*fn)(const struct config *, int, char **))
+/*
+ * The operator commands: --help, then the configuration (for the
+ * connection string), then the command's own parser. `verb`: the command
+ * takes a verb (subscriptions add, deliveries list), so none is a usage error.
+ */
+static int admin(struct cli *cli, const char *name, int argc, char **argv, bool verb,
+                 int (*fn)(const struct config *, int, char **))
 {
 	struct config cfg;
 	int rc;
 
-	if (want_help(argc, argv) || argc < 2)
-		return command_usage(name, argc < 2 ? stderr : stdout,
-		                     argc < 2 ? EX_USAGE_ : EX_OK_);
+	if (want_help(argc, argv))
+		return command_usage(name, stdout, EX_OK_);
+	if (verb && argc < 2)
+		return command_usage(name, stderr, EX_USAGE_);
 	if (!load_config(cli, &cfg))
 		return EX_CONFIG_ERROR;
 	rc = fn(&cfg, argc, argv);
@@ -271,49 +277,32 @@ static int relay_admin(struct cli *cli, const char *name, int argc, char **argv,
 
 static int cmd_subscriptions(struct cli *cli, int argc, char **argv)
 {
-	return relay_admin(cli, "subscriptions", argc, argv, cmd_subscriptions_main);
+	return admin(cli, "subscriptions", argc, argv, true, cmd_subscriptions_main);
 }
 
 static int cmd_deliveries(struct cli *cli, int argc, char **argv)
 {
-	return relay_admin(cli, "deliveries", argc, argv, cmd_deliveries_main);
-}
-
-/* ---- DBA commands: they take their own options, --help included ----- */
-
-static int dba_admin(struct cli *cli, const char *name, int argc, char **argv,
-                     int (*fn)(const struct config *, int, char **))
-{
-	struct config cfg;
-	int rc;
-
-	if (want_help(argc, argv))
-		return command_usage(name, stdout, EX_OK_);
-	if (!load_config(cli, &cfg))
-		return EX_CONFIG_ERROR;
-	rc = fn(&cfg, argc, argv);
-	conf_release(&cfg);
-	return rc;
+	return admin(cli, "deliveries", argc, argv, true, cmd_deliveries_main);
 }
 
 static int cmd_status(struct cli *cli, int argc, char **argv)
 {
-	return dba_admin(cli, "status", argc, argv, cmd_status_main);
+	return admin(cli, "status", argc, argv, false, cmd_status_main);
 }
 
 static int cmd_replay(struct cli *cli, int argc, char **argv)
 {
-	return dba_admin(cli, "replay", argc, argv, cmd_replay_main);
+	return admin(cli, "replay", argc, argv, false, cmd_replay_main);
 }
 
 static int cmd_dead_letters(struct cli *cli, int argc, char **argv)
 {
-	return dba_admin(cli, "dead-letters", argc, argv, cmd_dead_letters_main);
+	return admin(cli, "dead-letters", argc, argv, false, cmd_dead_letters_main);
 }
 
 static int cmd_show(struct cli *cli, int argc, char **argv)
 {
-	return dba_admin(cli, "show", argc, argv, cmd_show_main);
+	return admin(cli, "show", argc, argv, false, cmd_show_main);
 }
 
 /* ---- run ------------------------------------------------------------ */

@@ -33,4 +33,16 @@ static inline double util_real_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Characters (not bytes) in valid UTF-8 text: what a terminal column or a
+ * varchar(n) counts. */
+static inline size_t util_utf8_chars(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s; s++)
+		if (((unsigned char)*s & 0xC0) != 0x80)
+			n++;
+	return n;
+}
+
 #endif

@@ -340,8 +340,11 @@ static bool record_failure(struct worker *w, struct batch *b, struct record *rec
 			return false;
 		/* The server set next_attempt_at from its clock while the statement
 		 * ran; taking our clock after the reply keeps our wake-up at or after
-		 * that moment, so the claim then finds the event due. */
-		int64_t due = util_mono_ms() + rec->delay_ms;
+		 * that moment, so the claim then finds the event due. The clock is
+		 * read in whole milliseconds (truncated) and a local reply takes
+		 * less than one, so a few milliseconds of margin make up for it:
+		 * waking a hair early finds nothing due and sleeps a poll interval. */
+		int64_t due = util_mono_ms() + rec->delay_ms + 5;
 		if (w->next_due_ms == 0 || due < w->next_due_ms)
 			w->next_due_ms = due;
 		return true;

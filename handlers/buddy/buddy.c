@@ -30,6 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "src/util.h"
+
 extern const struct migration buddy_migrations[];
 
 enum field_kind {
@@ -230,17 +232,6 @@ static bool bad(char *err, size_t errlen, const struct buddy_type *t, const char
 	return false;
 }
 
-/* Characters, not bytes (jansson hands out valid UTF-8). */
-static size_t utf8_length(const char *s)
-{
-	size_t n = 0;
-
-	for (; *s; s++)
-		if (((unsigned char)*s & 0xC0) != 0x80)
-			n++;
-	return n;
-}
-
 /* Read exactly n digits at *p; -1 if they are not all digits. */
 static int digits(const char **p, int n)
 {
@@ -354,9 +345,9 @@ static bool check_value(const struct buddy_type *t, const struct field *f, const
 		s = json_string_value(v);
 		if (f->kind != FIELD_TEXT && !*s)
 			return bad(err, errlen, t, "%s must not be empty", f->name);
-		if (f->kind == FIELD_ID && utf8_length(s) > BUDDY_ID_MAX)
+		if (f->kind == FIELD_ID && util_utf8_chars(s) > BUDDY_ID_MAX)
 			return bad(err, errlen, t, "%s must be at most %d characters, got %zu",
-			           f->name, BUDDY_ID_MAX, utf8_length(s));
+			           f->name, BUDDY_ID_MAX, util_utf8_chars(s));
 		*out = s;
 		return true;
 	case FIELD_TIME:
