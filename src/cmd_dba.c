@@ -249,12 +249,13 @@ static const char *screen_time(const json_t *v, char *buf, size_t len)
 
 #define STATUS_UNKNOWN "unknown (timed out after 5 s)"
 
-static void print_figure(const char *label, const json_t *v)
+/* Labels are padded to `w` columns: 22, or the longest event type. */
+static void print_figure(int w, const char *label, const json_t *v)
 {
 	if (json_is_null(v))
-		printf("  %-22s %s\n", label, STATUS_UNKNOWN);
+		printf("  %-*s %s\n", w, label, STATUS_UNKNOWN);
 	else
-		printf("  %-22s %lld\n", label, int_of(v));
+		printf("  %-*s %lld\n", w, label, int_of(v));
 }
 
 /* The text screen, read back from the JSON document: one source of figures. */
@@ -267,37 +268,45 @@ static void print_status(const json_t *doc)
 	const json_t *oldest = json_object_get(ev, "oldest_pending_created_at");
 	static const char *const statuses[] = { "pending", "in_flight", "delivered",
 		                                "failed",  "dead",      NULL };
+	const json_t *types = json_object_get(dead, "by_type"), *t;
 	char age[64], when[32];
+	size_t i;
+	int w = 22;
 
+	json_array_foreach(types, i, t)
+	{
+		const char *type = json_string_value(json_object_get(t, "event_type"));
+
+		if (type && (int)strlen(type) > w)
+			w = (int)strlen(type);
+	}
 	printf("events\n");
 	if (json_is_null(pending)) {
-		printf("  %-22s %s\n", "pending", STATUS_UNKNOWN);
+		printf("  %-*s %s\n", w, "pending", STATUS_UNKNOWN);
 	} else {
-		printf("  %-22s %lld (%lld due now, %lld scheduled later)\n", "pending",
+		printf("  %-*s %lld (%lld due now, %lld scheduled later)\n", w, "pending",
 		       int_of(pending), int_of(json_object_get(ev, "due_now")),
 		       int_of(json_object_get(ev, "scheduled_later")));
 		if (json_is_string(oldest)) {
 			format_age(int_of(json_object_get(ev, "oldest_pending_age_s")), age,
 			           sizeof(age));
-			printf("  %-22s %s (created %s)\n", "oldest pending", age,
+			printf("  %-*s %s (created %s)\n", w, "oldest pending", age,
 			       screen_time(oldest, when, sizeof(when)));
 		} else {
-			printf("  %-22s -\n", "oldest pending");
+			printf("  %-*s -\n", w, "oldest pending");
 		}
-		print_figure("retrying", json_object_get(ev, "retrying"));
+		print_figure(w, "retrying", json_object_get(ev, "retrying"));
 	}
-	print_figure("processed, last hour", json_object_get(ev, "processed_last_hour"));
+	print_figure(w, "processed, last hour", json_object_get(ev, "processed_last_hour"));
 
 	if (json_is_null(dead)) {
-		printf("dead letters             %s\n", STATUS_UNKNOWN);
+		printf("%-*s %s\n", w + 2, "dead letters", STATUS_UNKNOWN);
 	} else {
-		const json_t *types = json_object_get(dead, "by_type"), *t;
-		size_t i;
-
-		printf("dead letters             %lld\n", int_of(json_object_get(dead, "total")));
+		printf("%-*s %lld\n", w + 2, "dead letters",
+		       int_of(json_object_get(dead, "total")));
 		json_array_foreach(types, i, t)
 		{
-			printf("  %-22s %lld (latest %s)\n",
+			printf("  %-*s %lld (latest %s)\n", w,
 			       json_string_value(json_object_get(t, "event_type")),
 			       int_of(json_object_get(t, "count")),
 			       screen_time(json_object_get(t, "latest"), when, sizeof(when)));
@@ -305,9 +314,9 @@ static void print_status(const json_t *doc)
 	}
 
 	printf("deliveries\n");
-	for (int i = 0; statuses[i]; i++)
-		print_figure(statuses[i],
-		             json_is_null(del) ? del : json_object_get(del, statuses[i]));
+	for (int k = 0; statuses[k]; k++)
+		print_figure(w, statuses[k],
+		             json_is_null(del) ? del : json_object_get(del, statuses[k]));
 }
 
 int cmd_status_main(const struct config *cfg, int argc, char **argv)

@@ -31,20 +31,23 @@ static void send_state(const char *state)
 #endif
 }
 
-void notify_ready(const char *status)
+/* `head` (may be "") followed by a STATUS= line. */
+static void send_with_status(const char *head, const char *status)
 {
 	char buf[512];
 
-	snprintf(buf, sizeof(buf), "READY=1\nSTATUS=%s", status);
+	snprintf(buf, sizeof(buf), "%sSTATUS=%s", head, status);
 	send_state(buf);
+}
+
+void notify_ready(const char *status)
+{
+	send_with_status("READY=1\n", status);
 }
 
 void notify_status(const char *status)
 {
-	char buf[512];
-
-	snprintf(buf, sizeof(buf), "STATUS=%s", status);
-	send_state(buf);
+	send_with_status("", status);
 }
 
 void notify_reloading(void)
@@ -61,10 +64,7 @@ void notify_reloading(void)
 
 void notify_stopping(const char *status)
 {
-	char buf[512];
-
-	snprintf(buf, sizeof(buf), "STOPPING=1\nSTATUS=%s", status);
-	send_state(buf);
+	send_with_status("STOPPING=1\n", status);
 }
 
 void notify_watchdog(void)
