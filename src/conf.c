@@ -143,11 +143,11 @@ static const struct cfg_key conf_keys[] = {
 	  3600000, NULL, CFG_RELOAD,
 	  "a delivery's lease outlives its request by this much before another may take it" },
 	{ "retention.processed_after", CFG_DURATION, OFF(retention.processed_after_ms), 0, 0, "", 0,
-	  0, NULL, CFG_RELOAD,
+	  3153600000000.0, NULL, CFG_RELOAD,
 	  "delete processed events older than this, e.g. \"30d\" (not those with a dead letter); "
 	  "\"\" = keep them" },
 	{ "retention.delivery_attempts_after", CFG_DURATION,
-	  OFF(retention.delivery_attempts_after_ms), 0, 0, "", 0, 0, NULL, CFG_RELOAD,
+	  OFF(retention.delivery_attempts_after_ms), 0, 0, "", 0, 3153600000000.0, NULL, CFG_RELOAD,
 	  "delete webhook attempt logs older than this, e.g. \"14d\"; \"\" = keep them" },
 	{ "retention.interval", CFG_DURATION, OFF(retention.interval_ms), 0, 0, "10m", 1000,
 	  2678400000.0, NULL, CFG_RELOAD, "how often a retention pass runs" },
@@ -520,6 +520,8 @@ static bool read_key(struct config *cfg, const struct cfg_key *k, const config_s
 
 			conf_format_duration((long long)k->min, lo, sizeof(lo));
 			conf_format_duration((long long)k->max, hi, sizeof(hi));
+			if (k->min <= 0)
+				return fail(e, s, k->path, "must be at most %s, got \"%s\"", hi, v);
 			return fail(e, s, k->path, "must be between %s and %s, got \"%s\"", lo, hi,
 			            v);
 		}
@@ -827,17 +829,57 @@ static bool copy_value(struct config *to, const struct config *from, const struc
 	return false;
 }
 
+/* Whether key `k` has the same value in both: the raw values, not their
+ * renderings (which hide a conninfo's password and are cut at a length). */
+static bool same_value(const struct config *a, const struct config *b, const struct cfg_key *k)
+{
+	const void *pa = cfield(a, k), *pb = cfield(b, k);
+
+	switch (k->type) {
+	case CFG_STRING: {
+		const char *sa = *(char *const *)pa, *sb = *(char *const *)pb;
+
+		return (!sa && !sb) || (sa && sb && strcmp(sa, sb) == 0);
+	}
+	case CFG_STRLIST: {
+		const struct strlist *la = pa, *lb = pb;
+
+		if (la->n != lb->n)
+			return false;
+		for (int i = 0; i < la->n; i++)
+			if (strcmp(la->items[i], lb->items[i]) != 0)
+				return false;
+		return true;
+	}
+	case CFG_INTLIST: {
+		const struct intlist *la = pa, *lb = pb;
+
+		return la->n == lb->n &&
+		       memcmp(la->v, lb->v, sizeof(la->v[0]) * (size_t)la->n) == 0;
+	}
+	case CFG_INT:
+		return is_ll_field(k) ? *(const long long *)pa == *(const long long *)pb
+		                      : *(const int *)pa == *(const int *)pb;
+	case CFG_DURATION:
+		return *(const long long *)pa == *(const long long *)pb;
+	case CFG_BOOL:
+		return *(const bool *)pa == *(const bool *)pb;
+	case CFG_DOUBLE:
+		return *(const double *)pa == *(const double *)pb;
+	case CFG_ENUM:
+		return *(const int *)pa == *(const int *)pb;
+	}
+	return false;
+}
+
 bool conf_keep_restart_keys(struct config *next, const struct config *cur,
                             void (*changed)(const char *key, const char *why))
 {
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct cfg_key *k = &conf_keys[i];
 		const char *why = NULL;
-		char a[1024], b[1024];
 
-		render(cur, k, a, sizeof(a));
-		render(next, k, b, sizeof(b));
-		if (strcmp(a, b) == 0)
+		if (same_value(cur, next, k))
 			continue;
 		if (!(k->flags & CFG_RELOAD))
 			why = "takes effect at the next start";

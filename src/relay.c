@@ -30,8 +30,11 @@
 #define ERRLEN          512
 #define RESPONSE_KEEP   4096 /* bytes of a response body kept in delivery_attempts */
 #define RECLAIM_EVERY_S 5.0
-/* Idle connections older than this are not reused (CURLOPT_MAXAGE_CONN). */
-#define MAXAGE_CONN_S 60
+/* For this long after block_private_networks is turned on every transfer
+ * opens a new connection; later ones may reuse only connections younger
+ * than the time since (CURLOPT_MAXLIFETIME_CONN counts whole seconds, and
+ * needs at least 1: hence 2 s). */
+#define FRESH_AFTER_BLOCK_MS 2000
 
 enum {
 	D_ID,
@@ -131,10 +134,9 @@ struct relay {
 	int64_t reconnect_at_ms; /* monotonic */
 	int reconnect_delay_ms;
 	/* block_private_networks is vetted when a connection opens; after a
-	 * SIGHUP turns it on, connections opened before are not reused until
-	 * they have aged out of the cache. */
+	 * SIGHUP turns it on, connections opened before must never be reused. */
 	bool blocking;
-	int64_t fresh_until_ms; /* monotonic; new connections only until then */
+	int64_t block_since_ms; /* monotonic; 0 = on since start (or off) */
 	double last_reclaim;
 };
 
@@ -370,10 +372,16 @@ static struct transfer *transfer_new(struct relay *r, const PGresult *res, int r
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->curl_error);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, t);
-	curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, (long)MAXAGE_CONN_S);
 	if (rc->block_private_networks) {
-		if (util_mono_ms() < r->fresh_until_ms)
+		int64_t since = util_mono_ms() - r->block_since_ms;
+
+		if (r->block_since_ms && since < FRESH_AFTER_BLOCK_MS)
 			curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+		else if (r->block_since_ms)
+			/* curl drops a connection when its age in whole seconds
+			 * exceeds this; one opened before the change is older than
+			 * `since`, so one second less always excludes it. */
+			curl_easy_setopt(e, CURLOPT_MAXLIFETIME_CONN, (long)(since / 1000 - 1));
 		curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
 		curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t);
 		/* a proxy from the environment would be the address vetted */
@@ -764,10 +772,16 @@ static void *relay_main(void *arg)
 		atomic_store(&r->st.heartbeat, util_mono_s());
 		/* relay.concurrency needs a restart (the slots are sized at start);
 		 * every other relay.* key applies from this turn on. */
-		r->cfg = runtime_config_refresh(r->rt, r->cfg);
-		if (r->cfg->relay.block_private_networks && !r->blocking)
-			r->fresh_until_ms = now + (MAXAGE_CONN_S + 1) * 1000;
-		r->blocking = r->cfg->relay.block_private_networks;
+		if (!runtime_config_current(r->rt, r->cfg)) {
+			r->cfg = runtime_config_refresh(r->rt, r->cfg);
+			/* a new poll interval (or anything else) shapes the next claim */
+			r->next_claim_ms = 0;
+			if (r->cfg->relay.block_private_networks && !r->blocking)
+				r->block_since_ms = now;
+			else if (!r->cfg->relay.block_private_networks)
+				r->block_since_ms = 0;
+			r->blocking = r->cfg->relay.block_private_networks;
+		}
 		if (stopping && !stop_deadline)
 			stop_deadline = now + r->cfg->shutdown_timeout_ms;
 		if (stopping &&

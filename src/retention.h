@@ -11,24 +11,25 @@
 #include "conf.h"
 #include "runtime.h"
 
-/* The advisory lock a pass holds (visible in pg_locks as objid 1 of
- * classid 0x70676576 'pgev'): two instances never run a pass at once. */
+/* The advisory lock every retention batch takes in its transaction
+ * (pg_try_advisory_xact_lock(1885824374, 1); classid 0x70676576 'pgev'):
+ * two instances never delete at the same time. */
 #define RETENTION_LOCK_CLASS 1885824374
 #define RETENTION_LOCK_OBJ   1
 
 struct retention_result {
 	long long events;            /* processed events deleted */
 	long long delivery_attempts; /* attempt logs deleted */
-	bool locked_out;             /* another instance held the lock: nothing done */
+	bool locked_out;             /* another instance held the lock: the pass stopped */
 };
 
 /*
- * One pass on `conn` (autocommit): take the advisory lock or skip, delete
- * in batches of rc->batch_size (each DELETE its own transaction, so row
- * locks are brief), stop early when *stop becomes non-zero. Never touches
- * unprocessed events, events that have a dead letter, or dead letters.
- * Returns false with `err` on a database error (what was deleted stays
- * deleted).
+ * One pass on `conn` (autocommit outside it): batches of rc->batch_size
+ * rows, each its own transaction that first takes the advisory lock (when
+ * another instance holds it the pass stops: locked_out), stopping early
+ * when *stop becomes non-zero. Never touches unprocessed events, events
+ * that have a dead letter, or dead letters. Returns false with `err` on a
+ * database error (what was deleted stays deleted).
  */
 bool retention_pass(PGconn *conn, const struct retention_config *rc, const atomic_int *stop,
                     struct retention_result *out, char *err, size_t errlen);

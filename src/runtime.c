@@ -95,12 +95,17 @@ void runtime_publish(struct runtime *rt, struct config *next)
 	unref(rt, old);
 }
 
+bool runtime_config_current(struct runtime *rt, const struct config *cfg)
+{
+	return ref_of(cfg)->generation ==
+	       atomic_load_explicit(&rt->generation, memory_order_acquire);
+}
+
 const struct config *runtime_config_refresh(struct runtime *rt, const struct config *cur)
 {
 	struct cfg_ref *r;
 
-	if (cur &&
-	    ref_of(cur)->generation == atomic_load_explicit(&rt->generation, memory_order_acquire))
+	if (cur && runtime_config_current(rt, cur))
 		return cur;
 	pthread_mutex_lock(&rt->cfg_lock);
 	r = rt->live;

@@ -63,4 +63,8 @@ void runtime_publish(struct runtime *rt, struct config *next);
 const struct config *runtime_config_refresh(struct runtime *rt, const struct config *cur);
 void runtime_config_put(struct runtime *rt, const struct config *cfg);
 
+/* Whether `cfg` (a reference a thread holds) is still the configuration in
+ * force: false once a SIGHUP published a newer one. One atomic load. */
+bool runtime_config_current(struct runtime *rt, const struct config *cfg);
+
 #endif

@@ -673,15 +673,18 @@ static int wait_ms(struct worker *w)
  */
 static void wait_for_work(struct worker *w)
 {
-	int64_t until = util_mono_ms() + wait_ms(w);
-	unsigned gen = atomic_load(&w->rt->generation);
+	int64_t until;
 
+	/* A SIGHUP during the batch just run must shape this wait already. */
+	w->cfg = runtime_config_refresh(w->rt, w->cfg);
+	until = util_mono_ms() + wait_ms(w);
 	for (;;) {
 		int64_t left = until - util_mono_ms();
 		int rc;
 
-		if (left <= 0 || stopping(w) || atomic_load(&w->rt->generation) != gen)
+		if (left <= 0 || stopping(w) || !runtime_config_current(w->rt, w->cfg))
 			return;
+		beat(w); /* waiting is progress: the loop turns */
 		rc = db_wait(w->cfg->listen ? w->conn : NULL, w->rt->wake_fd,
 		             (int)(left > 1000 ? 1000 : left));
 		if (rc != 0) {
@@ -698,8 +701,8 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	int errors = 0;
 
-	/* Connection keys need a restart, so the first configuration's serve
-	 * every reconnect; reloadable ones are refreshed every turn. */
+	/* Refreshed every turn; a reload keeps the connection keys' running
+	 * values, so every reconnect uses the same conninfo. */
 	w->cfg = runtime_config_refresh(w->rt, NULL);
 	if (!reconnect(w, true))
 		goto out;

@@ -382,6 +382,12 @@ START_TEST(test_conf_retention_keys_load_and_bad_ones_name_the_key)
 	ck_assert_msg(strstr(err, "retention.processed_after: must be a duration string"), "%s",
 	              err);
 	conf_release(&cfg);
+	ck_assert(
+	    !load("retention = { processed_after = \"1000000w\"; };\n", &cfg, err, sizeof(err)));
+	ck_assert_msg(
+	    strstr(err, "retention.processed_after: must be at most 36500d, got \"1000000w\""),
+	    "%s", err);
+	conf_release(&cfg);
 	ck_assert(!load("retention = { interval = \"10ms\"; };\n", &cfg, err, sizeof(err)));
 	ck_assert_msg(strstr(err, "retention.interval: must be between 1s and 31d"), "%s", err);
 	conf_release(&cfg);
@@ -451,6 +457,26 @@ START_TEST(test_conf_reload_applies_live_keys_and_keeps_restart_ones)
 }
 END_TEST
 
+/* The rendered conninfo hides the password: a change of password alone
+ * must still be seen, and kept back until a restart. */
+START_TEST(test_conf_reload_sees_a_password_only_change)
+{
+	struct config cur, next;
+	char err[512] = "";
+
+	ck_assert(
+	    load("database = { conninfo = \"host=db password=old\"; };\n", &cur, err, sizeof(err)));
+	ck_assert(load("database = { conninfo = \"host=db password=new\"; };\n", &next, err,
+	               sizeof(err)));
+	reload_log[0] = '\0';
+	ck_assert(conf_keep_restart_keys(&next, &cur, note_change));
+	ck_assert_str_eq(reload_log, "database.conninfo=kept;");
+	ck_assert_str_eq(next.conninfo, "host=db password=old");
+	conf_release(&next);
+	conf_release(&cur);
+}
+END_TEST
+
 Suite *conf_suite(void)
 {
 	Suite *s = suite_create("conf");
@@ -475,6 +501,7 @@ Suite *conf_suite(void)
 	tcase_add_test(tc, test_conf_durations_parse_and_print_back);
 	tcase_add_test(tc, test_conf_retention_keys_load_and_bad_ones_name_the_key);
 	tcase_add_test(tc, test_conf_reload_applies_live_keys_and_keeps_restart_ones);
+	tcase_add_test(tc, test_conf_reload_sees_a_password_only_change);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -67,7 +67,9 @@ assert_eq "$("${P[@]}" deliveries retry "$D")" "1 deliveries queued again" "deli
 wait_for "$beta" "delivered|1" 10 || fail "retried delivery not delivered"
 q "UPDATE deliveries SET status = 'dead' WHERE id = '$D'"
 "${P[@]}" deliveries retry "$D" --json >"$T/retry.out" 2>&1
-assert_eq "$?" 0 "deliveries retry ID --json: exit 0 ($(cat "$T/retry.out"))"
+assert_eq "$?" 0 "deliveries retry ID --json: exit 0"
+assert_eq "$(cat "$T/retry.out")" "1 deliveries queued again" "deliveries retry ID --json queued the one delivery"
+assert_match "$(q "SELECT status FROM deliveries WHERE id = '$D'")" '^(pending|in_flight|delivered)$' "the dead delivery is queued again"
 
 PORT=$(health_port a)
 sleep 5.5 # one queue sample with the relay figures

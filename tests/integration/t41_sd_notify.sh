@@ -76,7 +76,11 @@ DPID=$!
 PIDS="$PIDS $DPID"
 wait_notify a '^READY=1\|STATUS=running with 1 workers' 10 || die "no READY=1"
 PORT=$(health_port a) || die "no health port"
-assert_match "$(grep -n 'health server listening' "$T/a.log")" '.' "the health socket listened before READY"
+# READY=1 goes out right after "pgeventd started", which must come after the
+# health socket was bound (and the database checked).
+hl=$(grep -n 'msg="health server listening"' "$T/a.log" | cut -d: -f1)
+st=$(grep -n 'msg="pgeventd started"' "$T/a.log" | cut -d: -f1)
+assert_eq "$([ -n "$hl" ] && [ -n "$st" ] && [ "$hl" -lt "$st" ] && echo yes)" yes "the health socket listened before READY"
 ready_at=$(python3 -c "import json,sys;print(next(json.loads(l)['t'] for l in open('$T/a.jsonl') if 'READY=1' in l))")
 first_wd=$(python3 -c "import json,sys;print(next((json.loads(l)['t'] for l in open('$T/a.jsonl') if 'WATCHDOG=1' in l), 0))")
 wait_notify a '^WATCHDOG=1$' 5 || die "no WATCHDOG=1"
@@ -100,7 +104,11 @@ n_ready=$(nlines a | grep -c 'READY=1')
 kill -HUP $DPID
 wait_notify a '^RELOADING=1\|MONOTONIC_USEC=[0-9]+$' 5 || die "no RELOADING=1 with MONOTONIC_USEC"
 wait_log a 'SIGHUP: configuration re-read' 5 || die "reload not logged"
-sleep 0.3
+wait_notify a "READY=1" 5 || true
+for _ in $(seq 1 50); do
+	[ "$(nlines a | grep -c 'READY=1')" -gt "$n_ready" ] && break
+	sleep 0.1
+done
 order=$(nlines a | grep -oE '^(RELOADING|READY)=1' | tail -n 2 | tr '\n' ' ')
 assert_eq "$order" "RELOADING=1 READY=1 " "READY=1 follows RELOADING=1"
 assert_eq "$(nlines a | grep -c 'READY=1')" $((n_ready + 1)) "one READY=1 per reload"

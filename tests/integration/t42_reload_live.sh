@@ -8,6 +8,19 @@ setup_db
 metric() { # port name: the value of an unlabelled series
 	http_get "$1" /metrics | awk -v n="$2" '$1 == n { print $2 }'
 }
+wait_metric() { # port name value seconds
+	local deadline=$(($(date +%s) + $4))
+	while [ "$(metric "$1" "$2")" != "$3" ]; do
+		[ "$(date +%s)" -ge "$deadline" ] && return 1
+		sleep 0.1
+	done
+}
+# The worker's claim connection has run a claim and committed it: it now
+# waits (listen = false: only the poll interval wakes it).
+wait_idle_after_claim() {
+	wait_for "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgeventd worker-1'
+	          AND state = 'idle' AND query = 'COMMIT'" 1 10
+}
 base='listen = false;'
 conf "$T/a.conf" "$base" 'workers = 1;' 'poll_interval_ms = 60000;' 'batch_size = 1;' \
 	'max_attempts = 5;' 'backoff = { base_ms = 60000; jitter = 0.0; };' \
@@ -15,7 +28,7 @@ conf "$T/a.conf" "$base" 'workers = 1;' 'poll_interval_ms = 60000;' 'batch_size 
 start_daemon a "$T/a.conf"
 PORT=$(health_port a) || die "no health port"
 wait_log a 'worker started' 10 || die "daemon did not start"
-sleep 0.5 # the first claim (of nothing) is done: the worker now waits 60 s
+wait_idle_after_claim || die "first claim not seen"
 
 # Poll only, every 60 s: a new event waits.
 E1=$(q "INSERT INTO events (event_type, payload) VALUES ('test.fail', '{}') RETURNING id")
@@ -32,9 +45,8 @@ wait_for "SELECT count(*) FROM test_effects" 10 5 || die "new poll_interval_ms n
 wait_log a 'changed key applied.*key=poll_interval_ms' 5 || fail "applied key not logged"
 assert_eq "$(q "SELECT attempts FROM events WHERE id = '$E1'")" 1 "E1 failed once"
 assert_eq "$(q "SELECT extract(epoch FROM next_attempt_at - now()) > 50 FROM events WHERE id = '$E1'")" t "E1 retries after the old 60 s backoff"
-sleep 0.3
+wait_metric "$PORT" pgeventd_batch_size_count 11 5 || fail "batch_size 1: not eleven batches"
 b1=$(metric "$PORT" pgeventd_batch_size_count)
-assert_eq "$b1" 11 "batch_size 1: eleven batches"
 
 # Reload: batch_size 100, max_attempts 2, backoff 50 ms; workers = 4 needs a restart.
 conf "$T/a.conf" "$base" 'workers = 4;' 'poll_interval_ms = 100;' 'batch_size = 100;' \
@@ -48,7 +60,7 @@ grep -q 'changed key not applied.*key=health.listen' "$T/a.log" &&
 	fail "an unchanged restart key was reported"
 q "INSERT INTO events (event_type, payload) SELECT 'test.effect', '{}' FROM generate_series(1, 40)" >/dev/null
 wait_for "SELECT count(*) FROM test_effects" 50 10 || die "40 more events not handled"
-sleep 0.3
+sleep 0.5 # the last batch's counter follows its commit
 b2=$(metric "$PORT" pgeventd_batch_size_count)
 [ $((b2 - b1)) -le 2 ] && log "ok: 40 events in $((b2 - b1)) batch(es) with batch_size 100" ||
 	fail "batch_size 100 not applied: $((b2 - b1)) batches for 40 events"
@@ -63,5 +75,31 @@ h=$(http_get "$PORT" /health)
 assert_eq "$(jget "$h" 'config,batch_size')" 100 "/health config: batch_size reloaded"
 assert_eq "$(jget "$h" 'config,workers')" 1 "/health config: workers still the running value"
 assert_eq "$(jget "$h" 'workers' | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" 1 "still one worker"
+
+# A reload that lands while a batch runs shapes the wait that follows it:
+# back to a 60 s poll interval, then, while a handler sleeps 1.5 s, 100 ms.
+slow_conf() { # poll interval
+	conf "$T/a.conf" "$base" 'workers = 1;' "poll_interval_ms = $1;" 'batch_size = 100;' \
+		'max_attempts = 2;' 'backoff = { base_ms = 50; jitter = 0.0; };' \
+		'health = { listen = "127.0.0.1:0"; };'
+}
+slow_conf 60000
+kill -HUP $DPID
+wait_log a 'SIGHUP: configuration re-read' 5 3 || die "third reload"
+wait_idle_after_claim || die "no claim after the third reload"
+S=$(q "INSERT INTO events (event_type, payload) VALUES ('test.slow', '{\"ms\": 1500}') RETURNING id")
+# listen = false: the insert does not wake it, the 60 s poll would; force
+# one claim by a reload with the same 60 s (a new configuration wakes it).
+kill -HUP $DPID
+wait_log a 'SIGHUP: configuration re-read' 5 4 || die "fourth reload"
+wait_for "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgeventd worker-1' AND state = 'idle in transaction'" 1 5 ||
+	die "slow event not claimed"
+slow_conf 100
+kill -HUP $DPID # lands while the handler sleeps
+wait_log a 'SIGHUP: configuration re-read' 5 5 || die "fifth reload"
+wait_for "SELECT processed FROM events WHERE id = '$S'" t 5 || die "slow event not handled"
+q "INSERT INTO events (event_type, payload) VALUES ('test.effect', '{}')" >/dev/null
+wait_for "SELECT count(*) FROM test_effects" 52 3 ||
+	fail "a reload during a batch did not shorten the wait after it"
 stop_daemon $DPID; assert_eq $? 0 "exit 0"
 finish
