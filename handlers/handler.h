@@ -60,9 +60,9 @@ struct event {
 	const char *event_type;     /* never NULL */
 	const char *aggregate_id;   /* uuid text, or NULL */
 	const char *aggregate_type; /* or NULL */
-	const json_t *payload;      /* parsed payload, never NULL (may be any JSON type) */
-	const char *payload_text;   /* payload as PostgreSQL printed it */
-	const json_t *metadata;     /* parsed metadata, or NULL */
+	const json_t *payload;      /* parsed payload (any JSON type) with HANDLER_F_JSON, else NULL */
+	const char *payload_text;   /* payload as PostgreSQL printed it, never NULL */
+	const json_t *metadata;     /* parsed metadata with HANDLER_F_JSON, or NULL */
 	const char *created_at;     /* timestamptz, text form */
 	const char *created_by;     /* or NULL */
 	int attempt;                /* 1 for the first attempt */
@@ -76,6 +76,12 @@ typedef enum handler_result (*handler_fn)(struct handler_ctx *ctx, const struct 
 /* Flags of a registry row. */
 enum handler_flags {
 	HANDLER_F_NONE = 0,
+	/* The handler reads ev->payload and ev->metadata: the claim loop parses
+	 * them first. jansson cannot hold every number jsonb can (integers
+	 * beyond 64 bits, 1e400), so such an event is dead-lettered with a
+	 * message naming the limit -- but only for handlers that asked. Without
+	 * the flag the handler gets payload_text and nothing is parsed. */
+	HANDLER_F_JSON = 1 << 0,
 };
 
 /* One row of a pack's registry table. */

@@ -27,7 +27,7 @@ static const struct handler_entry core_handlers[] = {
 	        "logs the event's id, type and payload size"),
 	HANDLER("pgeventd.noop", core_noop, HANDLER_F_NONE,
 	        "accepts the event and does nothing (benchmarks)"),
-	HANDLER("pgeventd.probe", core_probe, HANDLER_F_NONE,
+	HANDLER("pgeventd.probe", core_probe, HANDLER_F_JSON,
 	        "smoke test: succeeds, or fails as the payload's \"fail\" asks"),
 	{ NULL, NULL, 0, NULL, NULL },
 };

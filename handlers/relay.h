@@ -11,12 +11,11 @@
 #include "handlers/handler.h"
 #include "src/conf.h"
 
-/* The registry row the claim loop runs for relayed event types. */
-extern const struct handler_entry relay_entry;
+/* Queue one deliveries row per matching enabled subscription for each
+ * event of `$1` (a uuid[] literal), inside the batch transaction. */
+extern const char relay_queue_sql[];
 
 /* Whether relay.event_types routes `event_type` to the relay. */
 bool relay_wants(const struct relay_config *rc, const char *event_type);
-
-enum handler_result relay_handler(struct handler_ctx *ctx, const struct event *ev);
 
 #endif

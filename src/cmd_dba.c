@@ -165,13 +165,13 @@ static long long int_of(const json_t *v)
 
 /* ---- status -------------------------------------------------------------- */
 
-/* The queue, through events_unprocessed_idx: it holds only unprocessed
- * rows, so this costs the backlog, not the table. "Due" is the claim's
- * own condition (src/worker.c). */
+/* The queue, through events_due_idx: it holds only unprocessed rows, so
+ * this costs the backlog, not the table. "Due" is the claim's own
+ * condition (src/worker.c): next_attempt_at, else created_at, is past. */
 static const char status_queue_sql[] =
     "SELECT count(*) AS pending,"
-    " count(*) FILTER (WHERE next_attempt_at IS NULL OR next_attempt_at <= now()) AS due_now,"
-    " count(*) FILTER (WHERE next_attempt_at > now()) AS scheduled_later,"
+    " count(*) FILTER (WHERE coalesce(next_attempt_at, created_at) <= now()) AS due_now,"
+    " count(*) FILTER (WHERE coalesce(next_attempt_at, created_at) > now()) AS scheduled_later,"
     " count(*) FILTER (WHERE attempts > 0) AS retrying,"
     " min(created_at) AS oldest_pending_created_at,"
     " floor(extract(epoch FROM now() - min(created_at)))::bigint AS oldest_pending_age_s"

@@ -71,8 +71,13 @@ static const struct cfg_key conf_keys[] = {
 	  "libpq connection string or URI; unset: $DATABASE_URL, else PG* variables" },
 	{ "workers", CFG_INT, OFF(workers), 2, 0, NULL, 1, 256, NULL, 0,
 	  "claim-loop threads, each with its own connection" },
-	{ "batch_size", CFG_INT, OFF(batch_size), 100, 0, NULL, 1, 10000, NULL, CFG_RELOAD,
-	  "events claimed per transaction" },
+	{ "batch_size", CFG_INT, OFF(batch_size), 1000, 0, NULL, 1, 10000, NULL, CFG_RELOAD,
+	  "most events one claim takes; claims start at 100 (or this, if smaller) and "
+	  "double while the backlog keeps them full" },
+	{ "handler_timeout_ms", CFG_INT, OFF(handler_timeout_ms), 15000, 0, NULL, 100, 3600000,
+	  NULL, CFG_RELOAD,
+	  "time limit of each statement and lock wait of a handler, and of a handler's run "
+	  "(never more than half of stall_timeout_ms); over it the event is retried" },
 	{ "poll_interval_ms", CFG_INT, OFF(poll_interval_ms), 1000, 0, NULL, 10, 86400000, NULL,
 	  CFG_RELOAD, "claim at least this often (a fallback when listen is on)" },
 	{ "listen", CFG_BOOL, OFF(listen), 1, 0, NULL, 0, 1, NULL, 0,

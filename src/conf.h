@@ -58,7 +58,8 @@ struct config {
 	char *path;     /* file it was read from, or NULL for defaults; owned */
 	char *conninfo; /* database.conninfo; NULL = DATABASE_URL or PG* env; owned */
 	int workers;
-	int batch_size;
+	int batch_size;         /* most events per claim */
+	int handler_timeout_ms; /* statement/lock timeout of handlers, and their run's limit */
 	int poll_interval_ms;
 	bool listen;
 	int max_attempts;

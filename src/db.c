@@ -158,3 +158,72 @@ int db_drain_notifies(PGconn *conn)
 	}
 	return count;
 }
+
+/* Read the results of one pipelined statement (up to its terminating
+ * NULL). Keeps the first result; false if none came. */
+static bool pipeline_collect(PGconn *conn, PGresult **out)
+{
+	PGresult *r;
+
+	*out = NULL;
+	while ((r = PQgetResult(conn)) != NULL) {
+		if (!*out)
+			*out = r;
+		else
+			PQclear(r);
+	}
+	return *out != NULL;
+}
+
+bool db_pipeline(PGconn *conn, const struct db_stmt *stmts, int n, PGresult **results,
+                 char *err, size_t errlen)
+{
+	bool ok = true, sent = true;
+	PGresult *sync;
+	int i;
+
+	for (i = 0; i < n; i++)
+		results[i] = NULL;
+	if (!PQenterPipelineMode(conn)) {
+		db_conn_error(conn, err, errlen);
+		return false;
+	}
+	for (i = 0; i < n && sent; i++) {
+		const struct db_stmt *s = &stmts[i];
+
+		sent = s->name ? PQsendQueryPrepared(conn, s->name, s->nparams, s->params, NULL,
+		                                     NULL, 0)
+		               : PQsendQueryParams(conn, s->sql, s->nparams, NULL, s->params, NULL,
+		                                   NULL, 0);
+	}
+	if (!sent || !PQpipelineSync(conn)) {
+		db_conn_error(conn, err, errlen);
+		/* Nothing can be read back in a known state: the caller sees a
+		 * failure and the connection is reset if it broke. */
+		PQexitPipelineMode(conn);
+		return false;
+	}
+	for (i = 0; i < n; i++) {
+		if (!pipeline_collect(conn, &results[i])) {
+			if (ok)
+				db_conn_error(conn, err, errlen);
+			ok = false;
+			break;
+		}
+		if (ok && !db_ok(conn, results[i], stmts[i].expect, err, errlen))
+			ok = false;
+	}
+	/* The sync's own result closes the pipeline. */
+	while ((sync = PQgetResult(conn)) != NULL) {
+		ExecStatusType st = PQresultStatus(sync);
+
+		PQclear(sync);
+		if (st == PGRES_PIPELINE_SYNC)
+			break;
+	}
+	if (!PQexitPipelineMode(conn) && ok) {
+		db_conn_error(conn, err, errlen);
+		ok = false;
+	}
+	return ok;
+}

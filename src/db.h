@@ -43,6 +43,27 @@ int db_wait(PGconn *conn, int wake_fd, int timeout_ms);
  * there were, or -1 if the connection broke. */
 int db_drain_notifies(PGconn *conn);
 
+/* One statement of a pipeline: a prepared one (`name`) or `sql`, with
+ * text parameters, and the status it must return. */
+struct db_stmt {
+	const char *name; /* prepared statement, or NULL to run `sql` */
+	const char *sql;
+	int nparams;
+	const char *const *params;
+	ExecStatusType expect; /* PGRES_COMMAND_OK or PGRES_TUPLES_OK */
+};
+
+/*
+ * Send `n` statements in one round trip (libpq's pipeline mode) and read
+ * their results into results[0..n), which the caller PQclear()s (a slot
+ * may be NULL). Returns false with the first failing statement's message
+ * in `err`; statements after a failed one are not run (PostgreSQL aborts
+ * the rest of the pipeline), and inside a transaction block the
+ * transaction is then failed, to be rolled back by the caller.
+ */
+bool db_pipeline(PGconn *conn, const struct db_stmt *stmts, int n, PGresult **results,
+                 char *err, size_t errlen);
+
 /* Set the single-line error of `conn` into `err` (trailing newline removed). */
 void db_conn_error(PGconn *conn, char *err, size_t errlen);
 

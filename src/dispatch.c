@@ -11,8 +11,32 @@
 
 #include "db.h"
 #include "log.h"
+#include "util.h"
 
 #define SAVEPOINT_NAME "pgeventd_event"
+
+/* A statement stopped by the session's statement_timeout or lock_timeout
+ * (both set to handler_timeout_ms on the worker's connection) is the
+ * handler time limit at work: say so, and make it a RETRY. */
+static void note_timeout(struct handler_ctx *ctx, const PGresult *res)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	char head[96];
+	size_t hl, el;
+
+	if (!state || (strcmp(state, "57014") != 0 && strcmp(state, "55P03") != 0))
+		return;
+	ctx->timed_out = true;
+	snprintf(head, sizeof(head), "handler time limit exceeded (handler_timeout_ms = %d): ",
+	         ctx->timeout_ms);
+	hl = strlen(head);
+	el = strlen(ctx->error);
+	if (hl + el >= sizeof(ctx->error))
+		el = sizeof(ctx->error) - hl - 1;
+	memmove(ctx->error + hl, ctx->error, el);
+	memcpy(ctx->error, head, hl);
+	ctx->error[hl + el] = '\0';
+}
 
 PGresult *handler_exec(struct handler_ctx *ctx, const char *sql, int nparams,
                        const char *const *params)
@@ -33,11 +57,21 @@ PGresult *handler_exec(struct handler_ctx *ctx, const char *sql, int nparams,
 		}
 		ctx->savepoint = true;
 	}
+	if (ctx->deadline > 0 && util_mono_s() > ctx->deadline) {
+		snprintf(ctx->error, sizeof(ctx->error),
+		         "handler time limit exceeded (handler_timeout_ms = %d): the handler ran "
+		         "longer than that and was stopped before its next statement",
+		         ctx->timeout_ms);
+		ctx->sql_failed = true;
+		ctx->timed_out = true;
+		return NULL;
+	}
 	res = PQexecParams(ctx->conn, sql, nparams, NULL, params, NULL, NULL, 0);
 	st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
 		return res;
 	db_ok(ctx->conn, res, PGRES_COMMAND_OK, ctx->error, sizeof(ctx->error));
+	note_timeout(ctx, res);
 	PQclear(res);
 	ctx->sql_failed = true;
 	return NULL;
@@ -96,13 +130,14 @@ void handler_log(struct handler_ctx *ctx, const char *msg, const char *key, cons
 }
 
 bool dispatch_run(PGconn *conn, const struct handler_entry *const *entries, size_t n,
-                  const struct event *ev, enum handler_result *result, const char **failed,
-                  char *error, size_t errlen)
+                  const struct event *ev, int timeout_ms, struct dispatch_result *out)
 {
-	struct handler_ctx ctx = { .conn = conn, .ev = ev };
+	struct handler_ctx ctx = { .conn = conn, .ev = ev, .timeout_ms = timeout_ms };
 	enum handler_result r = HANDLER_OK;
 
-	*failed = NULL;
+	if (timeout_ms > 0)
+		ctx.deadline = util_mono_s() + timeout_ms / 1000.0;
+	out->failed = NULL;
 	for (size_t i = 0; i < n && r == HANDLER_OK; i++) {
 		const struct handler_entry *entry = entries[i];
 
@@ -115,15 +150,18 @@ bool dispatch_run(PGconn *conn, const struct handler_entry *const *entries, size
 		}
 		if (r != HANDLER_OK && r != HANDLER_RETRY)
 			r = HANDLER_FAIL;
+		if (ctx.timed_out)
+			r = HANDLER_RETRY; /* whatever the handler made of it */
 		if (r != HANDLER_OK && !ctx.error[0])
 			snprintf(ctx.error, sizeof(ctx.error),
 			         "handler %s returned %s without a message", entry->name,
 			         r == HANDLER_RETRY ? "retry" : "fail");
 		if (r != HANDLER_OK)
-			*failed = entry->name;
+			out->failed = entry->name;
 	}
-	snprintf(error, errlen, "%s", r == HANDLER_OK ? "" : ctx.error);
-	*result = r;
+	snprintf(out->error, sizeof(out->error), "%s", r == HANDLER_OK ? "" : ctx.error);
+	out->result = r;
+	out->savepoint = ctx.savepoint;
 
 	if (db_broken(conn))
 		return false;

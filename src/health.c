@@ -122,12 +122,14 @@ static void set_json(struct http_response *resp, int status, json_t *o)
 
 /* ---- the sampler ------------------------------------------------------- */
 
-/* min() walks the partial claim index from its start: cheap whatever the
- * backlog. The count reads the whole index and may hit the timeout on a
- * huge backlog; the age alone still tells how late the queue is. */
+/* How late the queue is: how long the oldest due event has been due (an
+ * event in backoff or scheduled for later is not late). min() reads the
+ * claim index (events_due_idx) from its start: cheap whatever the backlog.
+ * The count reads the whole index and may hit the timeout on a huge
+ * backlog; the age alone still tells how late the queue is. */
 static const char oldest_sql[] =
-    "SELECT coalesce(extract(epoch from now() - min(created_at)), 0)::float8"
-    " FROM events WHERE NOT processed";
+    "SELECT coalesce(extract(epoch from now() - min(coalesce(next_attempt_at, created_at))),"
+    " 0)::float8 FROM events WHERE NOT processed AND coalesce(next_attempt_at, created_at) <= now()";
 static const char pending_sql[] = "SELECT count(*) FROM events WHERE NOT processed";
 static const char dead_sql[] = "SELECT count(*) FROM event_dead_letters";
 static const char deliveries_sql[] =

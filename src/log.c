@@ -5,12 +5,15 @@
 
 #include "log.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -57,6 +60,65 @@ bool log_format_parse(const char *name, enum log_format *out)
 	return true;
 }
 
+/* A line under construction: on the stack up to its size, then on the heap. */
+struct line {
+	char *p;   /* stack or heap; heap when != stack */
+	size_t len;
+	size_t cap;
+	bool oom;  /* an allocation failed: the line is cut short */
+	char stack[1024];
+};
+
+static void line_init(struct line *l)
+{
+	l->p = l->stack;
+	l->len = 0;
+	l->cap = sizeof(l->stack);
+	l->oom = false;
+}
+
+static void line_release(struct line *l)
+{
+	if (l->p != l->stack)
+		free(l->p);
+}
+
+static bool line_reserve(struct line *l, size_t more)
+{
+	size_t cap = l->cap;
+	char *np;
+
+	if (l->len + more <= l->cap)
+		return true;
+	if (l->oom)
+		return false;
+	while (cap < l->len + more)
+		cap *= 2;
+	np = l->p == l->stack ? malloc(cap) : realloc(l->p, cap);
+	if (!np) {
+		l->oom = true;
+		return false;
+	}
+	if (l->p == l->stack)
+		memcpy(np, l->stack, l->len);
+	l->p = np;
+	l->cap = cap;
+	return true;
+}
+
+static void line_put(struct line *l, const char *s, size_t n)
+{
+	if (!line_reserve(l, n))
+		return;
+	memcpy(l->p + l->len, s, n);
+	l->len += n;
+}
+
+static void line_puts(struct line *l, const char *s)
+{
+	line_put(l, s, strlen(s));
+}
+
 /* A logfmt value needs quotes when it is empty or holds a space, quote,
  * equals sign or control character. */
 static bool needs_quotes(const char *v)
@@ -69,38 +131,42 @@ static bool needs_quotes(const char *v)
 	return false;
 }
 
-static void put_logfmt_value(FILE *f, const char *v)
+static void put_logfmt_value(struct line *l, const char *v)
 {
+	char esc[8];
+
 	if (!needs_quotes(v)) {
-		fputs(v, f);
+		line_puts(l, v);
 		return;
 	}
-	fputc('"', f);
+	line_put(l, "\"", 1);
 	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
 		switch (*p) {
 		case '"':
-			fputs("\\\"", f);
+			line_put(l, "\\\"", 2);
 			break;
 		case '\\':
-			fputs("\\\\", f);
+			line_put(l, "\\\\", 2);
 			break;
 		case '\n':
-			fputs("\\n", f);
+			line_put(l, "\\n", 2);
 			break;
 		case '\t':
-			fputs("\\t", f);
+			line_put(l, "\\t", 2);
 			break;
 		case '\r':
-			fputs("\\r", f);
+			line_put(l, "\\r", 2);
 			break;
 		default:
-			if (*p < ' ' || *p == 0x7f)
-				fprintf(f, "\\x%02x", *p);
-			else
-				fputc(*p, f);
+			if (*p < ' ' || *p == 0x7f) {
+				snprintf(esc, sizeof(esc), "\\x%02x", *p);
+				line_puts(l, esc);
+			} else {
+				line_put(l, (const char *)p, 1);
+			}
 		}
 	}
-	fputc('"', f);
+	line_put(l, "\"", 1);
 }
 
 static void format_time(char *buf, size_t len)
@@ -114,15 +180,40 @@ static void format_time(char *buf, size_t len)
 	snprintf(buf + n, len - n, ".%03ldZ", ts.tv_nsec / 1000000);
 }
 
+/* Serialises the writes of all threads: a line longer than the pipe's
+ * atomic size (journald's stream) could otherwise interleave with another
+ * thread's. */
+static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Write the whole line with one write(2) (more only if the kernel takes
+ * it in parts), so that no other line, and no crash after the call,
+ * leaves half of it. */
+static void write_line(const char *p, size_t n)
+{
+	pthread_mutex_lock(&write_lock);
+	while (n > 0) {
+		ssize_t w = write(STDERR_FILENO, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break; /* nowhere to report it */
+		p += w;
+		n -= (size_t)w;
+	}
+	pthread_mutex_unlock(&write_lock);
+}
+
 static void emit(enum log_level level, const char *msg, va_list ap)
 {
 	char ts[40];
 	const char *k, *v;
+	struct line l;
 
 	format_time(ts, sizeof(ts));
 	if (atomic_load(&log_fmt) == LOG_FORMAT_JSON) {
 		json_t *o = json_object();
-		char *line;
+		char *text;
 
 		json_object_set_new(o, "ts", json_string(ts));
 		json_object_set_new(o, "level", json_string(level_names[level]));
@@ -135,31 +226,41 @@ static void emit(enum log_level level, const char *msg, va_list ap)
 			json_t *s = json_string(v);
 			json_object_set_new(o, k, s ? s : json_string("<invalid utf-8>"));
 		}
-		line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 		json_decref(o);
-		if (line) {
-			flockfile(stderr);
-			fputs(line, stderr);
-			fputc('\n', stderr);
-			funlockfile(stderr);
-			free(line);
+		if (text) {
+			size_t n = strlen(text);
+
+			line_init(&l);
+			line_put(&l, text, n);
+			line_put(&l, "\n", 1);
+			if (!l.oom)
+				write_line(l.p, l.len);
+			line_release(&l);
+			free(text);
 		}
 		return;
 	}
-	flockfile(stderr);
-	fprintf(stderr, "ts=%s level=%s msg=", ts, level_names[level]);
-	put_logfmt_value(stderr, msg);
+	line_init(&l);
+	line_puts(&l, "ts=");
+	line_puts(&l, ts);
+	line_puts(&l, " level=");
+	line_puts(&l, level_names[level]);
+	line_puts(&l, " msg=");
+	put_logfmt_value(&l, msg);
 	while ((k = va_arg(ap, const char *)) != NULL) {
 		v = va_arg(ap, const char *);
 		if (!v)
 			continue;
-		fputc(' ', stderr);
-		fputs(k, stderr);
-		fputc('=', stderr);
-		put_logfmt_value(stderr, v);
+		line_put(&l, " ", 1);
+		line_puts(&l, k);
+		line_put(&l, "=", 1);
+		put_logfmt_value(&l, v);
 	}
-	fputc('\n', stderr);
-	funlockfile(stderr);
+	line_put(&l, "\n", 1);
+	if (!l.oom)
+		write_line(l.p, l.len);
+	line_release(&l);
 }
 
 void log_kv(enum log_level level, const char *msg, ...)

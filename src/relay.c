@@ -130,6 +130,7 @@ struct relay {
 	struct transfer **transfers; /* in flight, relay.concurrency slots */
 	int ntransfers;
 	int64_t next_claim_ms;   /* monotonic */
+	bool notified;           /* a NOTIFY came that no claim has served yet */
 	bool more;               /* the last claim filled every free slot: more may be due */
 	int64_t reconnect_at_ms; /* monotonic */
 	int reconnect_delay_ms;
@@ -751,7 +752,9 @@ static void collect(struct relay *r)
 		report(r, done[i]);
 		transfer_free(done[i]);
 	}
-	if (n > 0 && r->more)
+	/* A slot came free: claim again at once if more is due, or if
+	 * deliveries were queued while every slot was busy. */
+	if (n > 0 && (r->more || r->notified))
 		r->next_claim_ms = 0;
 	atomic_store(&r->st.in_flight, r->ntransfers);
 	telemetry_deliveries_in_flight(r->ntransfers);
@@ -828,6 +831,8 @@ static void *relay_main(void *arg)
 				int asked = r->cfg->relay.concurrency - r->ntransfers;
 				int n = claim(r);
 
+				r->notified = false;
+
 				/* A full claim means more may be due: claim again as soon as
 				 * a slot frees up (collect() resets next_claim_ms). */
 				r->more = n == asked;
@@ -840,6 +845,13 @@ static void *relay_main(void *arg)
 		}
 		curl_multi_perform(r->multi, &running);
 		collect(r);
+
+		/* A NOTIFY that libpq read while it waited for a result (a claim,
+		 * a result write) is in its buffer, where poll() cannot see it. */
+		if (r->conn && r->cfg->listen && db_drain_notifies(r->conn) > 0) {
+			r->notified = true;
+			r->next_claim_ms = 0;
+		}
 
 		/* Wait for sockets, a NOTIFY, shutdown, or the next claim. */
 		struct curl_waitfd fds[2];
@@ -860,8 +872,10 @@ static void *relay_main(void *arg)
 		if (r->conn && nfds > 0 && fds[0].fd == PQsocket(r->conn) && fds[0].revents) {
 			int got = db_drain_notifies(r->conn);
 
-			if (got > 0)
+			if (got > 0) {
+				r->notified = true;
 				r->next_claim_ms = 0;
+			}
 		}
 	}
 	release_all(r);

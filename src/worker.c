@@ -1,19 +1,45 @@
 /*
  * worker.c -- the claim loop of one worker thread.
  *
- * One batch is one transaction on the worker's connection:
- *   BEGIN; claim (FOR UPDATE SKIP LOCKED, FIFO); run each handler (behind
- *   a savepoint if it writes); record RETRY/dead-letter outcomes as they
- *   come; mark the OK ones processed in one statement; COMMIT.
+ * One batch is one transaction on the worker's connection, in two round
+ * trips plus the handlers' own statements:
+ *   [BEGIN; claim]          due events, oldest due first, FOR UPDATE SKIP
+ *                           LOCKED;
+ *   handlers                each behind a savepoint if it writes; RETRY and
+ *                           dead-letter outcomes are written as they come;
+ *   [OK update; queue the relayed events' deliveries; COMMIT].
  * Row locks hold for the whole batch, so a worker that dies simply lets
  * go: its rows are still unprocessed and the next claim takes them.
  *
+ * The claim reads events_due_idx (due time = next_attempt_at, else
+ * created_at) over the range [from, now()]: events in backoff or scheduled
+ * later are never visited. `from` is where this worker's last claim ended,
+ * less a second for producers whose rows commit after later ones; a full
+ * claim from the start of the index runs at most every 20 times its own
+ * cost (each dead index entry left by processed events costs a heap visit
+ * until vacuum removes it, and a held snapshot keeps vacuum from it), so a
+ * row that commits later still is found within that period.
+ *
+ * The claim size starts at 100 (or batch_size, if smaller) and doubles
+ * while claims come back full and quick, up to batch_size: an idle queue
+ * hands each event over at once, a deep backlog drains in large batches.
+ * A batch also ends early once its events have used SUBXACT_BUDGET
+ * savepoints, below PostgreSQL's cache of 64 subtransactions per backend
+ * (past it every snapshot of the cluster pays pg_subtrans lookups); the
+ * events not run stay unprocessed and come with the next claim.
+ *
  * Crash accounting: before running a batch the worker counts its events
- * in pgeventd_inflight on a second, autocommit connection; the batch's
- * COMMIT deletes those rows. A row left over means the process died with
- * the event in hand. Such "suspect" events are then run one per batch, so
- * only the event that kills the process accumulates runs, and one that
- * has done so max_attempts times is dead-lettered without being run again.
+ * in pgeventd_inflight on a second, autocommit connection (sent before the
+ * first handler runs, read back before the COMMIT); the batch's COMMIT
+ * deletes those rows. A row left over means the process died with the
+ * event in hand. Such "suspect" events are then run one per batch, so only
+ * the event that kills the process accumulates runs, and one that has done
+ * so max_attempts times is dead-lettered without being run again.
+ *
+ * Wake-ups (listen = true): see migrations/0004_claim_by_due.sql. A worker
+ * whose claim found nothing tries the advisory lock SLEEP_LOCK; holding
+ * it, and having claimed after taking it, it sleeps until a NOTIFY, the
+ * next due time or the poll interval. Without it, it looks again soon.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -38,6 +64,21 @@
 
 #define ERRLEN 1024
 
+/* Savepoints (subtransactions that wrote) one batch may use; PostgreSQL
+ * caches 64 per backend, and handlers may take some of their own. */
+#define SUBXACT_BUDGET 48
+/* A claim starts at this size (or batch_size, if smaller). */
+#define CLAIM_START 100
+/* A batch that took longer than this does not grow the next claim. */
+#define GROW_MAX_S 0.25
+/* Longest wait between looks at the queue when the sleep lock is busy. */
+#define SHORT_WAIT_MAX_MS 50
+
+/* The wake-up lock of migration 0004 (also in its triggers). */
+#define SLEEP_LOCK "1885824374, 2"
+
+#define DUE "coalesce(e.next_attempt_at, e.created_at)"
+
 /* Claim columns, in order. */
 enum {
 	C_ID,
@@ -51,16 +92,26 @@ enum {
 	C_CREATED_BY,
 	C_PRIOR_RUNS,
 	C_LAG_S,
+	C_DUE,
 };
 
+/* $1 limit, $2 the claim's lower bound on the due time ('-infinity' for a
+ * full claim). lag is measured from the moment the event fell due. */
 static const char claim_sql[] =
     "SELECT e.id, e.event_type, e.aggregate_id, e.aggregate_type, e.payload::text,"
     " e.metadata::text, e.attempts, e.created_at, e.created_by, coalesce(m.runs, 0),"
-    " extract(epoch from clock_timestamp() - e.created_at)::float8"
+    " greatest(extract(epoch from clock_timestamp() - " DUE "), 0)::float8, " DUE "::text"
     " FROM events e LEFT JOIN pgeventd_inflight m ON m.event_id = e.id"
-    " WHERE NOT e.processed AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= now())"
-    " ORDER BY e.created_at, e.id"
+    " WHERE NOT e.processed AND " DUE " >= $2::timestamptz - interval '1 second'"
+    " AND " DUE " <= now()"
+    " ORDER BY " DUE ", e.id"
     " LIMIT $1 FOR UPDATE OF e SKIP LOCKED";
+
+/* Milliseconds until the next event falls due (a retry in backoff or a
+ * scheduled event), NULL when none: the index's first entry after now(). */
+static const char next_due_sql[] =
+    "SELECT ceil(extract(epoch from min(" DUE ") - clock_timestamp()) * 1000)::bigint"
+    " FROM events e WHERE NOT e.processed AND " DUE " > now()";
 
 /* $1 every id of the batch (their crash marks go), $2 the ids handled OK. */
 static const char ok_sql[] =
@@ -107,7 +158,8 @@ struct record {
 	int row;        /* row of the claim result */
 	int type_index; /* registry index of its type, -1 if none */
 	bool ran;       /* its handler ran: duration_ms and lag_s are set */
-	double lag_s;   /* created_at to handler start */
+	bool savepoint; /* its handler wrote, behind a savepoint */
+	double lag_s;   /* due time to handler start */
 	enum outcome outcome;
 	int attempt;
 	int64_t delay_ms; /* RETRY */
@@ -121,10 +173,12 @@ struct batch {
 	int nrows;           /* rows claimed */
 	int n;               /* rows taken into this batch (a prefix) */
 	bool more;           /* more may be due at once */
-	struct record *recs; /* n records, owned */
+	struct record *recs; /* nrows records, owned */
 	char *ids;           /* "{id,...}" of the batch, owned */
 	char *ok_ids;        /* "{id,...}" of the OK ones, owned */
 	size_t ok_len;
+	char *relay_ids; /* "{id,...}" of the OK ones the relay takes, owned */
+	size_t relay_len;
 };
 
 static void batch_release(struct batch *b)
@@ -136,6 +190,7 @@ static void batch_release(struct batch *b)
 	free(b->recs);
 	free(b->ids);
 	free(b->ok_ids);
+	free(b->relay_ids);
 	memset(b, 0, sizeof(*b));
 }
 
@@ -226,7 +281,9 @@ static bool connect_worker(struct worker *w)
 		goto fail;
 	if (cfg->listen && !db_exec(w->conn, "LISTEN pgeventd_events", err, sizeof(err)))
 		goto fail;
-	if (!prepare(w->conn, "claim", claim_sql, 1, err) ||
+	if (!prepare(w->conn, "claim", claim_sql, 2, err) ||
+	    !prepare(w->conn, "next_due", next_due_sql, 0, err) ||
+	    !prepare(w->conn, "relay_queue", relay_queue_sql, 1, err) ||
 	    !prepare(w->conn, "ok", ok_sql, 2, err) ||
 	    !prepare(w->conn, "retry", retry_sql, 3, err) ||
 	    !prepare(w->conn, "dead", dead_sql, 4, err) ||
@@ -235,6 +292,11 @@ static bool connect_worker(struct worker *w)
 	    !prepare(w->side, "unmark_del", unmark_del_sql, 1, err) ||
 	    !prepare(w->side, "unmark_dec", unmark_dec_sql, 1, err))
 		goto fail;
+	/* A new session: no wake-up lock, no time limit set yet, and a claim
+	 * from the start of the index first. */
+	w->sleep_lock = false;
+	w->timeout_applied_ms = 0;
+	w->cursor[0] = '\0';
 	set_cancel(w);
 	set_connected(w, true);
 	return true;
@@ -343,7 +405,7 @@ static bool record_failure(struct worker *w, struct batch *b, struct record *rec
 		 * that moment, so the claim then finds the event due. The clock is
 		 * read in whole milliseconds (truncated) and a local reply takes
 		 * less than one, so a few milliseconds of margin make up for it:
-		 * waking a hair early finds nothing due and sleeps a poll interval. */
+		 * waking a hair early finds nothing due and sleeps again. */
 		int64_t due = util_mono_ms() + rec->delay_ms + 5;
 		if (w->next_due_ms == 0 || due < w->next_due_ms)
 			w->next_due_ms = due;
@@ -367,9 +429,58 @@ static bool record_failure(struct worker *w, struct batch *b, struct record *rec
 	return run(w->conn, "dead", 4, p, err);
 }
 
-/* Build the parsed view of row `r` and run its handler; records the
- * outcome. Returns false if the batch must be abandoned (connection
- * broken or an outcome statement failed), with `err`. */
+/* Mark row `rec` OK; `relayed` also queues its deliveries at COMMIT. */
+static bool record_ok(struct batch *b, struct record *rec, bool relayed, char *err)
+{
+	const char *id = PQgetvalue(b->claim, rec->row, C_ID);
+
+	rec->outcome = OUT_OK;
+	if (!array_add(&b->ok_ids, &b->ok_len, id) ||
+	    (relayed && !array_add(&b->relay_ids, &b->relay_len, id))) {
+		snprintf(err, ERRLEN, "out of memory");
+		return false;
+	}
+	return true;
+}
+
+/* The payload (and metadata) as jansson values, for a handler with
+ * HANDLER_F_JSON. NULL payload, with `msg` set, when jansson cannot hold
+ * it: jsonb stores any number, jansson only 64-bit integers and finite
+ * doubles. */
+static json_t *parse_payload(const struct batch *b, int r, const char *handler, json_t **metadata,
+                             char *msg, size_t msglen)
+{
+	json_error_t jerr;
+	json_t *payload;
+
+	*metadata = NULL;
+	payload = json_loads(PQgetvalue(b->claim, r, C_PAYLOAD), JSON_DECODE_ANY, &jerr);
+	if (!payload) {
+		snprintf(msg, msglen,
+		         "payload cannot be parsed for handler %s, which reads it as JSON: %s "
+		         "(at character %d); jansson holds integers within 64 bits and finite "
+		         "numbers only",
+		         handler, jerr.text, jerr.position);
+		return NULL;
+	}
+	if (!PQgetisnull(b->claim, r, C_METADATA))
+		*metadata =
+		    json_loads(PQgetvalue(b->claim, r, C_METADATA), JSON_DECODE_ANY, &jerr);
+	return payload;
+}
+
+/* handler_timeout_ms, but never more than half of stall_timeout_ms: a
+ * handler stopped by its time limit must not read as a stalled loop. */
+static int handler_timeout(const struct config *cfg)
+{
+	int half = cfg->stall_timeout_ms / 2;
+
+	return cfg->handler_timeout_ms < half ? cfg->handler_timeout_ms : half;
+}
+
+/* Run the handler of row `rec` and record its outcome. Returns false if
+ * the batch must be abandoned (connection broken or an outcome statement
+ * failed), with `err`. */
 static bool handle_row(struct worker *w, struct batch *b, struct record *rec, char *err)
 {
 	PGresult *res = b->claim;
@@ -377,55 +488,46 @@ static bool handle_row(struct worker *w, struct batch *b, struct record *rec, ch
 	const struct config *cfg = w->cfg;
 	const char *type = PQgetvalue(res, r, C_TYPE);
 	const struct handler_entry *entry = NULL;
-	json_error_t jerr;
 	json_t *payload = NULL, *metadata = NULL;
-	char hmsg[DISPATCH_ERROR_MAX];
-	enum handler_result hr;
-	bool ok = false;
+	struct dispatch_result dr;
+	bool relayed, ok = false;
+	double t0 = util_mono_s();
 
 	rec->attempt = atoi(PQgetvalue(res, r, C_ATTEMPTS)) + 1;
 	rec->type_index = registry_index(w->rt->reg, type);
 	if (rec->type_index >= 0)
 		entry = w->rt->reg->entries[rec->type_index];
+	rec->lag_s = atof(PQgetvalue(res, r, C_LAG_S)) + (t0 - b->claim_mono);
 	/* An event type may have its own handler, be handed to the relay, or
-	 * both: they run in that order behind one savepoint. */
-	const struct handler_entry *run_list[2];
-	size_t nrun = 0;
-
-	if (entry)
-		run_list[nrun++] = entry;
-	if (relay_wants(&cfg->relay, type)) {
-		run_list[nrun++] = &relay_entry;
-		if (!entry)
-			rec->type_index = TELEMETRY_RELAY_ONLY;
-	}
-	if (nrun == 0) {
+	 * both: the handler runs first, and the relay's deliveries are queued
+	 * for the OK ones in one statement at the end of the batch. */
+	relayed = relay_wants(&cfg->relay, type);
+	if (!entry && !relayed) {
 		char msg[256];
 
 		snprintf(msg, sizeof(msg), "no handler registered for event type %s", type);
+		rec->error = xstrdup(msg);
 		if (cfg->unknown_event_policy == UNKNOWN_SKIP) {
 			const char *p[2] = { PQgetvalue(res, r, C_ID), msg };
 
 			rec->outcome = OUT_SKIPPED;
-			rec->error = xstrdup(msg);
 			return run(w->conn, "skip", 2, p, err);
 		}
-		rec->error = xstrdup(msg);
 		return record_failure(w, b, rec, HANDLER_FAIL, "", 1, err);
 	}
-
-	payload = json_loads(PQgetvalue(res, r, C_PAYLOAD), JSON_DECODE_ANY, &jerr);
-	if (!PQgetisnull(res, r, C_METADATA))
-		metadata = json_loads(PQgetvalue(res, r, C_METADATA), JSON_DECODE_ANY, &jerr);
-	if (!payload) {
-		/* jsonb always prints valid JSON; this is jansson's limit
-		 * (e.g. nesting depth), so the event can never be handled. */
+	if (!entry) {
+		rec->type_index = TELEMETRY_RELAY_ONLY;
+		rec->ran = true;
+		return record_ok(b, rec, true, err);
+	}
+	if (entry->flags & HANDLER_F_JSON) {
 		char msg[512];
 
-		snprintf(msg, sizeof(msg), "payload cannot be parsed: %s", jerr.text);
-		rec->error = xstrdup(msg);
-		ok = record_failure(w, b, rec, HANDLER_FAIL, run_list[0]->name, 1, err);
-		goto out;
+		payload = parse_payload(b, r, entry->name, &metadata, msg, sizeof(msg));
+		if (!payload) {
+			rec->error = xstrdup(msg);
+			return record_failure(w, b, rec, HANDLER_FAIL, entry->name, 1, err);
+		}
 	}
 
 	struct event ev = {
@@ -442,28 +544,22 @@ static bool handle_row(struct worker *w, struct batch *b, struct record *rec, ch
 		    PQgetisnull(res, r, C_CREATED_BY) ? NULL : PQgetvalue(res, r, C_CREATED_BY),
 		.attempt = rec->attempt,
 	};
-	double t0 = util_mono_s();
-	const char *failed = NULL;
-	bool alive = dispatch_run(w->conn, run_list, nrun, &ev, &hr, &failed, hmsg, sizeof(hmsg));
+	bool alive = dispatch_run(w->conn, &entry, 1, &ev, handler_timeout(cfg), &dr);
 
 	rec->duration_ms = (util_mono_s() - t0) * 1000.0;
 	rec->ran = true;
-	rec->lag_s = atof(PQgetvalue(res, r, C_LAG_S)) + (t0 - b->claim_mono);
+	rec->savepoint = dr.savepoint;
 	beat(w);
 	if (!alive) {
 		db_conn_error(w->conn, err, ERRLEN);
 		goto out;
 	}
-	if (hr == HANDLER_OK) {
-		rec->outcome = OUT_OK;
-		const char *id = PQgetvalue(res, r, C_ID);
-		ok = array_add(&b->ok_ids, &b->ok_len, id);
-		if (!ok)
-			snprintf(err, ERRLEN, "out of memory");
+	if (dr.result == HANDLER_OK) {
+		ok = record_ok(b, rec, relayed, err);
 		goto out;
 	}
-	rec->error = xstrdup(hmsg);
-	ok = record_failure(w, b, rec, hr, failed ? failed : "", 1, err);
+	rec->error = xstrdup(dr.error);
+	ok = record_failure(w, b, rec, dr.result, dr.failed ? dr.failed : "", 1, err);
 out:
 	json_decref(payload);
 	json_decref(metadata);
@@ -531,29 +627,208 @@ static void choose_prefix(struct batch *b, int limit)
 	b->more = b->nrows == limit || b->n < b->nrows;
 }
 
+static int claim_start(const struct config *cfg)
+{
+	return cfg->batch_size < CLAIM_START ? cfg->batch_size : CLAIM_START;
+}
+
+/* Adapt the next claim's size to what this one found and how long the
+ * batch took. */
+static void size_next_claim(struct worker *w, int claimed, double took_s)
+{
+	int start = claim_start(w->cfg), max = w->cfg->batch_size;
+
+	if (claimed < w->claim_limit)
+		w->claim_limit = start;
+	else if (took_s < GROW_MAX_S)
+		w->claim_limit = w->claim_limit * 2 > max ? max : w->claim_limit * 2;
+	else if (took_s > 4 * GROW_MAX_S && w->claim_limit / 2 >= start)
+		w->claim_limit /= 2;
+}
+
+/* Where the next claim starts: the end of the last one, or the start of
+ * the index when a full claim is due. Sets *full. */
+static const char *claim_from(struct worker *w, bool *full)
+{
+	*full = w->cursor[0] == '\0' || util_mono_s() >= w->next_full_claim;
+	return *full ? "-infinity" : w->cursor;
+}
+
+/* After a full claim that took `cost_s`: the next one in 20 times that,
+ * so they cost at most a twentieth of the time, and within 30 s. */
+static void schedule_full_claim(struct worker *w, double cost_s)
+{
+	double gap = 20 * cost_s;
+
+	w->next_full_claim = util_mono_s() + (gap > 30 ? 30 : gap);
+}
+
+/* Let go of the wake-up lock; false with `err` if the statement failed. */
+static bool release_sleep_lock(struct worker *w, char *err)
+{
+	if (!w->sleep_lock)
+		return true;
+	w->sleep_lock = false;
+	return db_exec(w->conn, "SELECT pg_advisory_unlock_all()", err, ERRLEN);
+}
+
+/* Read the crash marks' result from the side connection. */
+static bool finish_mark(struct worker *w, bool *pending, char *err)
+{
+	PGresult *res;
+	bool ok = true;
+
+	if (!*pending)
+		return true;
+	*pending = false;
+	while ((res = PQgetResult(w->side)) != NULL) {
+		if (ok && !db_ok(w->side, res, PGRES_COMMAND_OK, err, ERRLEN))
+			ok = false;
+		PQclear(res);
+	}
+	return ok;
+}
+
+/*
+ * [release the wake-up lock | set the time limit] [BEGIN] [arm] [claim]
+ * in one round trip. `arm` also tries the wake-up lock ahead of the claim
+ * and records in w->sleep_state what it found. Returns the claim result
+ * (owned by the caller) or NULL with `err`.
+ */
+static PGresult *begin_and_claim(struct worker *w, bool arm, bool *full, char *err)
+{
+	const struct config *cfg = w->cfg;
+	struct db_stmt st[5];
+	PGresult *res[5];
+	char limit[16], timeout[16];
+	const char *claim_p[2], *timeout_p[1] = { timeout };
+	int n = 0, arm_at = -1, released_at = -1;
+	bool ok;
+
+	snprintf(limit, sizeof(limit), "%d", w->claim_limit);
+	claim_p[0] = limit;
+	claim_p[1] = claim_from(w, full);
+	if (w->sleep_lock && !arm) {
+		released_at = n;
+		st[n++] = (struct db_stmt){ NULL, "SELECT pg_advisory_unlock_all()", 0, NULL,
+			                    PGRES_TUPLES_OK };
+	}
+	if (w->timeout_applied_ms != handler_timeout(cfg)) {
+		snprintf(timeout, sizeof(timeout), "%d", handler_timeout(cfg));
+		st[n++] = (struct db_stmt){ NULL,
+			                    "SELECT set_config('statement_timeout', $1, false),"
+			                    " set_config('lock_timeout', $1, false)",
+			                    1, timeout_p, PGRES_TUPLES_OK };
+	}
+	st[n++] = (struct db_stmt){ NULL, "BEGIN", 0, NULL, PGRES_COMMAND_OK };
+	if (arm && !w->sleep_lock) {
+		/* mine: we hold it now; other: another worker sleeps holding it
+		 * (producers notify); busy: producers hold it shared, nobody
+		 * sleeps. Evaluated in this order (CASE), taken before the claim. */
+		arm_at = n;
+		st[n++] = (struct db_stmt){
+			NULL,
+			"SELECT CASE WHEN pg_try_advisory_lock(" SLEEP_LOCK ") THEN 'mine'"
+			" WHEN pg_try_advisory_lock_shared(" SLEEP_LOCK ")"
+			" AND pg_advisory_unlock_shared(" SLEEP_LOCK ") THEN 'busy' ELSE 'other' END",
+			0, NULL, PGRES_TUPLES_OK
+		};
+	}
+	st[n++] = (struct db_stmt){ "claim", NULL, 2, claim_p, PGRES_TUPLES_OK };
+
+	double t0 = util_mono_s();
+	ok = db_pipeline(w->conn, st, n, res, err, ERRLEN);
+	if (released_at >= 0)
+		w->sleep_lock = false;
+	if (ok)
+		w->timeout_applied_ms = handler_timeout(cfg);
+	if (arm_at >= 0 && res[arm_at] && PQresultStatus(res[arm_at]) == PGRES_TUPLES_OK) {
+		const char *v = PQgetvalue(res[arm_at], 0, 0);
+
+		w->sleep_state = v[0] == 'm' ? SLEEP_MINE : v[0] == 'o' ? SLEEP_OTHER : SLEEP_BUSY;
+		if (w->sleep_state == SLEEP_MINE)
+			w->sleep_lock = true;
+	} else if (arm && w->sleep_lock) {
+		w->sleep_state = SLEEP_MINE;
+	}
+	if (ok && *full)
+		schedule_full_claim(w, util_mono_s() - t0);
+	for (int i = 0; i < n - 1; i++)
+		PQclear(res[i]);
+	if (!ok) {
+		PQclear(res[n - 1]);
+		return NULL;
+	}
+	return res[n - 1];
+}
+
+/* [COMMIT; next due] after a claim that found nothing. */
+static bool commit_empty(struct worker *w, char *err)
+{
+	struct db_stmt st[2] = {
+		{ NULL, "COMMIT", 0, NULL, PGRES_COMMAND_OK },
+		{ "next_due", NULL, 0, NULL, PGRES_TUPLES_OK },
+	};
+	PGresult *res[2];
+	bool ok = db_pipeline(w->conn, st, 2, res, err, ERRLEN);
+
+	if (ok && !PQgetisnull(res[1], 0, 0)) {
+		int64_t due = util_mono_ms() + atoll(PQgetvalue(res[1], 0, 0)) + 5;
+
+		if (w->next_due_ms == 0 || due < w->next_due_ms)
+			w->next_due_ms = due;
+	}
+	PQclear(res[0]);
+	PQclear(res[1]);
+	return ok;
+}
+
+/* [OK update; queue deliveries; COMMIT]. *commit_sent is set when the
+ * statements before COMMIT succeeded, so a failure is the COMMIT's own
+ * (whose outcome may be unknown). */
+static bool commit_batch(struct worker *w, struct batch *b, bool *commit_sent, char *err)
+{
+	const char *ok_p[2] = { b->ids, b->ok_ids ? b->ok_ids : "{}" };
+	const char *relay_p[1] = { b->relay_ids };
+	struct db_stmt st[3];
+	PGresult *res[3];
+	int n = 0;
+	bool ok;
+
+	st[n++] = (struct db_stmt){ "ok", NULL, 2, ok_p, PGRES_COMMAND_OK };
+	if (b->relay_ids)
+		st[n++] = (struct db_stmt){ "relay_queue", NULL, 1, relay_p, PGRES_COMMAND_OK };
+	st[n++] = (struct db_stmt){ NULL, "COMMIT", 0, NULL, PGRES_COMMAND_OK };
+	ok = db_pipeline(w->conn, st, n, res, err, ERRLEN);
+	*commit_sent = true;
+	for (int i = 0; i < n; i++) {
+		if (i < n - 1 && (!res[i] || PQresultStatus(res[i]) != st[i].expect))
+			*commit_sent = false;
+		PQclear(res[i]);
+	}
+	return ok;
+}
+
 /*
  * Claim and process one batch. Returns the number of events run (0 when
  * nothing was due) or -1 on failure (logged; the transaction is rolled
- * back). Sets *more when more events may be due at once.
+ * back). Sets *more when more events may be due at once. `arm`: this claim
+ * may be the last look before sleeping (see begin_and_claim).
  */
-static int run_batch(struct worker *w, bool *more)
+static int run_batch(struct worker *w, bool arm, bool *more)
 {
 	const struct config *cfg = w->cfg;
 	struct batch b = { 0 };
-	char err[ERRLEN] = "", limit[16];
-	const char *p[2];
+	char err[ERRLEN] = "";
+	const char *p[1];
 	size_t ids_len = 0;
-	bool marked = false;
-	int rc = -1;
+	bool marked = false, mark_pending = false, full = false, commit_sent = false;
+	int rc = -1, subxacts = 0;
 	double t_begin = util_mono_s();
 
 	*more = false;
-	snprintf(limit, sizeof(limit), "%d", cfg->batch_size);
-	if (!db_exec(w->conn, "BEGIN", err, sizeof(err)))
-		goto fail;
-	p[0] = limit;
-	b.claim = exec_prepared(w->conn, "claim", 1, p);
-	if (!db_ok(w->conn, b.claim, PGRES_TUPLES_OK, err, sizeof(err)))
+	b.claim = begin_and_claim(w, arm, &full, err);
+	if (!b.claim)
 		goto fail;
 	b.nrows = PQntuples(b.claim);
 	b.claim_mono = util_mono_s();
@@ -561,12 +836,17 @@ static int run_batch(struct worker *w, bool *more)
 	if (b.nrows == 0) {
 		PQclear(b.claim);
 		b.claim = NULL;
-		if (!db_exec(w->conn, "COMMIT", err, sizeof(err)))
+		if (!commit_empty(w, err))
 			goto fail;
+		size_next_claim(w, 0, 0);
 		return 0;
 	}
-	choose_prefix(&b, cfg->batch_size);
-	b.recs = calloc(b.n > 0 ? (size_t)b.n : 1, sizeof(*b.recs));
+	w->short_wait_ms = 0;
+	/* Busy now: producers need not notify while this batch runs. */
+	if (!release_sleep_lock(w, err))
+		goto fail;
+	choose_prefix(&b, w->claim_limit);
+	b.recs = calloc((size_t)b.nrows, sizeof(*b.recs));
 	if (!b.recs) {
 		snprintf(err, sizeof(err), "out of memory");
 		goto fail;
@@ -598,36 +878,52 @@ static int run_batch(struct worker *w, bool *more)
 		if (!record_failure(w, &b, rec, HANDLER_FAIL, e ? e->name : "", prior, err))
 			goto fail;
 	} else {
+		/* Sent now, read back before COMMIT: the server runs it while the
+		 * handlers run, and it is in its socket before any handler can
+		 * take the process down. */
 		p[0] = b.ids;
-		if (!run(w->side, "mark", 1, p, err))
+		if (!PQsendQueryPrepared(w->side, "mark", 1, p, NULL, NULL, 0)) {
+			db_conn_error(w->side, err, ERRLEN);
 			goto fail;
-		marked = true;
+		}
+		marked = mark_pending = true;
 		for (int i = 0; i < b.n; i++) {
 			if (aborting(w)) {
 				snprintf(err, sizeof(err), "aborted by a second signal");
 				goto fail;
 			}
+			if (subxacts >= SUBXACT_BUDGET) {
+				/* The rest stay claimed but untouched until COMMIT, then
+				 * come with the next claim. */
+				b.n = i;
+				b.more = true;
+				break;
+			}
 			if (!handle_row(w, &b, &b.recs[i], err))
 				goto fail;
+			if (b.recs[i].savepoint)
+				subxacts++;
 		}
+		if (!finish_mark(w, &mark_pending, err))
+			goto fail;
 	}
-	p[0] = b.ids;
-	p[1] = b.ok_ids ? b.ok_ids : "{}";
-	if (!run(w->conn, "ok", 2, p, err))
-		goto fail;
 	if (aborting(w)) {
 		snprintf(err, sizeof(err), "aborted by a second signal");
 		goto fail;
 	}
-	if (!db_exec(w->conn, "COMMIT", err, sizeof(err))) {
-		/* The batch may or may not have committed; if not, its rows are
-		 * still unprocessed and come back. */
-		marked = false;
+	if (!commit_batch(w, &b, &commit_sent, err)) {
+		/* A failed COMMIT may or may not have committed; if not, the
+		 * rows are still unprocessed and come back. */
+		if (commit_sent)
+			marked = false;
 		goto fail;
 	}
+	/* The next claim starts where this batch's last event was due. */
+	snprintf(w->cursor, sizeof(w->cursor), "%s", PQgetvalue(b.claim, b.n - 1, C_DUE));
 	atomic_fetch_add(&stats.batches, 1);
 	telemetry_batch(b.n, util_mono_s() - t_begin);
 	log_outcomes(w, &b);
+	size_next_claim(w, b.nrows, util_mono_s() - t_begin);
 	*more = b.more;
 	rc = b.n;
 	batch_release(&b);
@@ -643,16 +939,22 @@ fail:
 
 		db_exec(w->conn, "ROLLBACK", ignore, sizeof(ignore));
 	}
+	if (mark_pending) {
+		char ignore[ERRLEN];
+
+		finish_mark(w, &mark_pending, ignore);
+	}
 	if (marked)
 		unmark(w, b.ids);
 	batch_release(&b);
 	return -1;
 }
 
-/* Milliseconds to wait before the next claim. */
-static int wait_ms(struct worker *w)
+/* Milliseconds to wait before the next claim: the poll interval, or less
+ * when an event falls due sooner. */
+static int wait_ms(struct worker *w, int cap_ms)
 {
-	int64_t ms = w->cfg->poll_interval_ms;
+	int64_t ms = cap_ms;
 
 	if (w->next_due_ms) {
 		int64_t until = w->next_due_ms - util_mono_ms();
@@ -665,19 +967,53 @@ static int wait_ms(struct worker *w)
 	return (int)ms;
 }
 
+/* Whether libpq already holds a notification (read while it waited for a
+ * result): poll() cannot see those. Frees them. */
+static bool notified_already(struct worker *w)
+{
+	PGnotify *n;
+	bool any = false;
+
+	if (!w->cfg->listen || !PQconsumeInput(w->conn))
+		return false;
+	while ((n = PQnotifies(w->conn)) != NULL) {
+		PQfreemem(n);
+		any = true;
+	}
+	return any;
+}
+
 /*
- * Sleep until a NOTIFY, a retry falls due, the poll interval passes, the
- * stop wake-up, or a SIGHUP publishes a new configuration: the wait is cut
- * into slices of at most a second so that a shorter poll_interval_ms (or
- * any other key) applies at once rather than after a long old interval.
+ * After a claim that found nothing: sleep until there may be work. Holding
+ * the wake-up lock (or with listen off), until a NOTIFY, the next due time,
+ * the poll interval, the stop wake-up or a SIGHUP that publishes a new
+ * configuration; the wait is cut into slices of at most a second so that a
+ * new poll_interval_ms (or any other key) applies at once. Without the
+ * lock, the next claim comes sooner: within a second when another worker
+ * sleeps holding it (its NOTIFYs reach this one too), within
+ * SHORT_WAIT_MAX_MS while producers hold it.
  */
 static void wait_for_work(struct worker *w)
 {
 	int64_t until;
+	int cap;
 
 	/* A SIGHUP during the batch just run must shape this wait already. */
 	w->cfg = runtime_config_refresh(w->rt, w->cfg);
-	until = util_mono_ms() + wait_ms(w);
+	if (notified_already(w))
+		return;
+	cap = w->cfg->poll_interval_ms;
+	if (w->cfg->listen && !w->sleep_lock) {
+		if (w->sleep_state == SLEEP_BUSY) {
+			w->short_wait_ms = w->short_wait_ms ? w->short_wait_ms * 2 : 1;
+			if (w->short_wait_ms > SHORT_WAIT_MAX_MS)
+				w->short_wait_ms = SHORT_WAIT_MAX_MS;
+			cap = w->short_wait_ms < cap ? w->short_wait_ms : cap;
+		} else if (cap > 1000) {
+			cap = 1000;
+		}
+	}
+	until = util_mono_ms() + wait_ms(w, cap);
 	for (;;) {
 		int64_t left = until - util_mono_ms();
 		int rc;
@@ -700,19 +1036,23 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	int errors = 0;
+	bool more = false;
 
 	/* Refreshed every turn; a reload keeps the connection keys' running
 	 * values, so every reconnect uses the same conninfo. */
 	w->cfg = runtime_config_refresh(w->rt, NULL);
+	w->claim_limit = claim_start(w->cfg);
 	if (!reconnect(w, true))
 		goto out;
 	log_kv(LOG_INFO, "worker started", "worker", w->name, NULL);
 	while (!stopping(w)) {
-		bool more = false;
+		bool arm;
 		int n;
 
 		beat(w);
 		w->cfg = runtime_config_refresh(w->rt, w->cfg);
+		if (w->claim_limit > w->cfg->batch_size)
+			w->claim_limit = w->cfg->batch_size;
 		if (db_broken(w->conn) || db_broken(w->side)) {
 			log_kv(LOG_WARNING, "database connection lost", "worker", w->name, NULL);
 			disconnect(w);
@@ -724,21 +1064,23 @@ static void *worker_main(void *arg)
 		 * and retries recorded now must be able to set a later one. */
 		if (w->next_due_ms && w->next_due_ms <= util_mono_ms())
 			w->next_due_ms = 0;
-		n = run_batch(w, &more);
+		/* A claim that may find nothing is the last look before a sleep:
+		 * it takes the wake-up lock first. */
+		arm = w->cfg->listen && !w->rt->once && !more;
+		n = run_batch(w, arm, &more);
 		if (n < 0) {
 			/* A failure with the connections up (a statement error, a
 			 * deadlock): back off a little so a persistent one does not spin. */
+			more = false;
 			if (!db_broken(w->conn) && !db_broken(w->side))
 				nap(w, errors < 6 ? 50 << errors++ : 3000);
 			continue;
 		}
 		errors = 0;
-		if (more)
+		if (more || n > 0)
 			continue;
-		if (n == 0 && w->rt->once)
-			break;
 		if (w->rt->once)
-			continue;
+			break;
 		wait_for_work(w);
 	}
 	log_kv(LOG_INFO, "worker stopped", "worker", w->name, NULL);

@@ -48,7 +48,7 @@ START_TEST(test_conf_defaults_match_the_documented_ones)
 	conf_init(&cfg);
 	ck_assert_ptr_null(cfg.conninfo);
 	ck_assert_int_eq(cfg.workers, 2);
-	ck_assert_int_eq(cfg.batch_size, 100);
+	ck_assert_int_eq(cfg.batch_size, 1000);
 	ck_assert_int_eq(cfg.poll_interval_ms, 1000);
 	ck_assert(cfg.listen);
 	ck_assert_int_eq(cfg.max_attempts, 5);

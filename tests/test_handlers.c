@@ -102,15 +102,15 @@ static enum handler_result test_sql_error(struct handler_ctx *ctx, const struct 
 }
 
 static const struct handler_entry test_handlers[] = {
-	HANDLER("test.crash", test_crash, HANDLER_F_NONE, "aborts the process"),
-	HANDLER("test.effect", test_effect, HANDLER_F_NONE, "writes a test_effects row"),
-	HANDLER("test.fail", test_fail, HANDLER_F_NONE, "always retries"),
-	HANDLER("test.flaky", test_flaky, HANDLER_F_NONE,
+	HANDLER("test.crash", test_crash, HANDLER_F_JSON, "aborts the process"),
+	HANDLER("test.effect", test_effect, HANDLER_F_JSON, "writes a test_effects row"),
+	HANDLER("test.fail", test_fail, HANDLER_F_JSON, "always retries"),
+	HANDLER("test.flaky", test_flaky, HANDLER_F_JSON,
 	        "retries payload.fail_times times, then writes its effect"),
-	HANDLER("test.permanent", test_permanent, HANDLER_F_NONE, "fails permanently"),
-	HANDLER("test.slow", test_slow, HANDLER_F_NONE, "sleeps payload.ms, then writes"),
-	HANDLER("test.sql_error", test_sql_error, HANDLER_F_NONE, "runs a failing statement"),
-	HANDLER("test.write_then_fail", test_write_then_fail, HANDLER_F_NONE,
+	HANDLER("test.permanent", test_permanent, HANDLER_F_JSON, "fails permanently"),
+	HANDLER("test.slow", test_slow, HANDLER_F_JSON, "sleeps payload.ms, then writes"),
+	HANDLER("test.sql_error", test_sql_error, HANDLER_F_JSON, "runs a failing statement"),
+	HANDLER("test.write_then_fail", test_write_then_fail, HANDLER_F_JSON,
 	        "writes its effect, then fails permanently"),
 	{ NULL, NULL, 0, NULL, NULL },
 };

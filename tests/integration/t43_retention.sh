@@ -65,13 +65,13 @@ old_processed 3
 psql -X -q -c "SELECT pg_advisory_lock(1885824374, 1); SELECT pg_sleep(60)" >/dev/null 2>&1 &
 HOLDER=$!
 PIDS="$PIDS $HOLDER"
-wait_for "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1885824374 AND granted" 1 5 ||
+wait_for "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1885824374 AND objid = 1 AND granted" 1 5 ||
 	die "lock holder did not start"
 on 1s 14d
 wait_log a 'retention: another instance holds the lock, pass skipped' 10 || fail "lock not respected"
 sleep 1.5
 assert_eq "$(count)" 7 "nothing deleted while another instance holds the lock"
-q "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1885824374" >/dev/null
+q "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1885824374 AND objid = 1" >/dev/null
 wait_for "SELECT count(*) FROM events" 4 10 || fail "not deleted once the lock was free"
 
 # Reloadable: delivery_attempts_after down to 30m deletes the last log.
