@@ -60,12 +60,12 @@ struct event {
 	const char *event_type;     /* never NULL */
 	const char *aggregate_id;   /* uuid text, or NULL */
 	const char *aggregate_type; /* or NULL */
-	const json_t *payload;      /* parsed payload (any JSON type) with HANDLER_F_JSON, else NULL */
-	const char *payload_text;   /* payload as PostgreSQL printed it, never NULL */
-	const json_t *metadata;     /* parsed metadata with HANDLER_F_JSON, or NULL */
-	const char *created_at;     /* timestamptz, text form */
-	const char *created_by;     /* or NULL */
-	int attempt;                /* 1 for the first attempt */
+	const json_t *payload; /* parsed payload (any JSON type) with HANDLER_F_JSON, else NULL */
+	const char *payload_text; /* payload as PostgreSQL printed it, never NULL */
+	const json_t *metadata;   /* parsed metadata with HANDLER_F_JSON, or NULL */
+	const char *created_at;   /* timestamptz, text form */
+	const char *created_by;   /* or NULL */
+	int attempt;              /* 1 for the first attempt */
 };
 
 /* Opaque per-call context: the batch connection and the error buffer. */

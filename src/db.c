@@ -175,8 +175,8 @@ static bool pipeline_collect(PGconn *conn, PGresult **out)
 	return *out != NULL;
 }
 
-bool db_pipeline(PGconn *conn, const struct db_stmt *stmts, int n, PGresult **results,
-                 char *err, size_t errlen)
+bool db_pipeline(PGconn *conn, const struct db_stmt *stmts, int n, PGresult **results, char *err,
+                 size_t errlen)
 {
 	bool ok = true, sent = true;
 	PGresult *sync;

@@ -61,8 +61,8 @@ struct db_stmt {
  * the rest of the pipeline), and inside a transaction block the
  * transaction is then failed, to be rolled back by the caller.
  */
-bool db_pipeline(PGconn *conn, const struct db_stmt *stmts, int n, PGresult **results,
-                 char *err, size_t errlen);
+bool db_pipeline(PGconn *conn, const struct db_stmt *stmts, int n, PGresult **results, char *err,
+                 size_t errlen);
 
 /* Set the single-line error of `conn` into `err` (trailing newline removed). */
 void db_conn_error(PGconn *conn, char *err, size_t errlen);

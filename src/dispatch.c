@@ -27,8 +27,8 @@ static void note_timeout(struct handler_ctx *ctx, const PGresult *res)
 	if (!state || (strcmp(state, "57014") != 0 && strcmp(state, "55P03") != 0))
 		return;
 	ctx->timed_out = true;
-	snprintf(head, sizeof(head), "handler time limit exceeded (handler_timeout_ms = %d): ",
-	         ctx->timeout_ms);
+	snprintf(head, sizeof(head),
+	         "handler time limit exceeded (handler_timeout_ms = %d): ", ctx->timeout_ms);
 	hl = strlen(head);
 	el = strlen(ctx->error);
 	if (hl + el >= sizeof(ctx->error))

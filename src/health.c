@@ -129,7 +129,8 @@ static void set_json(struct http_response *resp, int status, json_t *o)
  * backlog; the age alone still tells how late the queue is. */
 static const char oldest_sql[] =
     "SELECT coalesce(extract(epoch from now() - min(coalesce(next_attempt_at, created_at))),"
-    " 0)::float8 FROM events WHERE NOT processed AND coalesce(next_attempt_at, created_at) <= now()";
+    " 0)::float8 FROM events WHERE NOT processed AND coalesce(next_attempt_at, created_at) <= "
+    "now()";
 static const char pending_sql[] = "SELECT count(*) FROM events WHERE NOT processed";
 static const char dead_sql[] = "SELECT count(*) FROM event_dead_letters";
 static const char deliveries_sql[] =

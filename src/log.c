@@ -62,10 +62,10 @@ bool log_format_parse(const char *name, enum log_format *out)
 
 /* A line under construction: on the stack up to its size, then on the heap. */
 struct line {
-	char *p;   /* stack or heap; heap when != stack */
+	char *p; /* stack or heap; heap when != stack */
 	size_t len;
 	size_t cap;
-	bool oom;  /* an allocation failed: the line is cut short */
+	bool oom; /* an allocation failed: the line is cut short */
 	char stack[1024];
 };
 

@@ -157,8 +157,9 @@ bool telemetry_init(const struct registry *reg, int nworkers, const char *versio
 	if (!init_events(reg))
 		goto fail;
 	T.lag = single(family(METRIC_HISTOGRAM, "pgeventd_event_lag_seconds",
-	                      "Time from when an event fell due (created_at, or next_attempt_at when retried or scheduled) to the start of its handler.", 0,
-	                      NULL, lag_bounds, NELEMS(lag_bounds)));
+	                      "Time from when an event fell due (created_at, or next_attempt_at "
+	                      "when retried or scheduled) to the start of its handler.",
+	                      0, NULL, lag_bounds, NELEMS(lag_bounds)));
 	T.batch_duration = single(family(METRIC_HISTOGRAM, "pgeventd_batch_duration_seconds",
 	                                 "Time from claiming a batch to its commit.", 0, NULL,
 	                                 batch_duration_bounds, NELEMS(batch_duration_bounds)));
@@ -168,9 +169,10 @@ bool telemetry_init(const struct registry *reg, int nworkers, const char *versio
 	T.pending =
 	    single(family(METRIC_GAUGE, "pgeventd_queue_pending",
 	                  "Unprocessed events (sampled every few seconds).", 0, NULL, NULL, 0));
-	T.oldest = single(family(METRIC_GAUGE, "pgeventd_queue_oldest_pending_age_seconds",
-	                         "How long the oldest due unprocessed event has been due (sampled), 0 when none.", 0,
-	                         NULL, NULL, 0));
+	T.oldest = single(
+	    family(METRIC_GAUGE, "pgeventd_queue_oldest_pending_age_seconds",
+	           "How long the oldest due unprocessed event has been due (sampled), 0 when none.",
+	           0, NULL, NULL, 0));
 	T.dead_letters = single(family(METRIC_GAUGE, "pgeventd_dead_letters",
 	                               "Rows in event_dead_letters (sampled).", 0, NULL, NULL, 0));
 	T.reconnects =

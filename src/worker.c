@@ -464,8 +464,7 @@ static json_t *parse_payload(const struct batch *b, int r, const char *handler, 
 		return NULL;
 	}
 	if (!PQgetisnull(b->claim, r, C_METADATA))
-		*metadata =
-		    json_loads(PQgetvalue(b->claim, r, C_METADATA), JSON_DECODE_ANY, &jerr);
+		*metadata = json_loads(PQgetvalue(b->claim, r, C_METADATA), JSON_DECODE_ANY, &jerr);
 	return payload;
 }
 
@@ -726,13 +725,13 @@ static PGresult *begin_and_claim(struct worker *w, bool arm, bool *full, char *e
 		 * (producers notify); busy: producers hold it shared, nobody
 		 * sleeps. Evaluated in this order (CASE), taken before the claim. */
 		arm_at = n;
-		st[n++] = (struct db_stmt){
-			NULL,
-			"SELECT CASE WHEN pg_try_advisory_lock(" SLEEP_LOCK ") THEN 'mine'"
-			" WHEN pg_try_advisory_lock_shared(" SLEEP_LOCK ")"
-			" AND pg_advisory_unlock_shared(" SLEEP_LOCK ") THEN 'busy' ELSE 'other' END",
-			0, NULL, PGRES_TUPLES_OK
-		};
+		st[n++] = (struct db_stmt){ NULL,
+			                    "SELECT CASE WHEN pg_try_advisory_lock(" SLEEP_LOCK
+			                    ") THEN 'mine'"
+			                    " WHEN pg_try_advisory_lock_shared(" SLEEP_LOCK ")"
+			                    " AND pg_advisory_unlock_shared(" SLEEP_LOCK
+			                    ") THEN 'busy' ELSE 'other' END",
+			                    0, NULL, PGRES_TUPLES_OK };
 	}
 	st[n++] = (struct db_stmt){ "claim", NULL, 2, claim_p, PGRES_TUPLES_OK };
 

@@ -33,16 +33,16 @@ struct worker {
 	PGconn *conn; /* claim transaction + LISTEN; owned */
 	PGconn *side; /* crash accounting, autocommit; owned */
 	pthread_mutex_t cancel_lock;
-	PGcancel *cancel;     /* for worker_cancel(); owned, under cancel_lock */
-	int64_t next_due_ms;  /* monotonic ms when the next event falls due, 0 unknown */
-	int claim_limit;      /* rows the next claim takes (grows with the backlog) */
-	char cursor[64];      /* due time (text) where the last claim ended; "" none */
-	double next_full_claim;  /* monotonic s: the next claim reads the index from its start */
-	bool sleep_lock;         /* holds the wake-up advisory lock (migration 0004) */
+	PGcancel *cancel;       /* for worker_cancel(); owned, under cancel_lock */
+	int64_t next_due_ms;    /* monotonic ms when the next event falls due, 0 unknown */
+	int claim_limit;        /* rows the next claim takes (grows with the backlog) */
+	char cursor[64];        /* due time (text) where the last claim ended; "" none */
+	double next_full_claim; /* monotonic s: the next claim reads the index from its start */
+	bool sleep_lock;        /* holds the wake-up advisory lock (migration 0004) */
 	enum worker_sleep_state sleep_state; /* what the last armed claim found */
-	int short_wait_ms;       /* wait before looking again while producers hold the lock */
-	int timeout_applied_ms;  /* handler_timeout_ms set on `conn`; 0 none yet */
-	atomic_int connected; /* 1 while both connections are up */
+	int short_wait_ms;      /* wait before looking again while producers hold the lock */
+	int timeout_applied_ms; /* handler_timeout_ms set on `conn`; 0 none yet */
+	atomic_int connected;   /* 1 while both connections are up */
 	_Atomic double connected_changed_at; /* wall clock seconds `connected` last changed */
 	_Atomic double last_claim_at; /* wall clock seconds of the last completed claim cycle */
 	_Atomic double heartbeat;     /* monotonic seconds the loop last made progress */

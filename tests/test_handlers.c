@@ -101,6 +101,25 @@ static enum handler_result test_sql_error(struct handler_ctx *ctx, const struct 
 	return HANDLER_OK;
 }
 
+/* Writes its effect recording, as event_type "xids:N", how many
+ * transaction ids the batch's session holds: the top transaction's plus one
+ * per live subtransaction that wrote (each holds a lock on its own xid). */
+static enum handler_result test_xids(struct handler_ctx *ctx, const struct event *ev)
+{
+	const char *p[1] = { ev->id };
+	PGresult *res =
+	    handler_exec(ctx,
+	                 "INSERT INTO test_effects (event_id, event_type) SELECT $1, 'xids:' ||"
+	                 " (SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid'"
+	                 " AND pid = pg_backend_pid())",
+	                 1, p);
+
+	if (!res)
+		return HANDLER_RETRY;
+	PQclear(res);
+	return HANDLER_OK;
+}
+
 static const struct handler_entry test_handlers[] = {
 	HANDLER("test.crash", test_crash, HANDLER_F_JSON, "aborts the process"),
 	HANDLER("test.effect", test_effect, HANDLER_F_JSON, "writes a test_effects row"),
@@ -110,6 +129,8 @@ static const struct handler_entry test_handlers[] = {
 	HANDLER("test.permanent", test_permanent, HANDLER_F_JSON, "fails permanently"),
 	HANDLER("test.slow", test_slow, HANDLER_F_JSON, "sleeps payload.ms, then writes"),
 	HANDLER("test.sql_error", test_sql_error, HANDLER_F_JSON, "runs a failing statement"),
+	HANDLER("test.xids", test_xids, HANDLER_F_NONE,
+	        "writes an effect naming the session's transaction ids"),
 	HANDLER("test.write_then_fail", test_write_then_fail, HANDLER_F_JSON,
 	        "writes its effect, then fails permanently"),
 	{ NULL, NULL, 0, NULL, NULL },
