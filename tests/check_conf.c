@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "src/conf.h"
@@ -205,6 +206,83 @@ START_TEST(test_conf_cap_below_base_is_an_error)
 
 	ck_assert(!load("backoff = { base_ms = 5000; cap_ms = 1000; };\n", &cfg, err, sizeof(err)));
 	ck_assert_msg(strstr(err, "backoff.cap_ms: must not be below backoff.base_ms"), "%s", err);
+	conf_release(&cfg);
+}
+END_TEST
+
+/* libconfig 1.5 wraps an integer past 32 bits: 4294967297 would read as 1. */
+START_TEST(test_conf_oversized_integer_is_refused_as_written)
+{
+	struct config cfg;
+	char err[512] = "";
+
+	assert_error("workers = 4294967297;\n", 1, "workers",
+	             "must be between 1 and 256, got 4294967297");
+	assert_error("\nbatch_size = 4294967301;\n", 2, "batch_size",
+	             "must be between 1 and 10000, got 4294967301");
+	assert_error("batch_size = 99999999999;\n", 1, "batch_size",
+	             "must be between 1 and 10000, got 99999999999");
+	assert_error("batch_size = 99999999999999999999999;\n", 1, "batch_size",
+	             "must be between 1 and 10000, got 99999999999999999999999");
+	assert_error("retention = { batch_size = 0x100000001; };\n", 1, "retention.batch_size",
+	             "got 0x100000001");
+	assert_error("backoff = { factor = 4294967297; };\n", 1, "backoff.factor",
+	             "must be between 1 and 100, got 4294967297");
+	assert_error("relay = { backoff = { schedule_ms = [1000,\n 4294967297]; }; };\n", 2,
+	             "relay.backoff.schedule_ms",
+	             "element 2 must be between 1 and 86400000, got 4294967297");
+	/* values that fit still load, with or without the L suffix */
+	ck_assert_msg(load("batch_size = 5000L;\nbackoff = { cap_ms = 604800000; };\n"
+	                   "relay = { backoff = { schedule_ms = [5, 0x10]; }; };\n",
+	                   &cfg, err, sizeof(err)),
+	              "%s", err);
+	ck_assert_int_eq(cfg.batch_size, 5000);
+	ck_assert_int_eq(cfg.backoff.cap_ms, 604800000);
+	ck_assert_int_eq(cfg.relay.schedule_ms.v[1], 16);
+	conf_release(&cfg);
+}
+END_TEST
+
+START_TEST(test_conf_refuses_a_directory_and_a_fifo)
+{
+	struct config cfg;
+	char dir[] = "/tmp/pgeventd-conf-dir-XXXXXX", fifo[96], err[512] = "";
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	conf_init(&cfg);
+	ck_assert(!conf_load(&cfg, dir, err, sizeof(err)));
+	ck_assert_msg(strstr(err, ": cannot read the file: it is a directory, not a regular file"),
+	              "%s", err);
+	conf_release(&cfg);
+
+	/* a FIFO with no writer: opening it for reading would block forever */
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	conf_init(&cfg);
+	ck_assert(!conf_load(&cfg, fifo, err, sizeof(err)));
+	ck_assert_msg(strstr(err, ": cannot read the file: it is a FIFO, not a regular file"), "%s",
+	              err);
+	conf_release(&cfg);
+	unlink(fifo);
+	rmdir(dir);
+}
+END_TEST
+
+START_TEST(test_conf_unclosed_brace_says_where_it_opened)
+{
+	struct config cfg;
+	char err[512] = "", want[256];
+
+	ck_assert(!load("workers = 2;\nbackoff = {\n  base_ms = 10;\n\nbatch_size = 5;\n", &cfg,
+	                err, sizeof(err)));
+	snprintf(want, sizeof(want),
+	         "%s:6: syntax error: unclosed '{' of \"backoff\" opened at line 2", path);
+	ck_assert_str_eq(err, want);
+	conf_release(&cfg);
+	ck_assert(!load("packs = [\"test\"\nworkers = 2;\n", &cfg, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "syntax error: unclosed '[' of \"packs\" opened at line 1"), "%s",
+	              err);
+	ck_assert_msg(!strstr(err, "syntax error: syntax error"), "%s", err);
 	conf_release(&cfg);
 }
 END_TEST
@@ -502,6 +580,9 @@ Suite *conf_suite(void)
 	tcase_add_test(tc, test_conf_retention_keys_load_and_bad_ones_name_the_key);
 	tcase_add_test(tc, test_conf_reload_applies_live_keys_and_keeps_restart_ones);
 	tcase_add_test(tc, test_conf_reload_sees_a_password_only_change);
+	tcase_add_test(tc, test_conf_oversized_integer_is_refused_as_written);
+	tcase_add_test(tc, test_conf_refuses_a_directory_and_a_fifo);
+	tcase_add_test(tc, test_conf_unclosed_brace_says_where_it_opened);
 	suite_add_tcase(s, tc);
 	return s;
 }

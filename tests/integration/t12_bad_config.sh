@@ -29,6 +29,32 @@ out=$("$BIN" --check-config -c "$PGEVENTD_SRCDIR/etc/pgeventd.conf" 2>&1); rc=$?
 assert_eq $rc 0 "the shipped etc/pgeventd.conf is valid"
 assert_match "$out" "^configuration OK" "says configuration OK"
 
+# An integer past 32 bits is refused, quoted as written (libconfig 1.5 wraps it).
+printf 'workers = 4294967297;\n' >"$T/wrap.conf"
+out=$("$BIN" -c "$T/wrap.conf" check-config 2>&1); rc=$?
+assert_eq $rc 78 "workers = 4294967297: exit 78"
+assert_eq "$out" "pgeventd: configuration error: $T/wrap.conf:1: workers: must be between 1 and 256, got 4294967297" "oversized value quoted as written"
+printf 'batch_size = 99999999999;\n' >"$T/wrap2.conf"
+out=$("$BIN" -c "$T/wrap2.conf" check-config 2>&1); rc=$?
+assert_eq $rc 78 "batch_size = 99999999999: exit 78"
+assert_match "$out" "wrap2.conf:1: batch_size: must be between 1 and 10000, got 99999999999$" "not the wrapped 1215752191"
+
+# A directory or a FIFO is not a configuration file; the FIFO must not hang.
+mkdir "$T/conf.d"
+out=$("$BIN" -c "$T/conf.d" check-config 2>&1); rc=$?
+assert_eq $rc 78 "a directory: exit 78"
+assert_match "$out" "conf.d: cannot read the file: it is a directory, not a regular file" "says it is a directory"
+mkfifo "$T/fifo.conf"
+out=$(timeout 10 "$BIN" -c "$T/fifo.conf" check-config 2>&1); rc=$?
+assert_eq $rc 78 "a FIFO: exit 78 at once"
+assert_match "$out" "fifo.conf: cannot read the file: it is a FIFO, not a regular file" "says it is a FIFO"
+
+# A missing '}': libconfig's words once, and where the block was opened.
+printf 'workers = 2;\nbackoff = {\n  base_ms = 10;\nbatch_size = 5;\n' >"$T/brace.conf"
+out=$("$BIN" -c "$T/brace.conf" check-config 2>&1); rc=$?
+assert_eq $rc 78 "missing brace: exit 78"
+assert_eq "$out" "pgeventd: configuration error: $T/brace.conf:5: syntax error: unclosed '{' of \"backoff\" opened at line 2" "unclosed brace named with its line"
+
 out=$("$BIN" frobnicate 2>&1); rc=$?
 assert_eq $rc 64 "unknown command: exit 64"
 finish
