@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
 #include <libconfig.h>
 #include <libpq-fe.h>
 
@@ -661,6 +662,116 @@ static const char *pack_names(void)
 	return buf;
 }
 
+/* Whether `host` is a host name by RFC 1123: dot-separated labels of
+ * letters, digits and inner hyphens, and not all digits at the end (so a
+ * mistyped IPv4 address such as 999.1.1.1 is not taken for a name). */
+static bool is_host_name(const char *host)
+{
+	size_t total = strlen(host), label = 0;
+	bool digits_only = true;
+
+	if (total == 0 || total > 253)
+		return false;
+	for (const char *p = host;; p++) {
+		if (*p == '.' || *p == '\0') {
+			if (label == 0 || label > 63 || p[-1] == '-')
+				return false;
+			if (*p == '\0')
+				return !digits_only;
+			label = 0;
+			digits_only = true;
+			continue;
+		}
+		if (label == 0 && *p == '-')
+			return false;
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-'))
+			return false;
+		if (*p < '0' || *p > '9')
+			digits_only = false;
+		label++;
+	}
+}
+
+/*
+ * health.listen as the health server reads it (httpd.c): "" (off),
+ * ":port", "*:port", "host:port" or "[ipv6]:port" with a port from 0 (any
+ * free one) to 65535, the host a literal IPv4 address or a host name, the
+ * IPv6 address a literal with an optional %zone. Whether a name resolves
+ * and the port is free is left to the bind. False with the reason in `why`.
+ */
+static bool listen_address_ok(const char *spec, char *why, size_t len)
+{
+	char host[256];
+	const char *colon, *port;
+	unsigned long v;
+
+	if (!spec[0])
+		return true;
+	if (spec[0] == '[') {
+		const char *close = strchr(spec, ']');
+
+		if (!close || close[1] != ':')
+			goto form;
+		colon = close + 1;
+	} else {
+		colon = strrchr(spec, ':');
+		if (!colon)
+			goto form;
+		if (memchr(spec, ':', (size_t)(colon - spec))) {
+			snprintf(why, len, "an IPv6 address goes in brackets, e.g. \"[::1]:8080\"");
+			return false;
+		}
+	}
+	port = colon + 1;
+	if (!*port || strspn(port, "0123456789") != strlen(port))
+		goto form;
+	errno = 0;
+	v = strtoul(port, NULL, 10);
+	if (errno || v > 65535 || strlen(port) > 5) { /* httpd.c reads 5 digits at most */
+		snprintf(why, len, "port %s is out of range (0 to 65535) in \"%s\"", port, spec);
+		return false;
+	}
+	if ((size_t)(colon - spec) >= sizeof(host))
+		goto host;
+	memcpy(host, spec, (size_t)(colon - spec));
+	host[colon - spec] = '\0';
+	if (spec[0] == '[') {
+		struct in6_addr a6;
+		char *zone;
+
+		memmove(host, host + 1, strlen(host)); /* drop the brackets */
+		host[strlen(host) - 1] = '\0';
+		zone = strchr(host, '%');
+		if (zone)
+			*zone++ = '\0';
+		if (inet_pton(AF_INET6, host, &a6) != 1 ||
+		    (zone && (!*zone || strspn(zone, "abcdefghijklmnopqrstuvwxyz"
+		                                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
+		                            strlen(zone))))
+			goto host;
+		return true;
+	}
+	if (host[0] == '\0' || strcmp(host, "*") == 0)
+		return true;
+	if (strspn(host, "0123456789.") == strlen(host)) {
+		struct in_addr a4;
+
+		if (inet_pton(AF_INET, host, &a4) != 1)
+			goto host;
+		return true;
+	}
+	if (is_host_name(host))
+		return true;
+host:
+	snprintf(why, len, "\"%.*s\" is not an IPv4 address, [IPv6 address] or host name",
+	         (int)(colon - spec), spec);
+	return false;
+form:
+	snprintf(why, len, "must be host:port, [ipv6]:port, :port or *:port, got \"%s\"", spec);
+	return false;
+}
+
 /* What a setting is, for messages such as "must be true or false, got a string". */
 static const char *type_name(int t)
 {
@@ -765,6 +876,12 @@ static bool read_key(struct config *cfg, const struct cfg_key *k, const config_s
 		if (t != CONFIG_TYPE_STRING)
 			return fail(e, s, k->path, "must be a string");
 		v = config_setting_get_string(s);
+		if (k->offset == OFF(health_listen)) {
+			char why[320];
+
+			if (!listen_address_ok(v, why, sizeof(why)))
+				return fail(e, s, k->path, "%s", why);
+		}
 		free(*(char **)p);
 		*(char **)p = strdup(v);
 		return *(char **)p != NULL || fail(e, s, k->path, "out of memory");

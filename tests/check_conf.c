@@ -287,6 +287,39 @@ START_TEST(test_conf_unclosed_brace_says_where_it_opened)
 }
 END_TEST
 
+/* What run would refuse to bind, check-config must refuse to pass. */
+START_TEST(test_conf_health_listen_must_be_an_address)
+{
+	static const char *const good[] = {
+		"",           "127.0.0.1:0",       ":8080",          "*:9090",
+		"[::1]:8080", "[fe80::1%eth0]:80", "localhost:8080", "health.example.com:80"
+	};
+	struct config cfg;
+	char err[512] = "", text[128];
+
+	assert_error("workers = 2;\nhealth = {\n listen = \"127.0.0.1:83763\";\n};\n", 3,
+	             "health.listen", "port 83763 is out of range (0 to 65535)");
+	assert_error("health = { listen = \"999.1.1.1:18228\"; };\n", 1, "health.listen",
+	             "\"999.1.1.1\" is not an IPv4 address");
+	assert_error("health = { listen = \"127.0.0.1:000080\"; };\n", 1, "health.listen",
+	             "out of range");
+	assert_error("health = { listen = \"::1:8080\"; };\n", 1, "health.listen",
+	             "an IPv6 address goes in brackets");
+	assert_error("health = { listen = \"[::g]:80\"; };\n", 1, "health.listen",
+	             "\"[::g]\" is not");
+	assert_error("health = { listen = \"localhost\"; };\n", 1, "health.listen",
+	             "must be host:port, [ipv6]:port, :port or *:port");
+	assert_error("health = { listen = \"bad_name:80\"; };\n", 1, "health.listen",
+	             "\"bad_name\" is not");
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		snprintf(text, sizeof(text), "health = { listen = \"%s\"; };\n", good[i]);
+		ck_assert_msg(load(text, &cfg, err, sizeof(err)), "%s: %s", good[i], err);
+		ck_assert_str_eq(cfg.health_listen, good[i]);
+		conf_release(&cfg);
+	}
+}
+END_TEST
+
 struct seen {
 	char conninfo[512];
 	int keys;
@@ -583,6 +616,7 @@ Suite *conf_suite(void)
 	tcase_add_test(tc, test_conf_oversized_integer_is_refused_as_written);
 	tcase_add_test(tc, test_conf_refuses_a_directory_and_a_fifo);
 	tcase_add_test(tc, test_conf_unclosed_brace_says_where_it_opened);
+	tcase_add_test(tc, test_conf_health_listen_must_be_an_address);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -55,6 +55,14 @@ out=$("$BIN" -c "$T/brace.conf" check-config 2>&1); rc=$?
 assert_eq $rc 78 "missing brace: exit 78"
 assert_eq "$out" "pgeventd: configuration error: $T/brace.conf:5: syntax error: unclosed '{' of \"backoff\" opened at line 2" "unclosed brace named with its line"
 
+# health.listen: what run could never bind is refused by check-config.
+for addr in 127.0.0.1:83763 999.1.1.1:18228; do
+	printf 'workers = 2;\nhealth = { listen = "%s"; };\n' "$addr" >"$T/listen.conf"
+	out=$("$BIN" -c "$T/listen.conf" check-config 2>&1); rc=$?
+	assert_eq $rc 78 "health.listen = $addr: exit 78"
+	assert_match "$out" "listen.conf:2: health.listen: " "health.listen = $addr: file, line and key"
+done
+
 out=$("$BIN" frobnicate 2>&1); rc=$?
 assert_eq $rc 64 "unknown command: exit 64"
 finish
