@@ -29,6 +29,7 @@
 #include <libpq-fe.h>
 
 #include "handlers/handler.h"
+#include "src/db.h"
 
 enum cfg_type {
 	CFG_INT,
@@ -1184,7 +1185,9 @@ bool conf_pack_enabled(const struct config *cfg, const char *pack)
 }
 
 /* A conninfo with its password replaced by ***: parsed by libpq, so
- * both "key=value" strings and URIs are handled. */
+ * both "key=value" strings and URIs are handled, and with the passwords
+ * cut out of every other value too (a dbname may itself be a URI with
+ * one: db_redact). */
 static void redact_conninfo(const char *ci, char *out, size_t outlen)
 {
 	PQconninfoOption *opts = PQconninfoParse(ci, NULL);
@@ -1196,13 +1199,14 @@ static void redact_conninfo(const char *ci, char *out, size_t outlen)
 		return;
 	}
 	for (PQconninfoOption *o = opts; o->keyword; o++) {
-		const char *v;
+		char v[512];
 
 		if (!o->val || !*o->val)
 			continue;
-		v = strcmp(o->keyword, "password") == 0 || strcmp(o->keyword, "sslpassword") == 0
-		        ? "***"
-		        : o->val;
+		if (strcmp(o->keyword, "password") == 0 || strcmp(o->keyword, "sslpassword") == 0)
+			snprintf(v, sizeof(v), "***");
+		else
+			db_redact(ci, o->val, v, sizeof(v));
 		int w = snprintf(out + n, outlen - n, "%s%s=%s", n ? " " : "", o->keyword, v);
 		if (w < 0 || (size_t)w >= outlen - n)
 			break;

@@ -371,6 +371,42 @@ START_TEST(test_conf_visit_redacts_the_ssl_key_passphrase)
 }
 END_TEST
 
+/* libpq hands a dbname holding a URI to the server as it is. */
+START_TEST(test_conf_visit_redacts_a_password_in_a_dbname_uri)
+{
+	struct config cfg;
+	struct seen s = { "", 0 };
+	char err[512] = "";
+
+	ck_assert(load("database = { conninfo = \"host=db dbname=postgresql://app:n3st%40d@h/ev\"; "
+	               "};\n",
+	               &cfg, err, sizeof(err)));
+	conf_visit(&cfg, visit, &s);
+	ck_assert_msg(strstr(s.conninfo, "n3st") == NULL, "%s", s.conninfo);
+	ck_assert_msg(strstr(s.conninfo, "dbname=postgresql://app:***@h/ev"), "%s", s.conninfo);
+	conf_release(&cfg);
+}
+END_TEST
+
+/* What the server says about such a database quotes the URI. */
+START_TEST(test_db_redact_cuts_every_password_out_of_a_message)
+{
+	char out[256];
+
+	db_redact("dbname=postgresql://app:n3st%40d@h/ev",
+	          "FATAL:  database \"postgresql://app:n3st%40d@h/ev\" does not exist\n", out,
+	          sizeof(out));
+	ck_assert_str_eq(out, "FATAL:  database \"postgresql://app:***@h/ev\" does not exist");
+	db_redact("postgresql://u:p%41ss@h/d?sslpassword=kp", "x p%41ss y pAss z kp", out,
+	          sizeof(out));
+	ck_assert_str_eq(out, "x *** y *** z ***");
+	db_redact("host=h dbname='password=inner1 host=x'", "inner1 at h", out, sizeof(out));
+	ck_assert_str_eq(out, "*** at h");
+	db_redact(NULL, "nothing\nto hide", out, sizeof(out));
+	ck_assert_str_eq(out, "nothing to hide");
+}
+END_TEST
+
 /* libpq quotes a malformed connection string in its error message. */
 START_TEST(test_db_connect_error_never_quotes_a_bad_conninfo)
 {
@@ -617,6 +653,8 @@ Suite *conf_suite(void)
 	tcase_add_test(tc, test_conf_refuses_a_directory_and_a_fifo);
 	tcase_add_test(tc, test_conf_unclosed_brace_says_where_it_opened);
 	tcase_add_test(tc, test_conf_health_listen_must_be_an_address);
+	tcase_add_test(tc, test_conf_visit_redacts_a_password_in_a_dbname_uri);
+	tcase_add_test(tc, test_db_redact_cuts_every_password_out_of_a_message);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -63,6 +63,25 @@ for addr in 127.0.0.1:83763 999.1.1.1:18228; do
 	assert_match "$out" "listen.conf:2: health.listen: " "health.listen = $addr: file, line and key"
 done
 
+# A dbname that is itself a URI with a password: libpq sends it to the
+# server as it is, and the server quotes it back. The password must show
+# neither in check-config --print nor in the daemon's log or a command's error.
+conf "$T/uri.conf" 'database = { conninfo = "dbname=postgresql://app:Pw0nly4T12@localhost/no_such_db"; };'
+out=$("$BIN" -c "$T/uri.conf" check-config --print 2>&1); rc=$?
+assert_eq $rc 0 "dbname URI: check-config passes"
+assert_match "$out" "^database.conninfo .*dbname=postgresql://app:\*\*\*@localhost/no_such_db" "dbname URI: password printed as ***"
+assert_eq "$(printf '%s' "$out" | grep -c Pw0nly4T12)" 0 "dbname URI: password not printed"
+start_daemon uri "$T/uri.conf"
+wait_log uri 'database unavailable' 15 || fail "the daemon did not report the unavailable database"
+stop_daemon "$DPID"
+assert_match "$(cat "$T/uri.log")" 'does not exist' "the server's error is logged"
+assert_eq "$(grep -c Pw0nly4T12 "$T/uri.log")" 0 "the password is not in the daemon's log"
+assert_match "$(cat "$T/uri.log")" 'postgresql://app:\*\*\*@localhost/no_such_db' "the log shows it as ***"
+out=$("$BIN" -c "$T/uri.conf" status 2>&1); rc=$?
+assert_eq $rc 69 "status with the missing database: exit 69"
+assert_match "$out" 'cannot connect to the database: .*does not exist' "status says why"
+assert_eq "$(printf '%s' "$out" | grep -c Pw0nly4T12)" 0 "status does not print the password"
+
 out=$("$BIN" frobnicate 2>&1); rc=$?
 assert_eq $rc 64 "unknown command: exit 64"
 finish
