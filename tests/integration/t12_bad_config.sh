@@ -82,6 +82,21 @@ assert_eq $rc 69 "status with the missing database: exit 69"
 assert_match "$out" 'cannot connect to the database: .*does not exist' "status says why"
 assert_eq "$(printf '%s' "$out" | grep -c Pw0nly4T12)" 0 "status does not print the password"
 
+# Global options may follow the command too.
+out=$("$BIN" check-config -c "$T/bad.conf" 2>&1); rc=$?
+assert_eq $rc 78 "check-config -c FILE: the file is read (exit 78)"
+assert_match "$out" "bad.conf:3: batch_size: " "check-config -c FILE: its error"
+printf 'workers = 3;\n' >"$T/good.conf"
+out=$("$BIN" check-config --print --config="$T/good.conf" 2>&1); rc=$?
+assert_eq $rc 0 "check-config --print --config=FILE: exit 0"
+assert_match "$out" "^workers +restart +3 " "check-config --print --config=FILE: the file's value"
+out=$(PGHOST=/nonexistent PGPORT=1 timeout 10 "$BIN" run --once -c "$T/bad.conf" 2>&1); rc=$?
+assert_eq $rc 78 "run --once -c FILE: exit 78"
+out=$("$BIN" status -c "$T/bad.conf" 2>&1); rc=$?
+assert_eq $rc 78 "status -c FILE: exit 78"
+out=$("$BIN" check-config -V 2>&1); rc=$?
+assert_eq "$rc $out" "0 pgeventd $("$BIN" version | cut -d' ' -f2)" "check-config -V prints the version"
+
 out=$("$BIN" frobnicate 2>&1); rc=$?
 assert_eq $rc 64 "unknown command: exit 64"
 finish
