@@ -370,8 +370,10 @@ static bool is_group(const char *path)
  * fooled. scan_file() therefore walks the text itself, recording each
  * integer literal under the path of the key it belongs to, and the
  * brackets still open at the end of the file (for a syntax error there).
- * It is a lexer, not a parser: anything it does not follow leaves
- * scan.lost set, and then only libconfig's own word is used.
+ * It is a lexer, not a parser (libconfig still decides what is valid).
+ * Where it cannot follow the text (an @include, an unterminated comment)
+ * it sets scan.lost: then no bracket hint is given, and a key whose
+ * literal it did not record falls back to libconfig's value.
  */
 struct literal {
 	char path[128];   /* "relay.backoff.schedule_ms" */
