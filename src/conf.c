@@ -13,6 +13,7 @@
 #include "src/conf.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <math.h>
@@ -20,11 +21,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <arpa/inet.h>
 #include <libconfig.h>
 #include <libpq-fe.h>
 
 #include "handlers/handler.h"
+#include "src/db.h"
 
 enum cfg_type {
 	CFG_INT,
@@ -362,10 +367,265 @@ static bool is_group(const char *path)
 	return false;
 }
 
+/* ---- the file as written ---------------------------------------------- */
+
+/*
+ * libconfig 1.5 reads an integer without an L suffix into an int and
+ * wraps it (4294967297 becomes 1), so range checks on its value can be
+ * fooled. scan_file() therefore walks the text itself, recording each
+ * integer literal under the path of the key it belongs to, and the
+ * brackets still open at the end of the file (for a syntax error there).
+ * It is a lexer, not a parser (libconfig still decides what is valid).
+ * Where it cannot follow the text (an @include, an unterminated comment)
+ * it sets scan.lost: then no bracket hint is given, and a key whose
+ * literal it did not record falls back to libconfig's value.
+ */
+struct literal {
+	char path[128];   /* "relay.backoff.schedule_ms" */
+	int elem;         /* -1: the key's value; else the index in its list */
+	const char *text; /* into the file's text, not terminated */
+	size_t len;
+};
+
+#define SCAN_DEPTH 32
+
+struct scan_frame {
+	char open;      /* '{', '[' or '(' */
+	int line;       /* where it was opened */
+	char path[128]; /* the group or list it opens; "" when not a key */
+	int elem;       /* next element index of a list */
+};
+
+struct scan {
+	struct literal *lits; /* owned */
+	int n, cap;
+	struct scan_frame stack[SCAN_DEPTH];
+	int depth;
+	bool lost; /* something the scan does not follow: no hints from it */
+};
+
+static bool is_name_start(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '*';
+}
+
+static bool is_name_char(char c)
+{
+	return is_name_start(c) || (c >= '0' && c <= '9') || c == '_' || c == '-';
+}
+
+/* The path a value of `name` has at the current depth ("" inside a list). */
+static void scan_child_path(const struct scan *sc, const char *name, char *out, size_t len)
+{
+	const struct scan_frame *top = sc->depth ? &sc->stack[sc->depth - 1] : NULL;
+
+	if (top && top->open != '{')
+		snprintf(out, len, "%s", ""); /* a group inside a list: not a key */
+	else if (top && top->path[0])
+		snprintf(out, len, "%s.%s", top->path, name);
+	else if (top)
+		snprintf(out, len, "%s", "");
+	else
+		snprintf(out, len, "%s", name);
+}
+
+/* A scalar value: an integer one is recorded under its key or list. */
+static void scan_value(struct scan *sc, const char *name, const char *text, size_t len,
+                       bool integer)
+{
+	struct scan_frame *top = sc->depth ? &sc->stack[sc->depth - 1] : NULL;
+	struct literal lit = { .elem = -1, .text = text, .len = len };
+
+	if (top && top->open != '{') {
+		lit.elem = top->elem++;
+		snprintf(lit.path, sizeof(lit.path), "%s", top->path);
+	} else if (name[0]) {
+		scan_child_path(sc, name, lit.path, sizeof(lit.path));
+	}
+	if (!integer || !lit.path[0])
+		return;
+	if (sc->n == sc->cap) {
+		int cap = sc->cap ? sc->cap * 2 : 32;
+		struct literal *l = realloc(sc->lits, sizeof(*l) * (size_t)cap);
+
+		if (!l) {
+			sc->lost = true;
+			return;
+		}
+		sc->lits = l;
+		sc->cap = cap;
+	}
+	sc->lits[sc->n++] = lit;
+}
+
+/* Whether text[0..len) is written as an integer: [+-]digits or 0xhex, then L or LL. */
+static bool looks_integer(const char *t, size_t len)
+{
+	size_t i = 0, digits = 0;
+	bool hex = len > 2 && t[0] == '0' && (t[1] == 'x' || t[1] == 'X');
+
+	if (hex)
+		i = 2;
+	else if (len && (t[0] == '+' || t[0] == '-'))
+		i = 1;
+	for (; i < len; i++, digits++)
+		if (!(t[i] >= '0' && t[i] <= '9') &&
+		    !(hex && ((t[i] >= 'a' && t[i] <= 'f') || (t[i] >= 'A' && t[i] <= 'F'))))
+			break;
+	if (i < len && t[i] == 'L')
+		i++;
+	if (i < len && t[i] == 'L')
+		i++;
+	return digits > 0 && i == len;
+}
+
+static void scan_file(struct scan *sc, const char *text)
+{
+	const char *p = text;
+	char name[64] = "";
+	int line = 1;
+
+	while (*p) {
+		char c = *p;
+
+		if (c == '\n') {
+			line++;
+			p++;
+		} else if (c == ' ' || c == '\t' || c == '\r' || c == '\f') {
+			p++;
+		} else if (c == '#' || (c == '/' && p[1] == '/') || c == '@') {
+			/* a comment, or a directive such as @include: to the end of the line */
+			if (c == '@')
+				sc->lost = true; /* an included file's text is not scanned */
+			while (*p && *p != '\n')
+				p++;
+		} else if (c == '/' && p[1] == '*') {
+			const char *end = strstr(p + 2, "*/");
+
+			if (!end) {
+				sc->lost = true;
+				return;
+			}
+			for (; p < end; p++)
+				line += *p == '\n';
+			p = end + 2;
+		} else if (c == '"') {
+			for (p++; *p && *p != '"'; p++) {
+				if (*p == '\\' && p[1])
+					p++;
+				line += *p == '\n';
+			}
+			if (!*p) {
+				sc->lost = true;
+				return;
+			}
+			p++;
+			scan_value(sc, name, NULL, 0, false);
+			name[0] = '\0';
+		} else if (c == '=' || c == ':') {
+			p++;
+		} else if (c == ';' || c == ',') {
+			name[0] = '\0';
+			p++;
+		} else if (c == '{' || c == '[' || c == '(') {
+			struct scan_frame *f;
+
+			if (sc->depth == SCAN_DEPTH) {
+				sc->lost = true;
+				return;
+			}
+			f = &sc->stack[sc->depth];
+			f->open = c;
+			f->line = line;
+			f->elem = 0;
+			if (sc->depth && sc->stack[sc->depth - 1].open != '{') {
+				/* an element of a list: a group inside it is no key */
+				sc->stack[sc->depth - 1].elem++;
+				f->path[0] = '\0';
+			} else {
+				scan_child_path(sc, name, f->path, sizeof(f->path));
+			}
+			sc->depth++;
+			name[0] = '\0';
+			p++;
+		} else if (c == '}' || c == ']' || c == ')') {
+			char want = c == '}' ? '{' : c == ']' ? '[' : '(';
+
+			if (!sc->depth || sc->stack[sc->depth - 1].open != want) {
+				sc->lost = true;
+				return;
+			}
+			sc->depth--;
+			name[0] = '\0';
+			p++;
+		} else if (is_name_start(c) && !name[0]) {
+			const char *start = p;
+
+			while (is_name_char(*p))
+				p++;
+			/* true/false after "name =" are values, not names */
+			if ((p - start == 4 && strncasecmp(start, "true", 4) == 0) ||
+			    (p - start == 5 && strncasecmp(start, "false", 5) == 0))
+				scan_value(sc, "", NULL, 0, false);
+			else
+				snprintf(name, sizeof(name), "%.*s", (int)(p - start), start);
+		} else {
+			/* a number, or a boolean after a name */
+			const char *start = p;
+
+			while (*p && (is_name_char(*p) || *p == '.' || *p == '+'))
+				p++;
+			if (p == start) {
+				sc->lost = true; /* a character libconfig rejects */
+				return;
+			}
+			scan_value(sc, name, start, (size_t)(p - start),
+			           looks_integer(start, (size_t)(p - start)));
+			name[0] = '\0';
+		}
+	}
+}
+
+static const struct literal *find_literal(const struct scan *sc, const char *path, int elem)
+{
+	if (!sc)
+		return NULL;
+	for (int i = 0; i < sc->n; i++)
+		if (sc->lits[i].elem == elem && strcmp(sc->lits[i].path, path) == 0)
+			return &sc->lits[i];
+	return NULL;
+}
+
+/* The value of an integer literal as written; false when it does not fit in 64 bits. */
+static bool literal_value(const struct literal *lit, long long *v)
+{
+	char buf[64], *end;
+	size_t len = lit->len;
+
+	while (len && lit->text[len - 1] == 'L')
+		len--;
+	if (len >= sizeof(buf))
+		return false;
+	memcpy(buf, lit->text, len);
+	buf[len] = '\0';
+	errno = 0;
+	if (len > 2 && buf[0] == '0' && (buf[1] == 'x' || buf[1] == 'X')) {
+		unsigned long long u = strtoull(buf, &end, 16);
+
+		if (errno || *end || u > (unsigned long long)LLONG_MAX)
+			return false;
+		*v = (long long)u;
+		return true;
+	}
+	*v = strtoll(buf, &end, 10);
+	return !errno && !*end;
+}
+
 struct load_err {
 	const char *file;
 	char *buf;
 	size_t len;
+	const struct scan *scan; /* the file's literals; NULL: libconfig's values only */
 };
 
 static bool fail(struct load_err *e, const config_setting_t *s, const char *key, const char *fmt,
@@ -410,6 +670,116 @@ static const char *pack_names(void)
 	return buf;
 }
 
+/* Whether `host` is a host name by RFC 1123: dot-separated labels of
+ * letters, digits and inner hyphens, and not all digits at the end (so a
+ * mistyped IPv4 address such as 999.1.1.1 is not taken for a name). */
+static bool is_host_name(const char *host)
+{
+	size_t total = strlen(host), label = 0;
+	bool digits_only = true;
+
+	if (total == 0 || total > 253)
+		return false;
+	for (const char *p = host;; p++) {
+		if (*p == '.' || *p == '\0') {
+			if (label == 0 || label > 63 || p[-1] == '-')
+				return false;
+			if (*p == '\0')
+				return !digits_only;
+			label = 0;
+			digits_only = true;
+			continue;
+		}
+		if (label == 0 && *p == '-')
+			return false;
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-'))
+			return false;
+		if (*p < '0' || *p > '9')
+			digits_only = false;
+		label++;
+	}
+}
+
+/*
+ * health.listen as the health server reads it (httpd.c): "" (off),
+ * ":port", "*:port", "host:port" or "[ipv6]:port" with a port from 0 (any
+ * free one) to 65535, the host a literal IPv4 address or a host name, the
+ * IPv6 address a literal with an optional %zone. Whether a name resolves
+ * and the port is free is left to the bind. False with the reason in `why`.
+ */
+static bool listen_address_ok(const char *spec, char *why, size_t len)
+{
+	char host[256];
+	const char *colon, *port;
+	unsigned long v;
+
+	if (!spec[0])
+		return true;
+	if (spec[0] == '[') {
+		const char *close = strchr(spec, ']');
+
+		if (!close || close[1] != ':')
+			goto form;
+		colon = close + 1;
+	} else {
+		colon = strrchr(spec, ':');
+		if (!colon)
+			goto form;
+		if (memchr(spec, ':', (size_t)(colon - spec))) {
+			snprintf(why, len, "an IPv6 address goes in brackets, e.g. \"[::1]:8080\"");
+			return false;
+		}
+	}
+	port = colon + 1;
+	if (!*port || strspn(port, "0123456789") != strlen(port))
+		goto form;
+	errno = 0;
+	v = strtoul(port, NULL, 10);
+	if (errno || v > 65535 || strlen(port) > 5) { /* httpd.c reads 5 digits at most */
+		snprintf(why, len, "port %s is out of range (0 to 65535) in \"%s\"", port, spec);
+		return false;
+	}
+	if ((size_t)(colon - spec) >= sizeof(host))
+		goto host;
+	memcpy(host, spec, (size_t)(colon - spec));
+	host[colon - spec] = '\0';
+	if (spec[0] == '[') {
+		struct in6_addr a6;
+		char *zone;
+
+		memmove(host, host + 1, strlen(host)); /* drop the brackets */
+		host[strlen(host) - 1] = '\0';
+		zone = strchr(host, '%');
+		if (zone)
+			*zone++ = '\0';
+		if (inet_pton(AF_INET6, host, &a6) != 1 ||
+		    (zone && (!*zone || strspn(zone, "abcdefghijklmnopqrstuvwxyz"
+		                                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
+		                            strlen(zone))))
+			goto host;
+		return true;
+	}
+	if (host[0] == '\0' || strcmp(host, "*") == 0)
+		return true;
+	if (strspn(host, "0123456789.") == strlen(host)) {
+		struct in_addr a4;
+
+		if (inet_pton(AF_INET, host, &a4) != 1)
+			goto host;
+		return true;
+	}
+	if (is_host_name(host))
+		return true;
+host:
+	snprintf(why, len, "\"%.*s\" is not an IPv4 address, [IPv6 address] or host name",
+	         (int)(colon - spec), spec);
+	return false;
+form:
+	snprintf(why, len, "must be host:port, [ipv6]:port, :port or *:port, got \"%s\"", spec);
+	return false;
+}
+
 /* What a setting is, for messages such as "must be true or false, got a string". */
 static const char *type_name(int t)
 {
@@ -433,6 +803,29 @@ static const char *type_name(int t)
 	return "something else";
 }
 
+/*
+ * An integer setting's value as the file writes it, not as libconfig
+ * narrowed it: `written` gets the text to quote. False when it does not
+ * fit in 64 bits (then only `written` is set). Settings the scan did not
+ * see (an @include) fall back to libconfig's value.
+ */
+static bool integer_value(const struct load_err *e, const config_setting_t *s, const char *path,
+                          int elem, long long *v, char *written, size_t len)
+{
+	const struct literal *lit = find_literal(e->scan, path, elem);
+
+	if (!lit) {
+		*v = config_setting_get_int64(s);
+		snprintf(written, len, "%lld", *v);
+		return true;
+	}
+	if (lit->len < len)
+		snprintf(written, len, "%.*s", (int)lit->len, lit->text);
+	else
+		snprintf(written, len, "%.*s...", (int)(len - 4), lit->text);
+	return literal_value(lit, v);
+}
+
 static bool read_key(struct config *cfg, const struct cfg_key *k, const config_setting_t *s,
                      struct load_err *e)
 {
@@ -442,15 +835,16 @@ static bool read_key(struct config *cfg, const struct cfg_key *k, const config_s
 	switch (k->type) {
 	case CFG_INT: {
 		long long v;
+		char written[64];
 
 		if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64)
 			return fail(e, s, k->path,
 			            "must be an integer between %.0f and %.0f, got %s", k->min,
 			            k->max, type_name(t));
-		v = config_setting_get_int64(s);
-		if (v < (long long)k->min || v > (long long)k->max)
-			return fail(e, s, k->path, "must be between %.0f and %.0f, got %lld",
-			            k->min, k->max, v);
+		if (!integer_value(e, s, k->path, -1, &v, written, sizeof(written)) ||
+		    v < (long long)k->min || v > (long long)k->max)
+			return fail(e, s, k->path, "must be between %.0f and %.0f, got %s", k->min,
+			            k->max, written);
 		if (is_ll_field(k))
 			*(long long *)p = v;
 		else
@@ -464,16 +858,23 @@ static bool read_key(struct config *cfg, const struct cfg_key *k, const config_s
 		return true;
 	case CFG_DOUBLE: {
 		double v;
+		long long iv;
+		char written[64];
 
-		if (t == CONFIG_TYPE_FLOAT)
+		if (t == CONFIG_TYPE_FLOAT) {
 			v = config_setting_get_float(s);
-		else if (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64)
-			v = (double)config_setting_get_int64(s);
-		else
+			snprintf(written, sizeof(written), "%g", v);
+		} else if (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64) {
+			if (!integer_value(e, s, k->path, -1, &iv, written, sizeof(written)))
+				return fail(e, s, k->path, "must be between %g and %g, got %s",
+				            k->min, k->max, written);
+			v = (double)iv;
+		} else {
 			return fail(e, s, k->path, "must be a number, got %s", type_name(t));
+		}
 		if (!(v >= k->min && v <= k->max))
-			return fail(e, s, k->path, "must be between %g and %g, got %g", k->min,
-			            k->max, v);
+			return fail(e, s, k->path, "must be between %g and %g, got %s", k->min,
+			            k->max, written);
 		*(double *)p = v;
 		return true;
 	}
@@ -483,6 +884,12 @@ static bool read_key(struct config *cfg, const struct cfg_key *k, const config_s
 		if (t != CONFIG_TYPE_STRING)
 			return fail(e, s, k->path, "must be a string");
 		v = config_setting_get_string(s);
+		if (k->offset == OFF(health_listen)) {
+			char why[320];
+
+			if (!listen_address_ok(v, why, sizeof(why)))
+				return fail(e, s, k->path, "%s", why);
+		}
 		free(*(char **)p);
 		*(char **)p = strdup(v);
 		return *(char **)p != NULL || fail(e, s, k->path, "out of memory");
@@ -547,14 +954,15 @@ static bool read_key(struct config *cfg, const struct cfg_key *k, const config_s
 			const config_setting_t *el = config_setting_get_elem(s, (unsigned)i);
 			int et = config_setting_type(el);
 			long long v;
+			char written[64];
 
 			if (et != CONFIG_TYPE_INT && et != CONFIG_TYPE_INT64)
 				return fail(e, el, k->path, "element %d must be an integer", i + 1);
-			v = config_setting_get_int64(el);
-			if (v < (long long)k->min || v > (long long)k->max)
+			if (!integer_value(e, el, k->path, i, &v, written, sizeof(written)) ||
+			    v < (long long)k->min || v > (long long)k->max)
 				return fail(e, el, k->path,
-				            "element %d must be between %.0f and %.0f, got %lld",
-				            i + 1, k->min, k->max, v);
+				            "element %d must be between %.0f and %.0f, got %s",
+				            i + 1, k->min, k->max, written);
 			l->v[l->n++] = v;
 		}
 		return true;
@@ -622,20 +1030,129 @@ static bool validate(const struct config *cfg, struct load_err *e)
 	return true;
 }
 
+/* What a file that is not a regular one is, for the message. */
+static const char *file_kind(mode_t mode)
+{
+	if (S_ISDIR(mode))
+		return "a directory";
+	if (S_ISFIFO(mode))
+		return "a FIFO";
+	if (S_ISSOCK(mode))
+		return "a socket";
+	if (S_ISCHR(mode))
+		return "a character device";
+	if (S_ISBLK(mode))
+		return "a block device";
+	return "not a regular file";
+}
+
+/* A configuration file larger than this is a mistake, not a configuration. */
+#define CONF_MAX_BYTES (1 << 20)
+
+/*
+ * The whole file as a string (malloc'd), or NULL with "FILE: why" in err.
+ * Only a regular file is read: it is stat'ed before it is opened, and
+ * opened O_NONBLOCK then fstat'ed, so a FIFO or a device put in its place
+ * is refused without blocking or reading from it.
+ */
+static char *read_conf_file(const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	char *text = NULL;
+	size_t n = 0;
+	int fd = -1;
+
+	if (stat(path, &st) != 0) {
+		snprintf(err, errlen, "%s: cannot read the file: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode))
+		goto not_regular;
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		snprintf(err, errlen, "%s: cannot read the file: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode))
+		goto not_regular;
+	text = malloc(CONF_MAX_BYTES + 1);
+	if (!text) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		goto fail;
+	}
+	for (;;) {
+		ssize_t r = read(fd, text + n, CONF_MAX_BYTES + 1 - n);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			snprintf(err, errlen, "%s: cannot read the file: %s", path,
+			         strerror(errno));
+			goto fail;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+		if (n > CONF_MAX_BYTES) {
+			snprintf(err, errlen, "%s: cannot read the file: larger than %d bytes",
+			         path, CONF_MAX_BYTES);
+			goto fail;
+		}
+	}
+	if (memchr(text, '\0', n)) {
+		snprintf(err, errlen, "%s: cannot read the file: it holds a NUL byte, not text",
+		         path);
+		goto fail;
+	}
+	text[n] = '\0';
+	close(fd);
+	return text;
+not_regular:
+	snprintf(err, errlen, "%s: cannot read the file: it is %s, not a regular file", path,
+	         file_kind(st.st_mode));
+fail:
+	if (fd >= 0)
+		close(fd);
+	free(text);
+	return NULL;
+}
+
+/* libconfig's parse error, said once, with where a bracket left open at
+ * the end of the file was opened when the scan can tell. */
+static void syntax_error(const config_t *lc, const struct scan *sc, const char *path, char *err,
+                         size_t errlen)
+{
+	const char *what = config_error_text(lc);
+	int n = snprintf(err, errlen, "%s:%d: %s", path, config_error_line(lc),
+	                 what && *what ? what : "syntax error");
+
+	if (n < 0 || (size_t)n >= errlen || sc->lost || sc->depth == 0)
+		return;
+	const struct scan_frame *f = &sc->stack[sc->depth - 1];
+
+	snprintf(err + n, errlen - (size_t)n, ": unclosed '%c'%s%s%s opened at line %d", f->open,
+	         f->path[0] ? " of \"" : "", f->path, f->path[0] ? "\"" : "", f->line);
+}
+
 bool conf_load(struct config *cfg, const char *path, char *err, size_t errlen)
 {
 	config_t lc;
-	struct load_err e = { path, err, errlen };
+	struct scan sc = { 0 };
+	struct load_err e = { path, err, errlen, &sc };
+	char *text;
 	bool ok = false;
 
 	config_init(&lc);
-	if (!config_read_file(&lc, path)) {
+	text = read_conf_file(path, err, errlen);
+	if (!text)
+		goto out;
+	scan_file(&sc, text);
+	if (!config_read_string(&lc, text)) {
 		if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
-			snprintf(err, errlen, "%s: cannot read the file: %s", path,
-			         strerror(errno ? errno : ENOENT));
-		else
-			snprintf(err, errlen, "%s:%d: syntax error: %s", path,
+			snprintf(err, errlen, "%s:%d: cannot read an included file: %s", path,
 			         config_error_line(&lc), config_error_text(&lc));
+		else
+			syntax_error(&lc, &sc, path, err, errlen);
 		goto out;
 	}
 	if (!read_group(cfg, config_root_setting(&lc), "", &e))
@@ -649,6 +1166,8 @@ bool conf_load(struct config *cfg, const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: out of memory", path);
 out:
 	config_destroy(&lc);
+	free(sc.lits);
+	free(text);
 	return ok;
 }
 
@@ -673,7 +1192,9 @@ bool conf_pack_enabled(const struct config *cfg, const char *pack)
 }
 
 /* A conninfo with its password replaced by ***: parsed by libpq, so
- * both "key=value" strings and URIs are handled. */
+ * both "key=value" strings and URIs are handled, and with the passwords
+ * cut out of every other value too (a dbname may itself be a URI with
+ * one: db_redact). */
 static void redact_conninfo(const char *ci, char *out, size_t outlen)
 {
 	PQconninfoOption *opts = PQconninfoParse(ci, NULL);
@@ -685,13 +1206,14 @@ static void redact_conninfo(const char *ci, char *out, size_t outlen)
 		return;
 	}
 	for (PQconninfoOption *o = opts; o->keyword; o++) {
-		const char *v;
+		char v[512];
 
 		if (!o->val || !*o->val)
 			continue;
-		v = strcmp(o->keyword, "password") == 0 || strcmp(o->keyword, "sslpassword") == 0
-		        ? "***"
-		        : o->val;
+		if (strcmp(o->keyword, "password") == 0 || strcmp(o->keyword, "sslpassword") == 0)
+			snprintf(v, sizeof(v), "***");
+		else
+			db_redact(ci, o->val, v, sizeof(v));
 		int w = snprintf(out + n, outlen - n, "%s%s=%s", n ? " " : "", o->keyword, v);
 		if (w < 0 || (size_t)w >= outlen - n)
 			break;

@@ -9,31 +9,176 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-/* Copy a libpq message into err on one line: libpq ends messages with
- * newlines and sometimes has DETAIL lines after them. */
-static void one_line(const char *msg, char *err, size_t errlen)
+/* ---- secrets kept out of messages ---------------------------------------- */
+
+/*
+ * The passwords a connection string holds, so that they can be cut out
+ * of any message: libpq never prints the password itself, but the server
+ * quotes a database name, and libpq passes a dbname holding a URI such as
+ * "postgresql://app:secret@db/x" on as it is ("database ... does not
+ * exist"). Pointers into the parsed options or the conninfo text.
+ */
+#define SECRETS_MAX 16
+struct secrets {
+	const char *v[SECRETS_MAX];
+	size_t len[SECRETS_MAX];
+	int n;
+	PQconninfoOption *parsed[4]; /* owned: freed by secrets_release */
+	int nparsed;
+};
+
+static void secrets_add(struct secrets *s, const char *v, size_t len)
+{
+	if (len > 0 && s->n < SECRETS_MAX) {
+		s->v[s->n] = v;
+		s->len[s->n++] = len;
+	}
+}
+
+static bool is_uri(const char *ci)
+{
+	return strncmp(ci, "postgresql://", 13) == 0 || strncmp(ci, "postgres://", 11) == 0;
+}
+
+/* A URI's password as written (maybe percent-encoded): libpq reads the
+ * user info up to the first '@' or '/' after the scheme. */
+static void secrets_add_uri_password(struct secrets *s, const char *uri)
+{
+	const char *p = strstr(uri, "://") + 3, *end = p + strcspn(p, "@/"), *colon;
+
+	if (*end != '@')
+		return;
+	colon = memchr(p, ':', (size_t)(end - p));
+	if (colon)
+		secrets_add(s, colon + 1, (size_t)(end - colon - 1));
+}
+
+static void secrets_add_conninfo(struct secrets *s, const char *ci, int depth);
+
+static void secrets_add_options(struct secrets *s, const PQconninfoOption *opts, int depth)
+{
+	for (const PQconninfoOption *o = opts; o && o->keyword; o++) {
+		if (!o->val || !o->val[0])
+			continue;
+		if (strcmp(o->keyword, "password") == 0 || strcmp(o->keyword, "sslpassword") == 0)
+			secrets_add(s, o->val, strlen(o->val));
+		else if (strcmp(o->keyword, "dbname") == 0 && depth < 3 &&
+		         (is_uri(o->val) || strchr(o->val, '=')))
+			secrets_add_conninfo(s, o->val, depth + 1);
+	}
+}
+
+/* What `ci` (a URI or key=value string, maybe nested in a dbname) hides. */
+static void secrets_add_conninfo(struct secrets *s, const char *ci, int depth)
+{
+	PQconninfoOption *opts;
+
+	if (!ci || !ci[0])
+		return;
+	if (is_uri(ci))
+		secrets_add_uri_password(s, ci);
+	if (s->nparsed == (int)(sizeof(s->parsed) / sizeof(s->parsed[0])))
+		return;
+	opts = PQconninfoParse(ci, NULL);
+	if (!opts)
+		return;
+	s->parsed[s->nparsed++] = opts;
+	secrets_add_options(s, opts, depth);
+}
+
+/* Both sources: the conninfo as configured, and what the connection
+ * actually used (also a password from PGPASSWORD or ~/.pgpass). */
+static void secrets_init(struct secrets *s, const char *conninfo, PGconn *conn)
+{
+	memset(s, 0, sizeof(*s));
+	secrets_add_conninfo(s, conninfo, 0);
+	if (conn && s->nparsed < (int)(sizeof(s->parsed) / sizeof(s->parsed[0]))) {
+		PQconninfoOption *opts = PQconninfo(conn);
+
+		if (opts) {
+			s->parsed[s->nparsed++] = opts;
+			secrets_add_options(s, opts, 0);
+		}
+	}
+}
+
+static void secrets_release(struct secrets *s)
+{
+	for (int i = 0; i < s->nparsed; i++)
+		PQconninfoFree(s->parsed[i]);
+	s->nparsed = 0;
+	s->n = 0;
+}
+
+/* The longest secret found at `p`, or 0. */
+static size_t secret_at(const struct secrets *s, const char *p)
+{
+	size_t best = 0;
+
+	for (int i = 0; i < s->n; i++)
+		if (s->len[i] > best && strncmp(p, s->v[i], s->len[i]) == 0)
+			best = s->len[i];
+	return best;
+}
+
+/* Copy a libpq message into err on one line (libpq ends messages with
+ * newlines and sometimes has DETAIL lines after them), each secret of `s`
+ * (may be NULL) replaced by "***". */
+static void one_line(const char *msg, const struct secrets *s, char *err, size_t errlen)
 {
 	size_t n = 0;
 
 	if (errlen == 0)
 		return;
-	for (; *msg && n + 1 < errlen; msg++) {
+	while (*msg && n + 1 < errlen) {
+		size_t skip = s ? secret_at(s, msg) : 0;
 		char c = *msg;
 
+		if (skip) {
+			for (int i = 0; i < 3 && n + 1 < errlen; i++)
+				err[n++] = '*';
+			msg += skip;
+			continue;
+		}
 		if (c == '\n' || c == '\r' || c == '\t')
 			c = ' ';
 		err[n++] = c;
+		msg++;
 	}
 	while (n > 0 && err[n - 1] == ' ')
 		n--;
 	err[n] = '\0';
 }
 
+void db_redact(const char *conninfo, const char *msg, char *out, size_t outlen)
+{
+	struct secrets s;
+
+	secrets_init(&s, conninfo, NULL);
+	one_line(msg, &s, out, outlen);
+	secrets_release(&s);
+}
+
+/* The message of `conn` with what its conninfo (and `conninfo`) hides cut out. */
+static void conn_message(PGconn *conn, const char *conninfo, const char *msg, char *err,
+                         size_t errlen)
+{
+	struct secrets s;
+
+	secrets_init(&s, conninfo, conn);
+	one_line(msg, &s, err, errlen);
+	secrets_release(&s);
+}
+
 void db_conn_error(PGconn *conn, char *err, size_t errlen)
 {
-	one_line(conn ? PQerrorMessage(conn) : "out of memory", err, errlen);
+	if (!conn)
+		one_line("out of memory", NULL, err, errlen);
+	else
+		conn_message(conn, NULL, PQerrorMessage(conn), err, errlen);
 }
 
 /* Server notices ("relation already exists, skipping") are not errors:
@@ -42,10 +187,9 @@ static void notice_to_log(void *arg, const char *message)
 {
 	char line[512];
 
-	(void)arg;
 	if (!log_enabled(LOG_DEBUG))
 		return;
-	one_line(message, line, sizeof(line));
+	conn_message(arg, NULL, message, line, sizeof(line));
 	log_kv(LOG_DEBUG, "server notice", "message", line, NULL);
 }
 
@@ -86,11 +230,14 @@ PGconn *db_connect(const char *conninfo, const char *app_name, char *err, size_t
 	}
 	conn = PQconnectdbParams(keys, vals, 1);
 	if (!conn || PQstatus(conn) != CONNECTION_OK) {
-		db_conn_error(conn, err, errlen);
+		if (conn)
+			conn_message(conn, conninfo, PQerrorMessage(conn), err, errlen);
+		else
+			one_line("out of memory", NULL, err, errlen);
 		PQfinish(conn);
 		return NULL;
 	}
-	PQsetNoticeProcessor(conn, notice_to_log, NULL);
+	PQsetNoticeProcessor(conn, notice_to_log, conn);
 	return conn;
 }
 
@@ -99,7 +246,7 @@ bool db_ok(PGconn *conn, const PGresult *res, ExecStatusType expect, char *err, 
 	if (res && PQresultStatus(res) == expect)
 		return true;
 	if (res && PQresultErrorMessage(res)[0])
-		one_line(PQresultErrorMessage(res), err, errlen);
+		conn_message(conn, NULL, PQresultErrorMessage(res), err, errlen);
 	else
 		db_conn_error(conn, err, errlen);
 	return false;

@@ -13,8 +13,8 @@
 /*
  * Connect to `conninfo` (a key=value string, a URI or "" for the PG*
  * variables), naming the session `app_name` in pg_stat_activity.
- * On failure returns NULL with libpq's message (which never includes the
- * password) in `err`.
+ * On failure returns NULL with libpq's message in `err`, its passwords
+ * replaced by "***" (see db_redact).
  */
 PGconn *db_connect(const char *conninfo, const char *app_name, char *err, size_t errlen);
 
@@ -64,7 +64,18 @@ struct db_stmt {
 bool db_pipeline(PGconn *conn, const struct db_stmt *stmts, int n, PGresult **results, char *err,
                  size_t errlen);
 
-/* Set the single-line error of `conn` into `err` (trailing newline removed). */
+/* Set the single-line error of `conn` into `err` (trailing newline removed),
+ * its passwords replaced by "***" as db_redact does. */
 void db_conn_error(PGconn *conn, char *err, size_t errlen);
+
+/*
+ * Copy `msg` into `out` on one line with every password `conninfo` holds
+ * replaced by "***": password and sslpassword, a URI's password both as
+ * written and decoded, and those of a dbname that is itself a URI or a
+ * key=value string (libpq passes such a dbname to the server as it is,
+ * and the server quotes it back). Every error db_* hands out is cut this
+ * way, with the secrets of the connection at hand. `conninfo` may be NULL.
+ */
+void db_redact(const char *conninfo, const char *msg, char *out, size_t outlen);
 
 #endif

@@ -114,7 +114,8 @@ static const struct command commands[] = {
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: pgeventd [-c FILE] COMMAND [OPTIONS]\n"
-	           "       pgeventd --check-config [-c FILE]\n\n"
+	           "       pgeventd --check-config [-c FILE]\n"
+	           "(-c and -V may also follow COMMAND: pgeventd check-config -c FILE)\n\n"
 	           "commands:\n");
 	for (const struct command *c = commands; c->name; c++)
 		fprintf(f, "  %-14s %s\n", c->name, c->summary);
@@ -125,6 +126,46 @@ static void usage(FILE *f)
 	        "  -h, --help          this help; COMMAND --help for a command's\n"
 	        "  -V, --version       print the version\n",
 	        DEFAULT_CONFIG);
+}
+
+/*
+ * Take the global options that follow the command out of its arguments,
+ * so that "pgeventd check-config -c FILE" means "pgeventd -c FILE
+ * check-config": -c FILE, -cFILE, --config FILE, --config=FILE, and -V or
+ * --version. Nothing after "--" is looked at, and a value that is itself
+ * "-c" must be written --option=-c. Returns -1 to go on, else the exit code.
+ */
+static int take_global_options(struct cli *cli, int *argc, char **argv)
+{
+	int out = 1, i;
+
+	for (i = 1; i < *argc && strcmp(argv[i], "--") != 0; i++) {
+		const char *a = argv[i];
+
+		if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
+			if (i + 1 >= *argc) {
+				fprintf(stderr, "pgeventd: option %s needs a FILE\n\n", a);
+				usage(stderr);
+				return EX_USAGE_;
+			}
+			cli->config_path = argv[++i];
+		} else if (strncmp(a, "-c", 2) == 0 && a[2] && a[1] != '-') {
+			cli->config_path = a + 2;
+		} else if (strncmp(a, "--config=", 9) == 0) {
+			cli->config_path = a + 9;
+		} else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
+			return cmd_version(cli, 0, NULL);
+		} else {
+			argv[out++] = argv[i];
+			continue;
+		}
+		cli->explicit_path = true;
+	}
+	while (i < *argc)
+		argv[out++] = argv[i++];
+	argv[out] = NULL;
+	*argc = out;
+	return -1;
 }
 
 /* Load the configuration the CLI points at. On error prints it and
@@ -686,8 +727,8 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct cli cli = { NULL, false };
-	const char *name = NULL;
-	int opt;
+	const struct command *c = NULL;
+	int opt, rc;
 	bool check = false;
 
 	/* "+": stop at the command name; its options are its own. */
@@ -710,6 +751,19 @@ int main(int argc, char **argv)
 			return EX_USAGE_;
 		}
 	}
+	if (!check && optind < argc) {
+		c = find_command(argv[optind]);
+		if (!c) {
+			fprintf(stderr, "pgeventd: unknown command \"%s\"\n\n", argv[optind]);
+			usage(stderr);
+			return EX_USAGE_;
+		}
+		argc -= optind;
+		argv += optind;
+		rc = take_global_options(&cli, &argc, argv);
+		if (rc >= 0)
+			return rc;
+	}
 	if (!cli.config_path && getenv("PGEVENTD_CONFIG") && *getenv("PGEVENTD_CONFIG")) {
 		cli.config_path = getenv("PGEVENTD_CONFIG");
 		cli.explicit_path = true;
@@ -726,16 +780,9 @@ int main(int argc, char **argv)
 		}
 		return cmd_check_config(&cli, 1, av);
 	}
-	if (optind >= argc) {
-		usage(stderr);
-		return EX_USAGE_;
-	}
-	name = argv[optind];
-	const struct command *c = find_command(name);
 	if (!c) {
-		fprintf(stderr, "pgeventd: unknown command \"%s\"\n\n", name);
 		usage(stderr);
 		return EX_USAGE_;
 	}
-	return c->fn(&cli, argc - optind, argv + optind);
+	return c->fn(&cli, argc, argv);
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "src/conf.h"
@@ -209,6 +210,116 @@ START_TEST(test_conf_cap_below_base_is_an_error)
 }
 END_TEST
 
+/* libconfig 1.5 wraps an integer past 32 bits: 4294967297 would read as 1. */
+START_TEST(test_conf_oversized_integer_is_refused_as_written)
+{
+	struct config cfg;
+	char err[512] = "";
+
+	assert_error("workers = 4294967297;\n", 1, "workers",
+	             "must be between 1 and 256, got 4294967297");
+	assert_error("\nbatch_size = 4294967301;\n", 2, "batch_size",
+	             "must be between 1 and 10000, got 4294967301");
+	assert_error("batch_size = 99999999999;\n", 1, "batch_size",
+	             "must be between 1 and 10000, got 99999999999");
+	assert_error("batch_size = 99999999999999999999999;\n", 1, "batch_size",
+	             "must be between 1 and 10000, got 99999999999999999999999");
+	assert_error("retention = { batch_size = 0x100000001; };\n", 1, "retention.batch_size",
+	             "got 0x100000001");
+	assert_error("backoff = { factor = 4294967297; };\n", 1, "backoff.factor",
+	             "must be between 1 and 100, got 4294967297");
+	assert_error("relay = { backoff = { schedule_ms = [1000,\n 4294967297]; }; };\n", 2,
+	             "relay.backoff.schedule_ms",
+	             "element 2 must be between 1 and 86400000, got 4294967297");
+	/* values that fit still load, with or without the L suffix */
+	ck_assert_msg(load("batch_size = 5000L;\nbackoff = { cap_ms = 604800000; };\n"
+	                   "relay = { backoff = { schedule_ms = [5, 0x10]; }; };\n",
+	                   &cfg, err, sizeof(err)),
+	              "%s", err);
+	ck_assert_int_eq(cfg.batch_size, 5000);
+	ck_assert_int_eq(cfg.backoff.cap_ms, 604800000);
+	ck_assert_int_eq(cfg.relay.schedule_ms.v[1], 16);
+	conf_release(&cfg);
+}
+END_TEST
+
+START_TEST(test_conf_refuses_a_directory_and_a_fifo)
+{
+	struct config cfg;
+	char dir[] = "/tmp/pgeventd-conf-dir-XXXXXX", fifo[96], err[512] = "";
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	conf_init(&cfg);
+	ck_assert(!conf_load(&cfg, dir, err, sizeof(err)));
+	ck_assert_msg(strstr(err, ": cannot read the file: it is a directory, not a regular file"),
+	              "%s", err);
+	conf_release(&cfg);
+
+	/* a FIFO with no writer: opening it for reading would block forever */
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	conf_init(&cfg);
+	ck_assert(!conf_load(&cfg, fifo, err, sizeof(err)));
+	ck_assert_msg(strstr(err, ": cannot read the file: it is a FIFO, not a regular file"), "%s",
+	              err);
+	conf_release(&cfg);
+	unlink(fifo);
+	rmdir(dir);
+}
+END_TEST
+
+START_TEST(test_conf_unclosed_brace_says_where_it_opened)
+{
+	struct config cfg;
+	char err[512] = "", want[256];
+
+	ck_assert(!load("workers = 2;\nbackoff = {\n  base_ms = 10;\n\nbatch_size = 5;\n", &cfg,
+	                err, sizeof(err)));
+	snprintf(want, sizeof(want),
+	         "%s:6: syntax error: unclosed '{' of \"backoff\" opened at line 2", path);
+	ck_assert_str_eq(err, want);
+	conf_release(&cfg);
+	ck_assert(!load("packs = [\"test\"\nworkers = 2;\n", &cfg, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "syntax error: unclosed '[' of \"packs\" opened at line 1"), "%s",
+	              err);
+	ck_assert_msg(!strstr(err, "syntax error: syntax error"), "%s", err);
+	conf_release(&cfg);
+}
+END_TEST
+
+/* What run would refuse to bind, check-config must refuse to pass. */
+START_TEST(test_conf_health_listen_must_be_an_address)
+{
+	static const char *const good[] = {
+		"",           "127.0.0.1:0",       ":8080",          "*:9090",
+		"[::1]:8080", "[fe80::1%eth0]:80", "localhost:8080", "health.example.com:80"
+	};
+	struct config cfg;
+	char err[512] = "", text[128];
+
+	assert_error("workers = 2;\nhealth = {\n listen = \"127.0.0.1:83763\";\n};\n", 3,
+	             "health.listen", "port 83763 is out of range (0 to 65535)");
+	assert_error("health = { listen = \"999.1.1.1:18228\"; };\n", 1, "health.listen",
+	             "\"999.1.1.1\" is not an IPv4 address");
+	assert_error("health = { listen = \"127.0.0.1:000080\"; };\n", 1, "health.listen",
+	             "out of range");
+	assert_error("health = { listen = \"::1:8080\"; };\n", 1, "health.listen",
+	             "an IPv6 address goes in brackets");
+	assert_error("health = { listen = \"[::g]:80\"; };\n", 1, "health.listen",
+	             "\"[::g]\" is not");
+	assert_error("health = { listen = \"localhost\"; };\n", 1, "health.listen",
+	             "must be host:port, [ipv6]:port, :port or *:port");
+	assert_error("health = { listen = \"bad_name:80\"; };\n", 1, "health.listen",
+	             "\"bad_name\" is not");
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		snprintf(text, sizeof(text), "health = { listen = \"%s\"; };\n", good[i]);
+		ck_assert_msg(load(text, &cfg, err, sizeof(err)), "%s: %s", good[i], err);
+		ck_assert_str_eq(cfg.health_listen, good[i]);
+		conf_release(&cfg);
+	}
+}
+END_TEST
+
 struct seen {
 	char conninfo[512];
 	int keys;
@@ -257,6 +368,42 @@ START_TEST(test_conf_visit_redacts_the_ssl_key_passphrase)
 	ck_assert_msg(strstr(s.conninfo, "pw9") == NULL, "%s", s.conninfo);
 	ck_assert_msg(strstr(s.conninfo, "sslpassword=***") != NULL, "%s", s.conninfo);
 	conf_release(&cfg);
+}
+END_TEST
+
+/* libpq hands a dbname holding a URI to the server as it is. */
+START_TEST(test_conf_visit_redacts_a_password_in_a_dbname_uri)
+{
+	struct config cfg;
+	struct seen s = { "", 0 };
+	char err[512] = "";
+
+	ck_assert(load("database = { conninfo = \"host=db dbname=postgresql://app:n3st%40d@h/ev\"; "
+	               "};\n",
+	               &cfg, err, sizeof(err)));
+	conf_visit(&cfg, visit, &s);
+	ck_assert_msg(strstr(s.conninfo, "n3st") == NULL, "%s", s.conninfo);
+	ck_assert_msg(strstr(s.conninfo, "dbname=postgresql://app:***@h/ev"), "%s", s.conninfo);
+	conf_release(&cfg);
+}
+END_TEST
+
+/* What the server says about such a database quotes the URI. */
+START_TEST(test_db_redact_cuts_every_password_out_of_a_message)
+{
+	char out[256];
+
+	db_redact("dbname=postgresql://app:n3st%40d@h/ev",
+	          "FATAL:  database \"postgresql://app:n3st%40d@h/ev\" does not exist\n", out,
+	          sizeof(out));
+	ck_assert_str_eq(out, "FATAL:  database \"postgresql://app:***@h/ev\" does not exist");
+	db_redact("postgresql://u:p%41ss@h/d?sslpassword=kp", "x p%41ss y pAss z kp", out,
+	          sizeof(out));
+	ck_assert_str_eq(out, "x *** y *** z ***");
+	db_redact("host=h dbname='password=inner1 host=x'", "inner1 at h", out, sizeof(out));
+	ck_assert_str_eq(out, "*** at h");
+	db_redact(NULL, "nothing\nto hide", out, sizeof(out));
+	ck_assert_str_eq(out, "nothing to hide");
 }
 END_TEST
 
@@ -502,6 +649,12 @@ Suite *conf_suite(void)
 	tcase_add_test(tc, test_conf_retention_keys_load_and_bad_ones_name_the_key);
 	tcase_add_test(tc, test_conf_reload_applies_live_keys_and_keeps_restart_ones);
 	tcase_add_test(tc, test_conf_reload_sees_a_password_only_change);
+	tcase_add_test(tc, test_conf_oversized_integer_is_refused_as_written);
+	tcase_add_test(tc, test_conf_refuses_a_directory_and_a_fifo);
+	tcase_add_test(tc, test_conf_unclosed_brace_says_where_it_opened);
+	tcase_add_test(tc, test_conf_health_listen_must_be_an_address);
+	tcase_add_test(tc, test_conf_visit_redacts_a_password_in_a_dbname_uri);
+	tcase_add_test(tc, test_db_redact_cuts_every_password_out_of_a_message);
 	suite_add_tcase(s, tc);
 	return s;
 }
