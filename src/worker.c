@@ -154,6 +154,40 @@ static void beat(struct worker *w)
 	atomic_store(&w->heartbeat, util_mono_s());
 }
 
+/* Guards every worker's last_error; never destroyed, so /health may read
+ * it whatever state the worker is in. */
+static pthread_mutex_t error_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* A batch or a connection failed: the loop is not making progress (no
+ * beat) until a claim completes again. /health shows `err` up to its DETAIL,
+ * which may quote row values. */
+static void set_failing(struct worker *w, const char *err)
+{
+	char *detail;
+
+	pthread_mutex_lock(&error_lock);
+	snprintf(w->last_error, sizeof(w->last_error), "%s", err);
+	detail = strstr(w->last_error, " DETAIL: ");
+	if (detail)
+		*detail = '\0';
+	pthread_mutex_unlock(&error_lock);
+	atomic_store(&w->failing, 1);
+}
+
+/* A claim cycle completed: progress, and the end of a failing spell. */
+static void progressed(struct worker *w)
+{
+	beat(w);
+	atomic_store(&w->failing, 0);
+}
+
+void worker_last_error(const struct worker *w, char *buf, size_t len)
+{
+	pthread_mutex_lock(&error_lock);
+	snprintf(buf, len, "%s", atomic_load(&w->failing) ? w->last_error : "");
+	pthread_mutex_unlock(&error_lock);
+}
+
 static void set_connected(struct worker *w, bool up)
 {
 	if (atomic_exchange(&w->connected, up ? 1 : 0) != (up ? 1 : 0))
@@ -161,11 +195,10 @@ static void set_connected(struct worker *w, bool up)
 	telemetry_connected(w->id, up);
 }
 
-/* Sleep up to ms, woken early by shutdown. */
+/* Sleep up to ms, woken early by shutdown. Not progress: no beat. */
 static void nap(struct worker *w, int ms)
 {
 	db_wait(NULL, w->rt->wake_fd, ms);
-	beat(w);
 }
 
 static void set_cancel(struct worker *w)
@@ -240,6 +273,7 @@ static bool connect_worker(struct worker *w)
 	return true;
 fail:
 	log_kv(LOG_WARNING, "database connection failed", "worker", w->name, "error", err, NULL);
+	set_failing(w, err);
 	disconnect(w);
 	return false;
 }
@@ -449,7 +483,8 @@ static bool handle_row(struct worker *w, struct batch *b, struct record *rec, ch
 	rec->duration_ms = (util_mono_s() - t0) * 1000.0;
 	rec->ran = true;
 	rec->lag_s = atof(PQgetvalue(res, r, C_LAG_S)) + (t0 - b->claim_mono);
-	beat(w);
+	if (!atomic_load(&w->failing))
+		beat(w); /* a long batch turns; one that keeps failing does not */
 	if (!alive) {
 		db_conn_error(w->conn, err, ERRLEN);
 		goto out;
@@ -638,6 +673,7 @@ fail:
 	else
 		log_kv(LOG_WARNING, "batch failed, rolled back", "worker", w->name, "error", err,
 		       NULL);
+	set_failing(w, err);
 	if (!db_broken(w->conn)) {
 		char ignore[ERRLEN];
 
@@ -704,6 +740,7 @@ static void *worker_main(void *arg)
 	/* Refreshed every turn; a reload keeps the connection keys' running
 	 * values, so every reconnect uses the same conninfo. */
 	w->cfg = runtime_config_refresh(w->rt, NULL);
+	beat(w); /* the start is the reference a stall is measured from */
 	if (!reconnect(w, true))
 		goto out;
 	log_kv(LOG_INFO, "worker started", "worker", w->name, NULL);
@@ -711,7 +748,6 @@ static void *worker_main(void *arg)
 		bool more = false;
 		int n;
 
-		beat(w);
 		w->cfg = runtime_config_refresh(w->rt, w->cfg);
 		if (db_broken(w->conn) || db_broken(w->side)) {
 			log_kv(LOG_WARNING, "database connection lost", "worker", w->name, NULL);
@@ -732,6 +768,7 @@ static void *worker_main(void *arg)
 				nap(w, errors < 6 ? 50 << errors++ : 3000);
 			continue;
 		}
+		progressed(w);
 		errors = 0;
 		if (more)
 			continue;
