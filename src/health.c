@@ -322,13 +322,16 @@ static struct verdict judge(struct health *h, const struct sample *s)
 	double now = util_real_s(), mono = util_mono_s();
 	double newest_change = h->started_real, newest_beat = h->started_mono;
 	double stall_s = 3.0 * poll_interval_ms(h) / 1000.0 + 5.0;
-	int connected = 0;
+	int connected = 0, failing = 0;
+	char error[256] = "";
 
 	for (int i = 0; i < h->d.nworkers; i++) {
 		struct worker *w = &h->d.workers[i];
 		double changed = atomic_load(&w->connected_changed_at);
 		double beat = atomic_load(&w->heartbeat);
 
+		if (atomic_load(&w->failing) && failing++ == 0)
+			worker_last_error(w, error, sizeof(error));
 		if (atomic_load(&w->connected)) {
 			connected++;
 			if (beat > newest_beat)
@@ -351,6 +354,15 @@ static struct verdict judge(struct health *h, const struct sample *s)
 			worse(&v, ST_DOWN, "no claim loop progress for %.0f s (limit %.0f s)",
 			      mono - newest_beat, stall_s);
 	}
+	/* A batch that cannot commit is no progress: say so at once, with why. */
+	if (failing)
+		worse(&v, ST_DEGRADED, "%d of %d workers cannot complete a batch: %s", failing,
+		      h->d.nworkers, error[0] ? error : "unknown error");
+	if (h->d.relay && atomic_load(&h->d.relay->failing)) {
+		relay_last_error(h->d.relay, error, sizeof(error));
+		worse(&v, ST_DEGRADED, "relay cannot claim deliveries: %s",
+		      error[0] ? error : "unknown error");
+	}
 	if (s->at == 0)
 		worse(&v, ST_DEGRADED, "queue figures not sampled yet%s%s", s->error[0] ? ": " : "",
 		      s->error);
@@ -372,10 +384,17 @@ static json_t *workers_json(struct health *h)
 		struct worker *w = &h->d.workers[i];
 		char name[32];
 
+		json_t *o;
+		char error[256];
+
 		snprintf(name, sizeof(name), "worker-%d", i + 1);
-		json_array_append_new(a, json_pack("{s:s, s:b, s:o}", "name", name, "connected",
-		                                   atomic_load(&w->connected) != 0, "last_claim_at",
-		                                   json_time(atomic_load(&w->last_claim_at))));
+		o = json_pack("{s:s, s:b, s:o}", "name", name, "connected",
+		              atomic_load(&w->connected) != 0, "last_claim_at",
+		              json_time(atomic_load(&w->last_claim_at)));
+		worker_last_error(w, error, sizeof(error));
+		if (o && error[0])
+			json_object_set_new(o, "error", json_string(error));
+		json_array_append_new(a, o);
 	}
 	return a;
 }
@@ -427,13 +446,19 @@ static json_t *registry_json(const struct registry *reg)
 
 static json_t *relay_json(const struct relay_state *r, const struct sample *s)
 {
-	return json_pack(
+	char error[256];
+	json_t *o = json_pack(
 	    "{s:b, s:i, s:I, s:I, s:I, s:o, s:o, s:O}", "connected",
 	    atomic_load(&r->connected) != 0, "in_flight", atomic_load(&r->in_flight), "delivered",
 	    (json_int_t)atomic_load(&r->delivered), "retried", (json_int_t)atomic_load(&r->retried),
 	    "failed", (json_int_t)atomic_load(&r->failed), "pending",
 	    count_or_null(s->deliveries_pending), "dead", count_or_null(s->deliveries_dead),
 	    "disabled_subscriptions", s->disabled ? s->disabled : json_null());
+
+	relay_last_error(r, error, sizeof(error));
+	if (o && error[0])
+		json_object_set_new(o, "error", json_string(error));
+	return o;
 }
 
 static void serve_health(struct health *h, struct http_response *resp)
@@ -514,18 +539,28 @@ static void serve_live(struct health *h, struct http_response *resp)
 static void serve_ready(struct health *h, struct http_response *resp)
 {
 	struct sample s;
-	int connected = 0;
-	char msg[512];
+	int connected = 0, working = 0;
+	char msg[512], error[256] = "";
 
 	pthread_mutex_lock(&h->lock);
 	s = h->sample;
 	pthread_mutex_unlock(&h->lock);
-	for (int i = 0; i < h->d.nworkers; i++)
-		connected += atomic_load(&h->d.workers[i].connected) != 0;
+	for (int i = 0; i < h->d.nworkers; i++) {
+		struct worker *w = &h->d.workers[i];
+
+		connected += atomic_load(&w->connected) != 0;
+		if (atomic_load(&w->connected) && !atomic_load(&w->failing))
+			working++;
+		else if (!error[0])
+			worker_last_error(w, error, sizeof(error));
+	}
 	if (atomic_load(&h->d.rt->stopping))
 		snprintf(msg, sizeof(msg), "not ready: shutting down\n");
 	else if (connected == 0)
 		snprintf(msg, sizeof(msg), "not ready: no worker connected to the database\n");
+	else if (working == 0)
+		snprintf(msg, sizeof(msg), "not ready: no worker can complete a batch: %s\n",
+		         error[0] ? error : "unknown error");
 	else if (s.migrations_pending < 0)
 		snprintf(msg, sizeof(msg), "not ready: migrations not checked yet%s%s\n",
 		         s.error[0] ? ": " : "", s.error);

@@ -4,17 +4,21 @@
  *
  *   GET /health        JSON: status, uptime, workers, stats, queue, config
  *                      (secrets as "***"), registry. 200 ok/degraded, 503 down.
- *   GET /health/live   200 while the main loop and every claim loop turn.
- *   GET /health/ready  200 when a worker is connected and migrations are
- *                      current, else 503 with the reason.
+ *   GET /health/live   200 while the main loop and every claim loop make
+ *                      progress.
+ *   GET /health/ready  200 when a worker is connected and completing its
+ *                      batches and migrations are current, else 503 with
+ *                      the reason.
  *   GET /metrics       Prometheus text format 0.0.4 (telemetry.h).
  *
  * Status rules (README, "Health"): down when no worker has been connected
  * to the database for more than HEALTH_DOWN_AFTER_S, or no connected
- * worker's loop has made progress (a claim, a handled event, a wait that
- * ended) within 3 poll intervals + 5 s; degraded when some
- * worker is disconnected, the queue figures are missing or stale, or the
- * daemon is stopping; ok otherwise.
+ * worker's loop has made progress (a completed claim cycle, a wait for
+ * work on a healthy connection, an event handled while batches are not
+ * failing; never a failure's back-off) within 3 poll intervals + 5 s;
+ * degraded when some worker is disconnected, a worker cannot complete a
+ * batch or the relay cannot claim (at once, with the error), the queue
+ * figures are missing or stale, or the daemon is stopping; ok otherwise.
  *
  * Queue figures never come from the request path: the sampler thread
  * computes them every HEALTH_SAMPLE_S on its own connection, through the

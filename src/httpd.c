@@ -268,9 +268,10 @@ enum http_parse http_parse_request(const char *buf, size_t len, struct http_requ
 #define DEFAULT_MAX_CLIENTS  32
 #define DEFAULT_TIMEOUT_MS   2000
 #define LISTEN_BACKLOG       128
-#define POLL_MAX_MS          500    /* bounds a turn, so httpd_turns keeps moving */
-#define ACCEPT_BATCH         16     /* connections taken per turn */
-#define ACCEPT_PAUSE_MS      100    /* after EMFILE and the like, instead of spinning */
+#define POLL_MAX_MS          500 /* bounds a turn, so httpd_turns keeps moving */
+#define ACCEPT_BATCH         16  /* connections taken per turn */
+#define ACCEPT_PAUSE_MS      100 /* after EMFILE and the like, instead of spinning */
+#define SHED_GRACE_MS        250 /* a new connection's time to send its head before it may be shed */
 #define LINGER_MAX_MS        1000   /* how long to drain a client after the answer */
 #define LINGER_MAX_BYTES     262144 /* how much to drain before giving up */
 #define TEXT_PLAIN           "text/plain; charset=utf-8"
@@ -289,6 +290,7 @@ enum client_state { CLIENT_FREE, CLIENT_READING, CLIENT_WRITING, CLIENT_LINGERIN
 struct client {
 	int fd; /* owned; -1 when the slot is free */
 	enum client_state state;
+	int64_t accepted_ms;     /* monotonic; the oldest reader is shed first */
 	int64_t deadline_ms;     /* monotonic; the current state's time limit */
 	size_t in_len;           /* bytes of in[] read */
 	size_t out_len, out_off; /* bytes of out[] to send; bytes of out[] + body sent */
@@ -352,14 +354,6 @@ static const int parse_status[] = {
 	[HTTP_PARSE_URI_TOO_LONG] = 414,
 	[HTTP_PARSE_VERSION] = 505,
 };
-
-/* Sent as is, without reading, to a connection over max_clients. */
-static const char busy_answer[] = "HTTP/1.1 503 Service Unavailable\r\n"
-                                  "Content-Type: " TEXT_PLAIN "\r\n"
-                                  "Content-Length: 20\r\n"
-                                  "Connection: close\r\n"
-                                  "\r\n"
-                                  "Service Unavailable\n";
 
 static const char *reason_phrase(int status)
 {
@@ -609,26 +603,67 @@ static void client_read(struct httpd *h, struct client *c)
 		client_close(h, c); /* gone before the end of its head */
 }
 
-/* Over the cap: answer 503 without reading the request, then close. What
- * the client already sent (a little of it, without waiting) is dropped
- * first so the close is a FIN, not a reset that could destroy the answer. */
-static void refuse_busy(int fd)
+/*
+ * At the cap, the client a new connection may replace: the oldest one
+ * still sending its head (idle or trickling) that has had SHED_GRACE_MS to
+ * send it, so a probe, which sends its request at once, is answered before
+ * it could be shed. NULL when there is none yet.
+ */
+static struct client *shed_candidate(struct httpd *h, int64_t now)
 {
-	char scratch[4096];
+	struct client *oldest = NULL;
 
-	if (send(fd, busy_answer, sizeof(busy_answer) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0 &&
-	    shutdown(fd, SHUT_WR) == 0)
-		for (int k = 0; k < 4 && recv(fd, scratch, sizeof(scratch), MSG_DONTWAIT) > 0; k++)
-			;
-	close(fd);
+	for (int i = 0; i < h->max_clients; i++) {
+		struct client *c = &h->clients[i];
+
+		if (c->state == CLIENT_READING && now - c->accepted_ms >= SHED_GRACE_MS &&
+		    (!oldest || c->accepted_ms < oldest->accepted_ms))
+			oldest = c;
+	}
+	return oldest;
 }
 
+/* When the next reader becomes a shed candidate; INT64_MAX when none will. */
+static int64_t next_shed_ms(const struct httpd *h)
+{
+	int64_t at = INT64_MAX;
+
+	for (int i = 0; i < h->max_clients; i++) {
+		const struct client *c = &h->clients[i];
+
+		if (c->state == CLIENT_READING && c->accepted_ms + SHED_GRACE_MS < at)
+			at = c->accepted_ms + SHED_GRACE_MS;
+	}
+	return at;
+}
+
+/* A free slot, or, at the cap, a shed candidate's; NULL when neither. */
+static struct client *slot_for_new(struct httpd *h, int64_t now)
+{
+	if (h->nclients < h->max_clients)
+		for (int i = 0; i < h->max_clients; i++)
+			if (h->clients[i].state == CLIENT_FREE)
+				return &h->clients[i];
+	return shed_candidate(h, now);
+}
+
+/*
+ * Take new connections while there is room. Overload is never answered:
+ * a 503 would read as "not live" to a probe. At the cap a new connection
+ * takes the slot of the oldest client still sending its head (closed
+ * without an answer); when there is none, the rest wait in the listen
+ * backlog until a slot frees: a busy server may be slow, never wrong.
+ */
 static void accept_clients(struct httpd *h)
 {
 	for (int k = 0; k < ACCEPT_BATCH; k++) {
-		struct client *c = NULL;
-		int fd = accept4(h->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int64_t now = util_mono_ms();
+		struct client *c = slot_for_new(h, now);
+		int fd;
 
+		if (!c)
+			return; /* the rest wait in the backlog */
+		fd = accept4(h->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return;
@@ -640,16 +675,11 @@ static void accept_clients(struct httpd *h)
 			h->accept_resume_ms = util_mono_ms() + ACCEPT_PAUSE_MS;
 			return;
 		}
-		for (int i = 0; i < h->max_clients && !c && h->nclients < h->max_clients; i++)
-			if (h->clients[i].state == CLIENT_FREE)
-				c = &h->clients[i];
-		if (!c) {
-			refuse_busy(fd);
-			continue;
-		}
+		client_close(h, c); /* a shed candidate; no-op on a free slot */
 		c->fd = fd;
+		c->accepted_ms = now;
 		c->state = CLIENT_READING;
-		c->deadline_ms = util_mono_ms() + h->timeout_ms;
+		c->deadline_ms = now + h->timeout_ms;
 		c->in_len = c->out_len = c->out_off = 0;
 		h->nclients++;
 	}
@@ -678,19 +708,32 @@ static void expire_clients(struct httpd *h, int64_t now)
 	}
 }
 
+/* When the listen socket may be watched again: after an accept pause,
+ * and at the cap once a reader becomes a shed candidate (INT64_MAX: when
+ * a slot frees). At most `now` when it may be watched now. */
+static int64_t listen_resume_ms(const struct httpd *h, int64_t now)
+{
+	if (now < h->accept_resume_ms)
+		return h->accept_resume_ms;
+	if (h->nclients < h->max_clients)
+		return now;
+	return next_shed_ms(h);
+}
+
 /* Fill h->pfds for this turn: the self-pipe, the listen socket when
  * listening, then the clients from index `first`. Returns their number and
  * sets the poll timeout to the nearest deadline. */
-static nfds_t build_pollset(struct httpd *h, bool listening, int64_t now, int *timeout)
+static nfds_t build_pollset(struct httpd *h, int64_t resume_ms, int64_t now, int *timeout)
 {
 	int64_t wait = POLL_MAX_MS;
+	bool listening = now >= resume_ms;
 	nfds_t n = 0, first = listening ? 2 : 1;
 
 	h->pfds[n++] = (struct pollfd){ .fd = h->wake[0], .events = POLLIN };
 	if (listening)
 		h->pfds[n++] = (struct pollfd){ .fd = h->lfd, .events = POLLIN };
-	else if (h->accept_resume_ms - now < wait)
-		wait = h->accept_resume_ms - now;
+	else if (resume_ms - now < wait)
+		wait = resume_ms - now;
 	for (int i = 0; i < h->max_clients; i++) {
 		struct client *c = &h->clients[i];
 
@@ -713,15 +756,16 @@ static void *httpd_main(void *arg)
 	struct httpd *h = arg;
 
 	while (!atomic_load(&h->stopping)) {
-		int64_t now = util_mono_ms();
+		int64_t now = util_mono_ms(), resume;
 		int timeout, rc;
 		nfds_t n, first;
 		bool listening;
 
 		atomic_fetch_add_explicit(&h->turns, 1, memory_order_relaxed);
 		expire_clients(h, now);
-		listening = now >= h->accept_resume_ms;
-		n = build_pollset(h, listening, now, &timeout);
+		resume = listen_resume_ms(h, now);
+		listening = now >= resume;
+		n = build_pollset(h, resume, now, &timeout);
 		rc = poll(h->pfds, n, timeout);
 		if (rc < 0) {
 			if (errno != EINTR) {

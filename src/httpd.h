@@ -7,8 +7,12 @@
  * the handler fills a response, the server writes it with
  * `Connection: close` and closes. Request bodies are ignored. Malformed,
  * oversized, slow and unsupported requests get a short text/plain error
- * (400, 405, 408, 414, 431, 505) without reaching the handler; connections
- * over the cap get 503 without being read. libc and pthreads only.
+ * (400, 405, 408, 414, 431, 505) without reaching the handler. Overload is
+ * never answered with a status a probe could take for the service's: at
+ * max_clients a new connection takes the slot of the oldest client still
+ * sending its head once that one has had 250 ms (it is closed without an
+ * answer); otherwise new connections wait in the listen backlog until a
+ * slot frees. libc and pthreads only.
  */
 #ifndef PGEVENTD_HTTPD_H
 #define PGEVENTD_HTTPD_H

@@ -700,10 +700,13 @@ out:
 		atomic_store(&rt.stopping, 1);
 		if (wake_pipe[1] >= 0)
 			wake_all();
-		relay_join(relay);
-		retention_join(retention);
 	}
+	/* /health keeps answering ("shutting down") while a retention pass
+	 * delays the exit, so the relay it reports on is freed only once the
+	 * server has stopped: nothing it serves is torn down under it. */
+	retention_join(retention);
 	health_stop(health);
+	relay_join(relay);
 	telemetry_free();
 	free(workers);
 	if (wake_pipe[0] >= 0) {

@@ -442,6 +442,31 @@ static bool prepare(PGconn *conn, const char *name, const char *sql, int n, char
 	return ok;
 }
 
+/* Guards last_error of every relay_state; never destroyed. */
+static pthread_mutex_t error_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* A claim or a connection failed: no progress (no heartbeat) until a claim
+ * works again. /health shows `err` up to its DETAIL, which may quote rows. */
+static void set_failing(struct relay *r, const char *err)
+{
+	char *detail;
+
+	pthread_mutex_lock(&error_lock);
+	snprintf(r->st.last_error, sizeof(r->st.last_error), "%s", err);
+	detail = strstr(r->st.last_error, " DETAIL: ");
+	if (detail)
+		*detail = '\0';
+	pthread_mutex_unlock(&error_lock);
+	atomic_store(&r->st.failing, 1);
+}
+
+void relay_last_error(const struct relay_state *st, char *buf, size_t len)
+{
+	pthread_mutex_lock(&error_lock);
+	snprintf(buf, len, "%s", atomic_load(&st->failing) ? st->last_error : "");
+	pthread_mutex_unlock(&error_lock);
+}
+
 static void disconnect(struct relay *r)
 {
 	PQfinish(r->conn);
@@ -467,6 +492,7 @@ static bool connect_db(struct relay *r)
 	return true;
 fail:
 	log_kv(LOG_WARNING, "relay: database connection failed", "error", err, NULL);
+	set_failing(r, err);
 	disconnect(r);
 	r->reconnect_at_ms = util_mono_ms() + r->reconnect_delay_ms;
 	r->reconnect_delay_ms =
@@ -657,9 +683,11 @@ static int claim(struct relay *r)
 	res = PQexecPrepared(r->conn, "claim", 2, p, NULL, NULL, 0);
 	if (!db_ok(r->conn, res, PGRES_TUPLES_OK, err, sizeof(err))) {
 		log_kv(LOG_WARNING, "relay: claim failed", "error", err, NULL);
+		set_failing(r, err);
 		PQclear(res);
 		return -1;
 	}
+	atomic_store(&r->st.failing, 0);
 	n = PQntuples(res);
 	for (int i = 0; i < n; i++) {
 		struct transfer *t = transfer_new(r, res, i, err);
@@ -767,12 +795,17 @@ static void *relay_main(void *arg)
 
 	log_kv(LOG_INFO, "relay started", NULL);
 	r->reconnect_delay_ms = 100;
+	/* the start is the reference a stall is measured from */
+	atomic_store(&r->st.heartbeat, util_mono_s());
 	for (;;) {
 		int64_t now = util_mono_ms();
 		bool stopping = atomic_load(&r->rt->stopping) != 0;
 		int running = 0;
 
-		atomic_store(&r->st.heartbeat, util_mono_s());
+		/* A turn is progress unless claims (or connecting) keep failing:
+		 * a back-off is not. */
+		if (!atomic_load(&r->st.failing))
+			atomic_store(&r->st.heartbeat, util_mono_s());
 		/* relay.concurrency needs a restart (the slots are sized at start);
 		 * every other relay.* key applies from this turn on. */
 		if (!runtime_config_current(r->rt, r->cfg)) {
@@ -810,10 +843,11 @@ static void *relay_main(void *arg)
 				r->last_reclaim = util_mono_s();
 				PGresult *res =
 				    PQexecPrepared(r->conn, "reclaim", 0, NULL, NULL, NULL, 0);
-				if (!db_ok(r->conn, res, PGRES_COMMAND_OK, err, sizeof(err)))
+				if (!db_ok(r->conn, res, PGRES_COMMAND_OK, err, sizeof(err))) {
 					log_kv(LOG_WARNING, "relay: lease reclaim failed", "error",
 					       err, NULL);
-				else if (atoi(PQcmdTuples(res)) > 0)
+					set_failing(r, err);
+				} else if (atoi(PQcmdTuples(res)) > 0)
 					log_kv(LOG_NOTICE,
 					       "relay: expired leases put back to pending",
 					       "deliveries", PQcmdTuples(res), NULL);

@@ -18,6 +18,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -25,9 +26,14 @@
 #include "worker.h"
 
 struct relay_state {
-	atomic_int connected;     /* 1 while its database connection is up */
-	atomic_int in_flight;     /* requests in flight */
-	_Atomic double heartbeat; /* monotonic seconds of the last loop turn */
+	atomic_int connected; /* 1 while its database connection is up */
+	atomic_int in_flight; /* requests in flight */
+	/* Monotonic seconds of the last loop turn that made progress: any turn
+	 * while claims work, none from a failed claim or connection attempt to
+	 * the next claim that works. */
+	_Atomic double heartbeat;
+	atomic_int failing;   /* 1 from a failed claim or connection to the next claim that works */
+	char last_error[256]; /* why; read through relay_last_error() */
 	atomic_uint_fast64_t delivered, retried, failed; /* results applied */
 };
 
@@ -42,6 +48,10 @@ void relay_join(struct relay *r);
 
 /* Counters for /health; NULL when r is NULL. */
 const struct relay_state *relay_state(const struct relay *r);
+
+/* Copy why the relay is failing (the server's first line, no DETAIL)
+ * into buf; "" when it is not. Thread-safe. */
+void relay_last_error(const struct relay_state *st, char *buf, size_t len);
 
 /* Whether relay.block_private_networks refuses this address: loopback,
  * private, carrier-grade NAT, link-local (cloud metadata), unspecified,

@@ -209,6 +209,40 @@ static void beat(struct worker *w)
 	atomic_store(&w->heartbeat, util_mono_s());
 }
 
+/* Guards every worker's last_error; never destroyed, so /health may read
+ * it whatever state the worker is in. */
+static pthread_mutex_t error_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* A batch or a connection failed: the loop is not making progress (no
+ * beat) until a claim completes again. /health shows `err` up to its DETAIL,
+ * which may quote row values. */
+static void set_failing(struct worker *w, const char *err)
+{
+	char *detail;
+
+	pthread_mutex_lock(&error_lock);
+	snprintf(w->last_error, sizeof(w->last_error), "%s", err);
+	detail = strstr(w->last_error, " DETAIL: ");
+	if (detail)
+		*detail = '\0';
+	pthread_mutex_unlock(&error_lock);
+	atomic_store(&w->failing, 1);
+}
+
+/* A claim cycle completed: progress, and the end of a failing spell. */
+static void progressed(struct worker *w)
+{
+	beat(w);
+	atomic_store(&w->failing, 0);
+}
+
+void worker_last_error(const struct worker *w, char *buf, size_t len)
+{
+	pthread_mutex_lock(&error_lock);
+	snprintf(buf, len, "%s", atomic_load(&w->failing) ? w->last_error : "");
+	pthread_mutex_unlock(&error_lock);
+}
+
 static void set_connected(struct worker *w, bool up)
 {
 	if (atomic_exchange(&w->connected, up ? 1 : 0) != (up ? 1 : 0))
@@ -216,11 +250,10 @@ static void set_connected(struct worker *w, bool up)
 	telemetry_connected(w->id, up);
 }
 
-/* Sleep up to ms, woken early by shutdown. */
+/* Sleep up to ms, woken early by shutdown. Not progress: no beat. */
 static void nap(struct worker *w, int ms)
 {
 	db_wait(NULL, w->rt->wake_fd, ms);
-	beat(w);
 }
 
 static void set_cancel(struct worker *w)
@@ -302,6 +335,7 @@ static bool connect_worker(struct worker *w)
 	return true;
 fail:
 	log_kv(LOG_WARNING, "database connection failed", "worker", w->name, "error", err, NULL);
+	set_failing(w, err);
 	disconnect(w);
 	return false;
 }
@@ -548,7 +582,8 @@ static bool handle_row(struct worker *w, struct batch *b, struct record *rec, ch
 	rec->duration_ms = (util_mono_s() - t0) * 1000.0;
 	rec->ran = true;
 	rec->savepoint = dr.savepoint;
-	beat(w);
+	if (!atomic_load(&w->failing))
+		beat(w); /* a long batch turns; one that keeps failing does not */
 	if (!alive) {
 		db_conn_error(w->conn, err, ERRLEN);
 		goto out;
@@ -933,6 +968,7 @@ fail:
 	else
 		log_kv(LOG_WARNING, "batch failed, rolled back", "worker", w->name, "error", err,
 		       NULL);
+	set_failing(w, err);
 	if (!db_broken(w->conn)) {
 		char ignore[ERRLEN];
 
@@ -1041,6 +1077,7 @@ static void *worker_main(void *arg)
 	 * values, so every reconnect uses the same conninfo. */
 	w->cfg = runtime_config_refresh(w->rt, NULL);
 	w->claim_limit = claim_start(w->cfg);
+	beat(w); /* the start is the reference a stall is measured from */
 	if (!reconnect(w, true))
 		goto out;
 	log_kv(LOG_INFO, "worker started", "worker", w->name, NULL);
@@ -1048,10 +1085,10 @@ static void *worker_main(void *arg)
 		bool arm;
 		int n;
 
-		beat(w);
 		w->cfg = runtime_config_refresh(w->rt, w->cfg);
-		if (w->claim_limit > w->cfg->batch_size)
-			w->claim_limit = w->cfg->batch_size;
+		/* A reloaded batch_size applies to the next claim. */
+		if (w->claim_limit > w->cfg->batch_size || w->claim_limit < claim_start(w->cfg))
+			w->claim_limit = claim_start(w->cfg);
 		if (db_broken(w->conn) || db_broken(w->side)) {
 			log_kv(LOG_WARNING, "database connection lost", "worker", w->name, NULL);
 			disconnect(w);
@@ -1075,6 +1112,7 @@ static void *worker_main(void *arg)
 				nap(w, errors < 6 ? 50 << errors++ : 3000);
 			continue;
 		}
+		progressed(w);
 		errors = 0;
 		if (more || n > 0)
 			continue;

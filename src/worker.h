@@ -45,8 +45,14 @@ struct worker {
 	atomic_int connected;   /* 1 while both connections are up */
 	_Atomic double connected_changed_at; /* wall clock seconds `connected` last changed */
 	_Atomic double last_claim_at; /* wall clock seconds of the last completed claim cycle */
-	_Atomic double heartbeat;     /* monotonic seconds the loop last made progress */
-	bool failed;                  /* stopped on an unrecoverable error */
+	/* Monotonic seconds the loop last made progress: a claim cycle
+	 * completed (committed, or nothing due), a wait for work on a healthy
+	 * connection, an event handled while batches are not failing. Never
+	 * refreshed by a failure's back-off or a reconnect attempt. */
+	_Atomic double heartbeat;
+	atomic_int failing;   /* 1 from a failed batch or connection to the next completed claim */
+	char last_error[256]; /* why it is failing; read through worker_last_error() */
+	bool failed;          /* stopped on an unrecoverable error */
 };
 
 /* Start the thread on a zeroed `w`. Returns false (failure logged) if it could not. */
@@ -54,6 +60,11 @@ bool worker_start(struct worker *w, int id, struct runtime *rt);
 
 /* Join the thread and free what the worker holds. */
 void worker_join(struct worker *w);
+
+/* Copy why the worker is failing (its last batch or connection error,
+ * the server's first line, no DETAIL) into buf; "" when it is not.
+ * Safe from another thread, also before the worker starts. */
+void worker_last_error(const struct worker *w, char *buf, size_t len);
 
 /* Ask the server to cancel the statement the worker is running (used on
  * abort); safe from another thread. */

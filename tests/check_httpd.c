@@ -298,7 +298,10 @@ END_TEST
 
 static atomic_int handler_calls;
 
-/* /hello is "hello\n", /nothing sets no status (500), the rest is 404. */
+#define BIG_BODY (32u << 20) /* more than loopback socket buffers take */
+
+/* /hello is "hello\n", /big is BIG_BODY bytes, /nothing sets no status
+ * (500), the rest is 404. */
 static void test_handler(void *arg, const struct http_request *req, struct http_response *resp)
 {
 	(void)arg;
@@ -310,6 +313,12 @@ static void test_handler(void *arg, const struct http_request *req, struct http_
 		resp->status = 200;
 		resp->body = strdup("hello\n");
 		resp->body_len = 6;
+	} else if (strcmp(req->path, "/big") == 0) {
+		resp->status = 200;
+		resp->body = malloc(BIG_BODY);
+		if (resp->body)
+			memset(resp->body, 'b', BIG_BODY);
+		resp->body_len = resp->body ? BIG_BODY : 0;
 	} else {
 		resp->status = 404;
 		resp->body = strdup("not found\n");
@@ -721,26 +730,71 @@ START_TEST(test_flood_clients_do_not_block_others)
 }
 END_TEST
 
-START_TEST(test_clients_over_the_cap_get_503)
+/* Whether the server closed fd (EOF or reset) without sending a byte. */
+static bool closed_without_answer(int fd)
+{
+	char buf[64];
+	ssize_t r = recv(fd, buf, sizeof(buf), 0);
+
+	return r == 0 || (r < 0 && errno == ECONNRESET);
+}
+
+START_TEST(test_idle_clients_over_the_cap_make_way_for_a_request)
 {
 	struct httpd *h = start(2, SLOW_MS);
-	int a = dial_ok(httpd_port(h)), b = dial_ok(httpd_port(h));
+	int a = dial_ok(httpd_port(h)), b;
 	char buf[1024];
+	int64_t t0;
 
+	sleep_ms(50); /* a is the older */
+	b = dial_ok(httpd_port(h));
 	sleep_ms(100); /* both taken by the server */
+	t0 = util_mono_ms();
 	exchange(httpd_port(h), REQ("GET /hello HTTP/1.1\r\n\r\n"), buf, sizeof(buf));
-	ck_assert_str_eq(buf, "HTTP/1.1 503 Service Unavailable\r\n"
-	                      "Content-Type: text/plain; charset=utf-8\r\n"
-	                      "Content-Length: 20\r\n"
-	                      "Connection: close\r\n"
-	                      "\r\n"
-	                      "Service Unavailable\n");
-	ck_assert_int_eq(atomic_load(&handler_calls), 0);
-	/* the slots come back when their clients leave */
+	ck_assert_msg(strncmp(buf, "HTTP/1.1 200 OK\r\n", 17) == 0, "%s", buf);
+	ck_assert_int_lt(since(t0), SLOW_MS / 2);
+	/* the oldest idle client made way, closed without an answer */
+	ck_assert(closed_without_answer(a));
+	ck_assert_int_lt(since(t0), SLOW_MS / 2);
+	/* the other one is still waited for */
+	ck_assert_int_eq(recv(b, buf, sizeof(buf), MSG_DONTWAIT), -1);
+	ck_assert_int_eq(errno, EAGAIN);
 	close(a);
 	close(b);
-	sleep_ms(100);
-	timed_hello(httpd_port(h));
+	httpd_stop(h);
+}
+END_TEST
+
+START_TEST(test_over_the_cap_while_answering_waits_for_a_slot)
+{
+	struct httpd *h = start(2, SLOW_MS);
+	int a = dial_ok(httpd_port(h)), b = dial_ok(httpd_port(h)), c;
+	struct timeval short_wait = { 0, 500 * 1000 };
+	char buf[1024];
+	int64_t t0;
+
+	/* two clients that never read their big answers keep both slots writing */
+	ck_assert(send_all(a, REQ("GET /big HTTP/1.1\r\n\r\n")));
+	ck_assert(send_all(b, REQ("GET /big HTTP/1.1\r\n\r\n")));
+	sleep_ms(200);
+	c = dial_ok(httpd_port(h));
+	ck_assert(send_all(c, REQ("GET /hello HTTP/1.1\r\n\r\n")));
+	/* no 503 that a probe would take for "not live", no close: it waits */
+	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &short_wait, sizeof(short_wait));
+	ck_assert_int_eq(recv(c, buf, sizeof(buf), 0), -1);
+	ck_assert_msg(errno == EAGAIN || errno == EWOULDBLOCK, "%s", strerror(errno));
+	ck_assert_int_eq(atomic_load(&handler_calls), 2);
+	/* and is answered as soon as a slot frees */
+	t0 = util_mono_ms();
+	close(a);
+	short_wait.tv_usec = 0;
+	short_wait.tv_sec = 5;
+	setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &short_wait, sizeof(short_wait));
+	read_all(c, buf, sizeof(buf));
+	ck_assert_msg(strncmp(buf, "HTTP/1.1 200 OK\r\n", 17) == 0, "%s", buf);
+	ck_assert_int_lt(since(t0), SLOW_MS / 2);
+	close(b);
+	close(c);
 	httpd_stop(h);
 }
 END_TEST
@@ -875,7 +929,8 @@ Suite *httpd_suite(void)
 	tcase_add_test(srv, test_trickling_client_gets_408_on_time);
 	tcase_add_test(srv, test_silent_client_does_not_block_others);
 	tcase_add_test(srv, test_flood_clients_do_not_block_others);
-	tcase_add_test(srv, test_clients_over_the_cap_get_503);
+	tcase_add_test(srv, test_idle_clients_over_the_cap_make_way_for_a_request);
+	tcase_add_test(srv, test_over_the_cap_while_answering_waits_for_a_slot);
 	tcase_add_test(srv, test_start_reports_a_port_in_use);
 	tcase_add_test(srv, test_start_rejects_malformed_listen_addresses);
 	tcase_add_test(srv, test_wildcard_listen_answers_on_loopback);
