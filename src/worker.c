@@ -772,6 +772,7 @@ static PGresult *begin_and_claim(struct worker *w, bool arm, bool *full, char *e
 
 	double t0 = util_mono_s();
 	ok = db_pipeline(w->conn, st, n, res, err, ERRLEN);
+	w->last_claim_full = *full;
 	if (released_at >= 0)
 		w->sleep_lock = false;
 	if (ok)
@@ -979,6 +980,13 @@ fail:
 
 		finish_mark(w, &mark_pending, ignore);
 	}
+	/* Never hold the wake-up lock through a failure and its back-off:
+	 * every producer would notify meanwhile. */
+	if (w->sleep_lock && !db_broken(w->conn)) {
+		char ignore[ERRLEN];
+
+		release_sleep_lock(w, ignore);
+	}
 	if (marked)
 		unmark(w, b.ids);
 	batch_release(&b);
@@ -1116,6 +1124,13 @@ static void *worker_main(void *arg)
 		errors = 0;
 		if (more || n > 0)
 			continue;
+		/* Nothing due from where the last claim ended: before stopping or
+		 * sleeping, look once from the start of the index, for rows that
+		 * committed after later ones. */
+		if (!w->last_claim_full) {
+			w->next_full_claim = 0;
+			continue;
+		}
 		if (w->rt->once)
 			break;
 		wait_for_work(w);

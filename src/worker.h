@@ -38,6 +38,7 @@ struct worker {
 	int claim_limit;        /* rows the next claim takes (grows with the backlog) */
 	char cursor[64];        /* due time (text) where the last claim ended; "" none */
 	double next_full_claim; /* monotonic s: the next claim reads the index from its start */
+	bool last_claim_full;   /* the last claim read the index from its start */
 	bool sleep_lock;        /* holds the wake-up advisory lock (migration 0004) */
 	enum worker_sleep_state sleep_state; /* what the last armed claim found */
 	int short_wait_ms;      /* wait before looking again while producers hold the lock */
