@@ -9,7 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <ctype.h>
+#include <errno.h>
+
 #include "db.h"
+#include "redact.h"
 #include "util.h"
 
 /* Type OIDs from PostgreSQL's catalog (pg_type.dat): fixed since they
@@ -292,6 +296,58 @@ int cli_getopt(int argc, char **argv, const struct option *opts, const char *cmd
 	else
 		fprintf(stderr, "pgeventd %s: unknown option -%c\n", cmd, optopt ? optopt : '?');
 	return '?';
+}
+
+/* Mirrors PostgreSQL's string_to_uuid (src/backend/utils/adt/uuid.c). */
+bool cli_uuid_ok(const char *s)
+{
+	bool braces = s[0] == '{';
+
+	if (braces)
+		s++;
+	for (int i = 0; i < 16; i++) {
+		if (!isxdigit((unsigned char)s[0]) || !isxdigit((unsigned char)s[1]))
+			return false;
+		s += 2;
+		if (s[0] == '-' && i % 2 == 1 && i < 15)
+			s++;
+	}
+	if (braces && *s++ != '}')
+		return false;
+	return *s == '\0';
+}
+
+bool cli_int_ok(const char *s, long min, long max)
+{
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(s, &end, 10);
+	return errno == 0 && end != s && *end == '\0' && n >= min && n <= max;
+}
+
+bool cli_redact_urls(PGresult *res, const char *column)
+{
+	int col = PQfnumber(res, column);
+
+	if (col < 0)
+		return true;
+	for (int r = 0; r < PQntuples(res); r++) {
+		char *shown;
+
+		if (PQgetisnull(res, r, col))
+			continue;
+		shown = redact_url(PQgetvalue(res, r, col));
+		/* PQsetvalue copies the value into the result's own storage. */
+		if (!shown || !PQsetvalue(res, r, col, shown, (int)strlen(shown))) {
+			free(shown);
+			fprintf(stderr, "pgeventd: out of memory\n");
+			return false;
+		}
+		free(shown);
+	}
+	return true;
 }
 
 int cli_usage(const char *usage)

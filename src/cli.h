@@ -81,6 +81,24 @@ void cli_print_json(const json_t *doc);
  */
 int cli_getopt(int argc, char **argv, const struct option *opts, const char *cmd);
 
+/*
+ * Whether `s` is a uuid as PostgreSQL's uuid type reads it (32 hex digits,
+ * a '-' allowed after any group of four, optionally in braces), so that a
+ * malformed id is refused before connecting: exit 64, not 69.
+ */
+bool cli_uuid_ok(const char *s);
+
+/* Whether `s` is a whole decimal number from `min` to `max`. */
+bool cli_int_ok(const char *s, long min, long max);
+
+/*
+ * Replace every value of column `column` of `res` with its redact_url
+ * form (no password), so a URL is never printed with its userinfo
+ * password. False (nothing printed) when out of memory; a result without
+ * that column is left alone.
+ */
+bool cli_redact_urls(PGresult *res, const char *column);
+
 /* Print "usage: pgeventd [-c FILE] USAGE" on stderr; returns CLI_EX_USAGE. */
 int cli_usage(const char *usage);
 

@@ -19,7 +19,6 @@
 
 #include "cmd_dba.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,7 +62,9 @@ const char cmd_replay_usage[] =
     "  --dead-letters    events whose last outcome was a dead letter\n"
     "  --dry-run         count them and list up to 20; change nothing\n"
     "  Exit: 0 done, 1 database error, 64 usage (also a malformed id or timestamp),\n"
-    "  66 no event with a given id (nothing replayed), 69 database unavailable.";
+    "  66 no event with a given id (nothing replayed), 69 database unavailable.\n"
+    "  Ids are checked before connecting; a timestamp is read by PostgreSQL, so\n"
+    "  with the database down a malformed one exits 69.";
 
 const char cmd_dead_letters_usage[] =
     "dead-letters list [--type TYPE] [--since TS] [--limit N] [--json]\n"
@@ -71,7 +72,7 @@ const char cmd_dead_letters_usage[] =
     "  handler, error_message (cut in the text table, whole in --json).\n"
     "  --since TS   written at or after TS;  --limit N   at most N rows (50; 1-10000)\n"
     "  Exit: 0 listed, 1 database error, 64 usage (also a malformed timestamp),\n"
-    "  69 database unavailable.";
+    "  69 database unavailable (also before a timestamp could be read).";
 
 const char cmd_show_usage[] =
     "show ID [--json]\n"
@@ -130,6 +131,18 @@ static int check_timestamp(PGconn *conn, const char *cmd, const char *opt, const
 	}
 	fprintf(stderr, "pgeventd: %s\n", err);
 	return 1;
+}
+
+/*
+ * The part of a timestamp's check that needs no database: it is not
+ * empty. The rest is PostgreSQL's (check_timestamp), once connected.
+ */
+static bool timestamp_given(const char *cmd, const char *opt, const char *value)
+{
+	if (!value || value[0])
+		return true;
+	fprintf(stderr, "pgeventd %s: %s: not a timestamp: (empty)\n", cmd, opt);
+	return false;
 }
 
 /* Whether event `id` exists: 0 yes, CLI_EX_NOINPUT no, CLI_EX_USAGE when
@@ -448,10 +461,10 @@ static const char replay_sql[] =
 static const char replay_dry_sql[] = "WITH replayed AS (SELECT e.id, e.created_at FROM events e"
                                      " WHERE e.processed AND" REPLAY_FILTER ")" REPLAY_REPORT;
 
-/* Collect an --id; text jansson refuses (not UTF-8) cannot be a uuid. */
+/* Collect an --id: refused here, before connecting, when it is not a uuid. */
 static bool add_id(json_t *ids, const char *id)
 {
-	if (json_array_append_new(ids, json_string(id)) == 0)
+	if (cli_uuid_ok(id) && json_array_append_new(ids, json_string(id)) == 0)
 		return true;
 	fprintf(stderr, "pgeventd replay: not an event id: %s\n", id);
 	return false;
@@ -561,6 +574,11 @@ int cmd_replay_main(const struct config *cfg, int argc, char **argv)
 		cli_usage(cmd_replay_usage);
 		goto out;
 	}
+	if (!timestamp_given("replay", "--since", since) ||
+	    !timestamp_given("replay", "--until", until)) {
+		cli_usage(cmd_replay_usage);
+		goto out;
+	}
 	conn = dba_connect(cfg, "pgeventd replay", REPLAY_TIMEOUT_MS, &rc);
 	if (!conn)
 		goto out;
@@ -609,12 +627,7 @@ static const char dead_list_sql[] =
 /* A --limit: a whole number from 1 to 10000. */
 static bool limit_ok(const char *s)
 {
-	char *end;
-	long n;
-
-	errno = 0;
-	n = strtol(s, &end, 10);
-	return errno == 0 && end != s && *end == '\0' && n >= 1 && n <= 10000;
+	return cli_int_ok(s, 1, 10000);
 }
 
 int cmd_dead_letters_main(const struct config *cfg, int argc, char **argv)
@@ -667,6 +680,8 @@ int cmd_dead_letters_main(const struct config *cfg, int argc, char **argv)
 		        limit);
 		return cli_usage(cmd_dead_letters_usage);
 	}
+	if (!timestamp_given("dead-letters list", "--since", since))
+		return cli_usage(cmd_dead_letters_usage);
 	conn = dba_connect(cfg, "pgeventd dead-letters", READ_TIMEOUT_MS, &rc);
 	if (!conn)
 		return rc;
@@ -748,6 +763,13 @@ int cmd_show_main(const struct config *cfg, int argc, char **argv)
 	if (optind + 1 < argc)
 		return extra_argument("show", argv[optind + 1], cmd_show_usage);
 	const char *p[1] = { argv[optind] };
+
+	/* Before connecting: a malformed id is a usage error whether or not
+	 * the database answers. */
+	if (!cli_uuid_ok(p[0])) {
+		fprintf(stderr, "pgeventd show: not an event id: %s\n", p[0]);
+		return CLI_EX_USAGE;
+	}
 
 	conn = dba_connect(cfg, "pgeventd show", READ_TIMEOUT_MS, &rc);
 	if (!conn)

@@ -31,6 +31,8 @@
 #define EX_DATAERR_     65
 #define EX_UNAVAILABLE_ 69
 
+#define SQLSTATE_UNIQUE_VIOLATION "23505"
+
 /* An HTTP field name (RFC 9110 token) that a subscription may set: not
  * one pgeventd sets itself or that would change the framing. */
 static bool header_name_ok(const char *name)
@@ -67,7 +69,39 @@ static char *patterns_json(const char *list)
 	return out;
 }
 
-static int sub_add(PGconn *conn, int argc, char **argv, bool json)
+/* What `subscriptions add` was asked, read and checked before connecting. */
+struct sub_new {
+	const char *name, *url, *events, *scheme_name, *secret, *timeout, *attempts;
+	const char *id_h, *ts_h, *sig_h;
+	enum sign_scheme scheme;
+	bool json;
+	json_t *headers; /* {"Name": "value"}: owned, freed by sub_new_release */
+	char *pats;      /* --events as a JSON array: owned */
+	char *generated; /* a new secret when none was given: owned */
+};
+
+static void sub_new_release(struct sub_new *s)
+{
+	json_decref(s->headers);
+	free(s->pats);
+	free(s->generated);
+}
+
+/* Whether the url is one the subscriptions table takes (http or https,
+ * as its CHECK says): refused here, since the server's refusal would
+ * quote the whole row, secret and URL included. */
+static bool url_ok(const char *url)
+{
+	return strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0;
+}
+
+/*
+ * Read `subscriptions add`'s options into `s` (argv[0] is "add"). Returns
+ * 0, or the exit status after printing why: EX_USAGE_ for anything on
+ * the command line that cannot work, EX_DATAERR_ for a secret that cannot
+ * sign or no pattern. Nothing here needs the database.
+ */
+static int sub_add_parse(struct sub_new *s, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, 'n' },
@@ -84,55 +118,57 @@ static int sub_add(PGconn *conn, int argc, char **argv, bool json)
 		{ "json", no_argument, NULL, 'j' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *name = NULL, *url = NULL, *events = "*", *scheme_name = "standard";
-	const char *secret = NULL, *timeout = "15000", *attempts = "5";
-	const char *id_h = NULL, *ts_h = NULL, *sig_h = NULL;
-	json_t *headers = json_object();
-	enum sign_scheme scheme;
-	int opt, rc = EX_DATAERR_;
+	char err[256], *probe;
+	int opt;
 
+	*s = (struct sub_new){ .events = "*",
+		               .scheme_name = "standard",
+		               .timeout = "15000",
+		               .attempts = "5",
+		               .headers = json_object() };
+	if (!s->headers)
+		return 1;
 	optind = 0; /* see cli_getopt: options may follow operands */
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((opt = cli_getopt(argc, argv, opts, "subscriptions add")) != -1) {
 		switch (opt) {
 		case 'n':
-			name = optarg;
+			s->name = optarg;
 			break;
 		case 'u':
-			url = optarg;
+			s->url = optarg;
 			break;
 		case 'e':
-			events = optarg;
+			s->events = optarg;
 			break;
 		case 's':
-			scheme_name = optarg;
+			s->scheme_name = optarg;
 			break;
 		case 'S':
-			secret = optarg;
+			s->secret = optarg;
 			break;
 		case 't':
-			timeout = optarg;
+			s->timeout = optarg;
 			break;
 		case 'm':
-			attempts = optarg;
+			s->attempts = optarg;
 			break;
 		case 'I':
-			id_h = optarg;
+			s->id_h = optarg;
 			break;
 		case 'T':
-			ts_h = optarg;
+			s->ts_h = optarg;
 			break;
 		case 'G':
-			sig_h = optarg;
+			s->sig_h = optarg;
 			break;
 		case 'j':
-			json = true;
+			s->json = true;
 			break;
 		case 'H': {
 			char *colon = strchr(optarg, ':');
 
 			if (!colon || colon == optarg) {
 				fprintf(stderr, "pgeventd: --header wants \"Name: value\"\n");
-				json_decref(headers);
 				return EX_USAGE_;
 			}
 			char *k = strndup(optarg, (size_t)(colon - optarg));
@@ -142,77 +178,100 @@ static int sub_add(PGconn *conn, int argc, char **argv, bool json)
 				        "pgeventd: --header %s: not a header pgeventd may send\n",
 				        optarg);
 				free(k);
-				json_decref(headers);
 				return EX_USAGE_;
 			}
-			json_object_set_new(headers, k, json_string(v));
+			json_object_set_new(s->headers, k, json_string(v));
 			free(k);
 			break;
 		}
 		default:
-			json_decref(headers);
 			return EX_USAGE_;
 		}
 	}
-	if ((id_h && !header_name_ok(id_h)) || (ts_h && !header_name_ok(ts_h)) ||
-	    (sig_h && !header_name_ok(sig_h))) {
+	if ((s->id_h && !header_name_ok(s->id_h)) || (s->ts_h && !header_name_ok(s->ts_h)) ||
+	    (s->sig_h && !header_name_ok(s->sig_h))) {
 		fprintf(stderr, "pgeventd: --id-header, --timestamp-header, --signature-header: "
 		                "not a header pgeventd may send\n");
-		json_decref(headers);
 		return EX_USAGE_;
 	}
-	if (!name || !url || optind < argc) {
+	if (!s->name || !s->url || optind < argc) {
 		fprintf(stderr, "pgeventd: subscriptions add needs --name and --url\n");
-		json_decref(headers);
 		return EX_USAGE_;
 	}
-	if (!sign_scheme_parse(scheme_name, &scheme)) {
+	if (!url_ok(s->url)) {
+		fprintf(stderr, "pgeventd: --url must start with http:// or https://\n");
+		return EX_USAGE_;
+	}
+	if (!cli_int_ok(s->timeout, 100, 600000)) {
+		fprintf(stderr, "pgeventd: --timeout-ms wants 100 to 600000, got %s\n", s->timeout);
+		return EX_USAGE_;
+	}
+	if (!cli_int_ok(s->attempts, 1, 100)) {
+		fprintf(stderr, "pgeventd: --max-attempts wants 1 to 100, got %s\n", s->attempts);
+		return EX_USAGE_;
+	}
+	if (!sign_scheme_parse(s->scheme_name, &s->scheme)) {
 		fprintf(stderr,
 		        "pgeventd: --scheme must be standard, timestamped_hex or body_hex\n");
-		json_decref(headers);
 		return EX_USAGE_;
 	}
-	char *generated = secret ? NULL : sign_generate_secret(scheme);
-	char *pats = patterns_json(events);
-	char *hdrs = json_dumps(headers, JSON_COMPACT);
-	const char *p[11] = { name,     url,         secret ? secret : generated,
-		              pats,     scheme_name, timeout,
-		              attempts, hdrs,        id_h,
-		              ts_h,     sig_h };
-
-	if (!pats || !hdrs || (!secret && !generated)) {
+	s->pats = patterns_json(s->events);
+	if (!s->pats) {
 		fprintf(stderr, "pgeventd: --events needs at least one pattern\n");
-		goto out;
+		return EX_DATAERR_;
+	}
+	if (!s->secret) {
+		s->generated = sign_generate_secret(s->scheme);
+		if (!s->generated)
+			return 1;
+		s->secret = s->generated;
 	}
 	/* A secret that cannot sign is refused now, not at the first delivery. */
-	char err[256];
-	char *probe = sign_header_value(scheme, p[2], "probe", 0, "", 0, err, sizeof(err));
+	probe = sign_header_value(s->scheme, s->secret, "probe", 0, "", 0, err, sizeof(err));
 	if (!probe) {
 		fprintf(stderr, "pgeventd: --secret: %s\n", err);
-		goto out;
+		return EX_DATAERR_;
 	}
 	free(probe);
-	PGresult *res =
-	    cli_exec(conn,
-	             "INSERT INTO subscriptions (name, url, secret, event_types,"
-	             " signature_scheme, timeout_ms, max_attempts, headers, id_header,"
-	             " timestamp_header, signature_header)"
-	             " VALUES ($1, $2, $3, $4::jsonb, $5, $6::int, $7::int, $8::jsonb, $9,"
-	             " $10, $11) RETURNING id, name, url, event_types::text AS event_types,"
-	             " signature_scheme",
-	             11, p);
-	if (res) {
-		cli_print_result(res, json);
-		if (generated)
-			printf("secret (shown once, store it with the receiver): %s\n", generated);
-		PQclear(res);
+	return 0;
+}
+
+static int sub_add(PGconn *conn, const struct sub_new *s)
+{
+	char *hdrs = json_dumps(s->headers, JSON_COMPACT);
+	const char *p[11] = { s->name,     s->url, s->secret, s->pats, s->scheme_name, s->timeout,
+		              s->attempts, hdrs,   s->id_h,   s->ts_h, s->sig_h };
+	char state[CLI_SQLSTATE_LEN], err[512];
+	PGresult *res;
+	int rc = 1;
+
+	if (!hdrs)
+		return 1;
+	res = cli_try_exec(conn,
+	                   "INSERT INTO subscriptions (name, url, secret, event_types,"
+	                   " signature_scheme, timeout_ms, max_attempts, headers, id_header,"
+	                   " timestamp_header, signature_header)"
+	                   " VALUES ($1, $2, $3, $4::jsonb, $5, $6::int, $7::int, $8::jsonb, $9,"
+	                   " $10, $11) RETURNING id, name, url, event_types::text AS event_types,"
+	                   " signature_scheme",
+	                   11, p, state, err, sizeof(err));
+	if (!res) {
+		if (strcmp(state, SQLSTATE_UNIQUE_VIOLATION) == 0) {
+			fprintf(stderr, "pgeventd: a subscription named %s exists already\n",
+			        s->name);
+			rc = EX_DATAERR_;
+		} else {
+			fprintf(stderr, "pgeventd: %s\n", err);
+		}
+	} else if (cli_redact_urls(res, "url")) {
+		cli_print_result(res, s->json);
+		if (s->generated)
+			printf("secret (shown once, store it with the receiver): %s\n",
+			       s->generated);
 		rc = 0;
 	}
-out:
-	free(generated);
-	free(pats);
+	PQclear(res);
 	free(hdrs);
-	json_decref(headers);
 	return rc;
 }
 
@@ -268,76 +327,146 @@ static int sub_rotate(PGconn *conn, const char *name, bool keep_old)
 	return rc;
 }
 
+/* The subscriptions a DBA sees: URLs without their passwords (cli_redact_urls). */
+static int sub_list(PGconn *conn, bool json)
+{
+	PGresult *res = cli_exec(
+	    conn,
+	    "SELECT name, CASE WHEN enabled THEN 'enabled' ELSE 'disabled' END AS state, url,"
+	    " event_types::text AS event_types, signature_scheme AS scheme,"
+	    " consecutive_failures AS failures,"
+	    " coalesce(to_char(paused_until, 'YYYY-MM-DD HH24:MI:SS'), '') AS paused_until,"
+	    " coalesce(disabled_reason, '') AS disabled_reason"
+	    " FROM subscriptions ORDER BY name",
+	    0, NULL);
+	int rc = 1;
+
+	if (res && cli_redact_urls(res, "url")) {
+		cli_print_result(res, json);
+		rc = 0;
+	}
+	PQclear(res);
+	return rc;
+}
+
+/* What the verbs other than add were asked: read before connecting. */
+struct sub_verb {
+	const char *verb;
+	const char *name;   /* disable, enable, rotate-secret */
+	const char *reason; /* disable */
+	bool keep_old;      /* rotate-secret */
+	bool json;          /* list */
+};
+
+/* Read a verb's options: 0, or EX_USAGE_ after printing why. Each verb
+ * takes only its own options and its one NAME (list: none). */
+static int sub_verb_parse(struct sub_verb *v, int argc, char **argv)
+{
+	static const struct option list_opts[] = { { "json", no_argument, NULL, 'j' },
+		                                   { NULL, 0, NULL, 0 } };
+	static const struct option disable_opts[] = { { "reason", required_argument, NULL, 'r' },
+		                                      { NULL, 0, NULL, 0 } };
+	static const struct option rotate_opts[] = { { "keep-old", no_argument, NULL, 'k' },
+		                                     { NULL, 0, NULL, 0 } };
+	static const struct option no_opts[] = { { NULL, 0, NULL, 0 } };
+	bool list = strcmp(argv[0], "list") == 0;
+	const struct option *opts = list                                    ? list_opts
+	                            : strcmp(argv[0], "disable") == 0       ? disable_opts
+	                            : strcmp(argv[0], "rotate-secret") == 0 ? rotate_opts
+	                                                                    : no_opts;
+	char cmd[64];
+	int opt;
+
+	*v = (struct sub_verb){ .verb = argv[0], .reason = "disabled by an operator" };
+	snprintf(cmd, sizeof(cmd), "subscriptions %s", argv[0]);
+	optind = 0; /* see cli_getopt: options may follow operands */
+	while ((opt = cli_getopt(argc, argv, opts, cmd)) != -1) {
+		switch (opt) {
+		case 'j':
+			v->json = true;
+			break;
+		case 'r':
+			v->reason = optarg;
+			break;
+		case 'k':
+			v->keep_old = true;
+			break;
+		default:
+			return EX_USAGE_;
+		}
+	}
+	if (list ? optind != argc : optind + 1 != argc) {
+		if (list || optind + 1 < argc)
+			fprintf(stderr, "pgeventd %s: unexpected argument %s\n", cmd,
+			        argv[list ? optind : optind + 1]);
+		else
+			fprintf(stderr, "pgeventd %s: which subscription? %s NAME\n", cmd, cmd);
+		return EX_USAGE_;
+	}
+	v->name = list ? NULL : argv[optind];
+	return 0;
+}
+
+static int sub_change(PGconn *conn, const struct sub_verb *v)
+{
+	const char *p[2] = { v->name, v->reason };
+
+	if (strcmp(v->verb, "disable") == 0)
+		return changed(
+		    cli_exec(conn,
+		             "UPDATE subscriptions SET enabled = false, disabled_at = now(),"
+		             " disabled_reason = $2 WHERE name = $1",
+		             2, p),
+		    "disabled", v->name);
+	return changed(cli_exec(conn,
+	                        "UPDATE subscriptions SET enabled = true, disabled_at = NULL,"
+	                        " disabled_reason = NULL, consecutive_failures = 0,"
+	                        " failing_since = NULL, paused_until = NULL WHERE name = $1",
+	                        1, p),
+	               "enabled", v->name);
+}
+
 int cmd_subscriptions_main(const struct config *cfg, int argc, char **argv)
 {
-	const char *verb = argc > 1 ? argv[1] : "";
-	bool json = false;
-	PGconn *conn;
-	int rc = EX_USAGE_;
+	static const char *const verbs[] = { "add",    "list",          "disable",
+		                             "enable", "rotate-secret", NULL };
+	struct sub_new add = { 0 };
+	struct sub_verb v = { 0 };
+	bool known = false;
+	PGconn *conn = NULL;
+	int rc;
 
-	for (int i = 2; i < argc; i++)
-		if (strcmp(argv[i], "--json") == 0)
-			json = true;
-	if (strcmp(verb, "add") != 0 && strcmp(verb, "list") != 0 &&
-	    !((strcmp(verb, "disable") == 0 || strcmp(verb, "enable") == 0 ||
-	       strcmp(verb, "rotate-secret") == 0) &&
-	      argc >= 3)) {
+	for (int i = 0; argc > 1 && verbs[i]; i++)
+		known = known || strcmp(argv[1], verbs[i]) == 0;
+	if (!known) {
 		fprintf(stderr, "pgeventd: subscriptions add|list|disable NAME|enable NAME|"
 		                "rotate-secret NAME (see pgeventd help subscriptions)\n");
 		return EX_USAGE_;
 	}
+	/* Every argument is checked before connecting: a typo is a usage
+	 * error (64) even when the database is down. */
+	rc = strcmp(argv[1], "add") == 0 ? sub_add_parse(&add, argc - 1, argv + 1)
+	                                 : sub_verb_parse(&v, argc - 1, argv + 1);
+	if (rc != 0)
+		goto out;
 	conn = cli_connect(cfg, "pgeventd subscriptions");
-	if (!conn)
-		return EX_UNAVAILABLE_;
-	if (strcmp(verb, "add") == 0) {
-		rc = sub_add(conn, argc - 1, argv + 1, json);
-	} else if (strcmp(verb, "list") == 0) {
-		PGresult *res = cli_exec(
-		    conn,
-		    "SELECT name, CASE WHEN enabled THEN 'enabled' ELSE 'disabled' END AS state, "
-		    "url,"
-		    " event_types::text AS event_types, signature_scheme AS scheme,"
-		    " consecutive_failures AS failures,"
-		    " coalesce(to_char(paused_until, 'YYYY-MM-DD HH24:MI:SS'), '') AS paused_until,"
-		    " coalesce(disabled_reason, '') AS disabled_reason"
-		    " FROM subscriptions ORDER BY name",
-		    0, NULL);
-		if (res) {
-			cli_print_result(res, json);
-			PQclear(res);
-			rc = 0;
-		} else {
-			rc = 1;
-		}
-	} else if ((strcmp(verb, "disable") == 0 || strcmp(verb, "enable") == 0) && argc >= 3) {
-		const char *reason = "disabled by an operator";
-
-		for (int i = 3; i + 1 < argc; i++)
-			if (strcmp(argv[i], "--reason") == 0)
-				reason = argv[i + 1];
-		const char *p[2] = { argv[2], reason };
-		if (verb[0] == 'd')
-			rc = changed(
-			    cli_exec(
-			        conn,
-			        "UPDATE subscriptions SET enabled = false, disabled_at = now(),"
-			        " disabled_reason = $2 WHERE name = $1",
-			        2, p),
-			    "disabled", argv[2]);
-		else
-			rc = changed(
-			    cli_exec(conn,
-			             "UPDATE subscriptions SET enabled = true, disabled_at = NULL,"
-			             " disabled_reason = NULL, consecutive_failures = 0,"
-			             " failing_since = NULL, paused_until = NULL WHERE name = $1",
-			             1, p),
-			    "enabled", argv[2]);
-	} else if (strcmp(verb, "rotate-secret") == 0 && argc >= 3) {
-		rc = sub_rotate(conn, argv[2], argc >= 4 && strcmp(argv[3], "--keep-old") == 0);
-	} else {
-		fprintf(stderr, "pgeventd: subscriptions add|list|disable|enable|rotate-secret "
-		                "(see pgeventd help subscriptions)\n");
+	if (!conn) {
+		rc = EX_UNAVAILABLE_;
+		goto out;
 	}
+	/* Without DETAIL: a refused row is quoted whole there, secret and
+	 * URL with its password included. */
+	PQsetErrorVerbosity(conn, PQERRORS_TERSE);
+	if (strcmp(argv[1], "add") == 0)
+		rc = sub_add(conn, &add);
+	else if (strcmp(v.verb, "list") == 0)
+		rc = sub_list(conn, v.json);
+	else if (strcmp(v.verb, "rotate-secret") == 0)
+		rc = sub_rotate(conn, v.name, v.keep_old);
+	else
+		rc = sub_change(conn, &v);
+out:
+	sub_new_release(&add);
 	PQfinish(conn);
 	return rc;
 }
@@ -358,8 +487,27 @@ int cmd_deliveries_main(const struct config *cfg, int argc, char **argv)
 	int opt, rc = EX_USAGE_;
 	PGconn *conn;
 
+	if (strcmp(verb, "list") != 0 && strcmp(verb, "retry") != 0) {
+		fprintf(stderr, "pgeventd: deliveries list|retry (see pgeventd help deliveries)\n");
+		return EX_USAGE_;
+	}
+	bool list = verb[0] == 'l';
+
 	optind = 0; /* see cli_getopt: options may follow operands */
-	while ((opt = getopt_long(argc - 1, argv + 1, "", opts, NULL)) != -1) {
+	while ((opt = cli_getopt(argc - 1, argv + 1, opts,
+	                         list ? "deliveries list" : "deliveries retry")) != -1) {
+		/* each verb takes its own options only */
+		if (opt == '?')
+			return EX_USAGE_;
+		if (strchr(list ? "sSlj" : "Sij", opt) == NULL) {
+			for (int i = 0; opts[i].name; i++)
+				if (opts[i].val == opt)
+					fprintf(
+					    stderr,
+					    "pgeventd deliveries %s: --%s is not an option of %s\n",
+					    verb, opts[i].name, verb);
+			return EX_USAGE_;
+		}
 		switch (opt) {
 		case 's':
 			status = optarg;
@@ -376,25 +524,45 @@ int cmd_deliveries_main(const struct config *cfg, int argc, char **argv)
 		case 'j':
 			json = true;
 			break;
-		default:
-			return EX_USAGE_;
 		}
 	}
 	int nids = argc - 1 - optind;
 	char **ids = argv + 1 + optind;
 
-	if (strcmp(verb, "list") != 0 && strcmp(verb, "retry") != 0) {
-		fprintf(stderr, "pgeventd: deliveries list|retry (see pgeventd help deliveries)\n");
+	/* Everything that can be checked without the database is, so that a
+	 * typo exits 64 even when the database is down. */
+	if (list && nids > 0) {
+		fprintf(stderr, "pgeventd deliveries list: unexpected argument %s\n", ids[0]);
 		return EX_USAGE_;
 	}
-	if (strcmp(verb, "retry") == 0 && (nids == 0) == (sub == NULL)) {
+	if (status && strcmp(status, "pending") != 0 && strcmp(status, "in_flight") != 0 &&
+	    strcmp(status, "delivered") != 0 && strcmp(status, "failed") != 0 &&
+	    strcmp(status, "dead") != 0) {
+		fprintf(stderr,
+		        "pgeventd deliveries list: --status wants pending, in_flight, "
+		        "delivered, failed or dead, got %s\n",
+		        status);
+		return EX_USAGE_;
+	}
+	if (!cli_int_ok(limit, 1, 10000)) {
+		fprintf(stderr, "pgeventd deliveries list: --limit wants 1 to 10000, got %s\n",
+		        limit);
+		return EX_USAGE_;
+	}
+	if (!list && (nids == 0) == (sub == NULL)) {
 		fprintf(stderr, "pgeventd: deliveries retry wants IDs or --subscription NAME\n");
 		return EX_USAGE_;
 	}
+	for (int i = 0; i < nids; i++)
+		if (!cli_uuid_ok(ids[i])) {
+			fprintf(stderr, "pgeventd deliveries retry: not a delivery id: %s\n",
+			        ids[i]);
+			return EX_USAGE_;
+		}
 	conn = cli_connect(cfg, "pgeventd deliveries");
 	if (!conn)
 		return EX_UNAVAILABLE_;
-	if (verb[0] == 'l') {
+	if (list) {
 		const char *p[3] = { status, sub, limit };
 		PGresult *res = cli_exec(
 		    conn,

@@ -80,7 +80,9 @@ static int cmd_show(struct cli *cli, int argc, char **argv);
 static const struct command commands[] = {
 	{ "run", cmd_run, "claim and handle events until stopped",
 	  "run [--once]\n"
-	  "  --once   handle every event that is due, then exit 0 (for cron and scripts)" },
+	  "  --once   handle every event that is due, then exit 0 (for cron and scripts);\n"
+	  "           exit 69 when the database cannot be reached for 30 s, 75 when a\n"
+	  "           signal stopped it before everything due was handled" },
 	{ "migrate", cmd_migrate, "apply pending schema migrations", "migrate" },
 	{ "check-config", cmd_check_config, "validate the configuration file and exit",
 	  "check-config [--print]\n"
@@ -350,10 +352,15 @@ static int cmd_show(struct cli *cli, int argc, char **argv)
 
 static int wake_pipe[2] = { -1, -1 };
 
-/* Wait for the first database connection: retries forever (a database
- * that is still starting is normal under systemd), but gives up on a
- * stop signal. Returns NULL only when asked to stop. */
-static PGconn *connect_startup(const struct config *cfg, const sigset_t *sigs)
+/* run --once gives up on a database it cannot reach for this long: at
+ * start, and for a worker that lost its connection (doc/pgeventd.8). */
+#define ONCE_GIVE_UP_MS 30000
+
+/* Wait for the first database connection: retries (a database that is
+ * still starting is normal under systemd) until a stop signal or, when
+ * `give_up_at` (monotonic ms) is not 0, that time (logged as an
+ * error). Returns NULL then. */
+static PGconn *connect_startup(const struct config *cfg, const sigset_t *sigs, int64_t give_up_at)
 {
 	int delay = 200;
 	bool told = false;
@@ -362,12 +369,21 @@ static PGconn *connect_startup(const struct config *cfg, const sigset_t *sigs)
 		char err[1024];
 		PGconn *conn = db_connect(conf_conninfo(cfg), "pgeventd", err, sizeof(err));
 		struct timespec ts;
+		int64_t now;
 
 		if (conn)
 			return conn;
 		if (!told || log_enabled(LOG_DEBUG))
 			log_kv(LOG_WARNING, "database unavailable, retrying", "error", err, NULL);
 		told = true;
+		now = util_mono_ms();
+		if (give_up_at && now >= give_up_at) {
+			log_kv(LOG_ERROR, "database unavailable: run --once gives up", "error", err,
+			       NULL);
+			return NULL;
+		}
+		if (give_up_at && now + delay > give_up_at)
+			delay = (int)(give_up_at - now);
 		ts.tv_sec = delay / 1000;
 		ts.tv_nsec = (long)(delay % 1000) * 1000000L;
 		int sig = sigtimedwait(sigs, NULL, &ts);
@@ -375,6 +391,27 @@ static PGconn *connect_startup(const struct config *cfg, const sigset_t *sigs)
 			return NULL;
 		delay = delay * 2 > 10000 ? 10000 : delay * 2;
 	}
+}
+
+/*
+ * run --once: whether a worker has been without its database connection
+ * for ONCE_GIVE_UP_MS (since `started_s`, wall clock, if it never had
+ * one). The worker itself would retry until stopped.
+ */
+static bool once_worker_stranded(const struct worker *workers, int n, double started_s)
+{
+	double now = util_real_s();
+
+	for (int i = 0; i < n; i++) {
+		double since = atomic_load(&workers[i].connected_changed_at);
+
+		if (since < started_s)
+			since = started_s;
+		if (!atomic_load(&workers[i].connected) &&
+		    (now - since) * 1000.0 >= (double)ONCE_GIVE_UP_MS)
+			return true;
+	}
+	return false;
 }
 
 static void wake_all(void)
@@ -505,8 +542,9 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 	char err[1024], pending[1024];
 	PGconn *conn = NULL;
 	int started = 0, rc = EX_OK_, opt, npending;
-	bool once = false;
-	int64_t deadline = 0;
+	bool once = false, interrupted = false;
+	int64_t deadline = 0, give_up_at = 0;
+	double started_s = 0;
 
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -553,12 +591,19 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	notify_status("connecting to the database");
+	/* A batch job must not hang on a database that is gone, nor report
+	 * success when it never reached it: --once gives up and exits 69. */
+	if (once)
+		give_up_at = util_mono_ms() + ONCE_GIVE_UP_MS;
 	for (;;) {
 		bool lost;
 
-		conn = connect_startup(cfg, &sigs);
-		if (!conn)
+		conn = connect_startup(cfg, &sigs, give_up_at);
+		if (!conn) {
+			if (once)
+				rc = EX_UNAVAILABLE_;
 			goto out;
+		}
 		npending = migrate_pending(conn, cfg, pending, sizeof(pending), err, sizeof(err));
 		lost = npending == -1 && db_broken(conn);
 		PQfinish(conn);
@@ -569,8 +614,11 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 		log_kv(LOG_WARNING, "database lost during start-up, retrying", "error", err, NULL);
 		struct timespec ts = { 1, 0 };
 		int sig = sigtimedwait(&sigs, NULL, &ts);
-		if (sig == SIGTERM || sig == SIGINT)
+		if (sig == SIGTERM || sig == SIGINT) {
+			if (once)
+				rc = EX_UNAVAILABLE_;
 			goto out;
+		}
 	}
 	if (npending < 0) {
 		log_kv(LOG_ERROR, "cannot check migrations", "error", err, NULL);
@@ -645,6 +693,7 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 		snprintf(sv.last_status, sizeof(sv.last_status), "%s", line);
 		sv.next_status_ms = util_mono_ms() + 5000;
 	}
+	started_s = util_real_s();
 
 	/* The main loop: signals, the shutdown deadline, the workers and the
 	 * relay finishing, and systemd's watchdog. */
@@ -655,6 +704,13 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 		health_tick(health);
 		if (!atomic_load(&rt.stopping))
 			supervise(&sv, &hd);
+		if (once && !atomic_load(&rt.stopping) &&
+		    once_worker_stranded(workers, started, started_s)) {
+			log_kv(LOG_ERROR, "database unavailable: run --once gives up", NULL);
+			rc = EX_UNAVAILABLE_;
+			atomic_store(&rt.stopping, 1);
+			wake_all();
+		}
 		if (sig == SIGHUP) {
 			notify_reloading();
 			reload_config(cli, &rt);
@@ -662,6 +718,8 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 			notify_ready(sv.last_status);
 		} else if (sig == SIGTERM || sig == SIGINT) {
 			if (!atomic_load(&rt.stopping)) {
+				/* --once stopped before it handled everything due */
+				interrupted = once && rc == EX_OK_;
 				log_kv(LOG_NOTICE, "shutting down: finishing the batches in hand",
 				       "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
 				notify_stopping("stopping: finishing the batches in hand");
@@ -693,6 +751,9 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 	}
 	for (int i = 0; i < started; i++)
 		worker_join(&workers[i]);
+	/* Not a success for a cron job: run it again (75, EX_TEMPFAIL). */
+	if (interrupted && rc == EX_OK_)
+		rc = EX_TEMPFAIL_;
 	log_kv(LOG_NOTICE, "pgeventd stopped", NULL);
 out:
 	if (relay || retention) {

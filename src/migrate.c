@@ -136,10 +136,17 @@ out:
 
 bool migrate_apply(PGconn *conn, const struct config *cfg, int *applied, char *err, size_t errlen)
 {
-	char ignore[256];
+	char ignore[256], names[64];
 	bool ok = false;
+	int pending;
 
 	*applied = 0;
+	/* Read first: on a current schema nothing is locked or created, so a
+	 * role that may use the tables but not create them (README, "Database
+	 * roles") can run migrate to confirm the schema is current. */
+	pending = migrate_pending(conn, cfg, names, sizeof(names), err, errlen);
+	if (pending <= 0)
+		return pending == 0;
 	if (!db_exec(conn, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", err, errlen))
 		return false;
 	if (!db_exec(conn, create_table_sql, err, errlen))

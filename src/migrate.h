@@ -18,7 +18,9 @@
 
 /*
  * Apply every pending migration of the enabled packs. Logs one line per
- * migration applied; `*applied` gets how many. Refuses (false, message in
+ * migration applied; `*applied` gets how many. When none is pending it
+ * only reads pgeventd_schema_migrations: no lock, no DDL, so a role
+ * without CREATE can confirm a current schema. Refuses (false, message in
  * `err`) when an applied migration's file has changed since.
  */
 bool migrate_apply(PGconn *conn, const struct config *cfg, int *applied, char *err, size_t errlen);
