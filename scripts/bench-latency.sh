@@ -79,5 +79,5 @@ for arm in listen poll; do
 	set -- $(latency_figures "e.payload->>'arm' = '$arm'")
 	label="listen on (NOTIFY), $1 events:"
 	[ "$arm" = poll ] && label="listen = false (poll every 1 s), $1 events:"
-	printf '%-44s p50 %s ms  p95 %s ms  p99 %s ms  max %s ms\n' "$label" "$2" "$3" "$4" "$5"
+	printf '%-48s p50 %s ms  p95 %s ms  p99 %s ms  max %s ms\n' "$label" "$2" "$3" "$4" "$5"
 done
