@@ -124,7 +124,7 @@ EOF
 		wait "$holder" || true
 	fi
 	stop_daemon
-	summary[$1]=$(printf 'producer %5d/s   max backlog %7d (%s s of inflow)   %s\n%31s max dead tuples %8d   max batch %7s ms%s' \
+	summary[$1]=$(printf 'producer %5d/s   max backlog %7d (%s s of inflow)   %s\n%31s max dead tuples %8d   max batch time %s ms (10 s mean)%s' \
 		"$tps" "$max_backlog" "$(awk -v b="$max_backlog" -v q="$tps" 'BEGIN { printf "%.2f", (q > 0 ? b / q : 0) }')" \
 		"$([ "$max_backlog" -lt "$goal" ] && echo "below $goal: yes" || echo "below $goal: NO")" \
 		"" "$max_dead" "$max_batch_ms" "$held")
