@@ -109,6 +109,7 @@ EOF
 		cat "$work/pgbench.out" >&2
 		exit 1
 	}
+	reaped "$pgb"
 	snapshot_sample "$port" "$t0" "$((($(now_ms) - t0) / 1000))s end"
 	tps=$(pgbench_tps "$work/pgbench.out")
 	held=''
@@ -122,6 +123,7 @@ EOF
 		sql "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
 		     WHERE application_name = 'bench-snapshot'" >/dev/null
 		wait "$holder" || true
+		reaped "$holder"
 	fi
 	stop_daemon
 	summary[$1]=$(printf 'producer %5d/s   max backlog %7d (%s s of inflow)   %s\n%31s max dead tuples %8d   max batch time %s ms (10 s mean)%s' \
