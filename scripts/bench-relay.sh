@@ -1,6 +1,6 @@
 # bench-relay.sh -- `scripts/bench relay`, sourced by scripts/bench (which
-# has built pgeventd as $BIN, started the cluster, migrated the database
-# and defined sql, now_ms and median).
+# has built pgeventd as $BIN, started the honest cluster, migrated the
+# database and defined sql, now_ms, median, ratio and daemon_conf).
 #
 # N events (default 20000) for one subscription are drained by
 # `pgeventd run --once` with the relay on (C requests in flight, default
@@ -35,15 +35,11 @@ http {
 NGINX
 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
 ngpid=$!
-trap 'kill $ngpid 2>/dev/null; pgc_stop; rm -rf "$work"' EXIT
+bg_pids+=("$ngpid")
 sleep 0.5
 
-cat >"$work/relay.conf" <<CONF
-workers = $workers;
-log = { level = "warning"; };
-health = { listen = ""; };
-relay = { event_types = ["bench.*"]; concurrency = $concurrency; };
-CONF
+daemon_conf "$work/relay.conf" "" \
+	"relay = { event_types = [\"bench.*\"]; concurrency = $concurrency; };"
 sql "INSERT INTO subscriptions (name, url, secret, event_types)
      VALUES ('bench', 'http://127.0.0.1:$nport/hook', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
              '[\"*\"]')"
@@ -102,7 +98,6 @@ LUA
 
 echo "== relay: $deliveries deliveries, $concurrency in flight, $rounds rounds (nginx on 127.0.0.1:$nport)"
 wrks=() relays=() onlys=() rss=()
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 for r in $(seq 1 "$rounds"); do
 	w=$(wrk -t 2 -c "$concurrency" -d 5s -s "$work/post.lua" "http://127.0.0.1:$nport/hook" |
 		awk '/^Requests\/sec:/ { printf "%d", $2 }')

@@ -1,6 +1,10 @@
 # pg-cluster.sh -- start and stop a throwaway PostgreSQL cluster.
 # Sourced by scripts/test, scripts/demo and scripts/bench:
 #   pgc_start        initdb into a temp dir, start on a free port, export PG*
+#                    PGC_HONEST=1 pgc_start keeps PostgreSQL's durable defaults
+#                    (fsync, synchronous_commit, full_page_writes on) for
+#                    benchmarks; without it the tests trade them for speed.
+#                    PGC_EXTRA="-c name=value ..." adds server settings.
 #   pgc_stop         stop the server and delete the directory
 #   pgc_restart      restart it (tests of reconnection)
 #   pgc_pause        stop the server, keeping the cluster (tests of outages)
@@ -27,13 +31,22 @@ pgc_as_owner() {
 	fi
 }
 
+# The settings chosen at pgc_start, kept in PGC_SETTINGS so that pgc_resume
+# starts the same server even when the caller's environment has changed.
+pgc_settings() {
+	local s="-c listen_addresses=127.0.0.1 -c max_connections=200"
+	[ "${PGC_HONEST:-}" = 1 ] ||
+		s="$s -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+	echo "$s${PGC_EXTRA:+ $PGC_EXTRA}"
+}
+
 pgc_opts() { # port
-	echo "-p $1 -k $PGC_DIR -c listen_addresses=127.0.0.1 -c fsync=off" \
-		"-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+	echo "-p $1 -k $PGC_DIR ${PGC_SETTINGS:-$(pgc_settings)}"
 }
 
 pgc_start() {
 	PGC_BIN=$(pgc_bindir) || return 1
+	PGC_SETTINGS=$(pgc_settings)
 	PGC_DIR=$(mktemp -d /tmp/pgeventd-pg.XXXXXX) || return 1
 	[ "$(id -u)" = 0 ] && chown postgres: "$PGC_DIR"
 	PGC_USER=$([ "$(id -u)" = 0 ] && echo postgres || id -un)
@@ -49,7 +62,7 @@ pgc_start() {
 			-o "$(pgc_opts "$port")" start >/dev/null 2>&1; then
 			PGC_PORT=$port
 			export PGHOST=$PGC_DIR PGPORT=$port PGUSER=$PGC_USER PGDATABASE=postgres
-			export PGC_DIR PGC_BIN PGC_PORT
+			export PGC_DIR PGC_BIN PGC_PORT PGC_SETTINGS
 			return 0
 		fi
 		tail -n 3 "$PGC_DIR/server.log" >&2

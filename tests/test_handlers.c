@@ -81,6 +81,22 @@ static enum handler_result test_slow(struct handler_ctx *ctx, const struct event
 	return write_effect(ctx, ev);
 }
 
+/* Records the moment its handler started, by the server's clock, in
+ * test_stamps: scripts/bench latency subtracts the producer's commit
+ * timestamp from it. One statement, so the stamp is the handler's start. */
+static enum handler_result test_stamp(struct handler_ctx *ctx, const struct event *ev)
+{
+	const char *p[1] = { ev->id };
+	PGresult *res = handler_exec(
+	    ctx, "INSERT INTO test_stamps (event_id, started_at) VALUES ($1, clock_timestamp())", 1,
+	    p);
+
+	if (!res)
+		return HANDLER_RETRY;
+	PQclear(res);
+	return HANDLER_OK;
+}
+
 /* Takes the whole process down, like a handler with a memory bug. */
 static enum handler_result test_crash(struct handler_ctx *ctx, const struct event *ev)
 {
@@ -129,6 +145,8 @@ static const struct handler_entry test_handlers[] = {
 	HANDLER("test.permanent", test_permanent, HANDLER_F_JSON, "fails permanently"),
 	HANDLER("test.slow", test_slow, HANDLER_F_JSON, "sleeps payload.ms, then writes"),
 	HANDLER("test.sql_error", test_sql_error, HANDLER_F_JSON, "runs a failing statement"),
+	HANDLER("test.stamp", test_stamp, HANDLER_F_NONE,
+	        "records when its handler started in test_stamps"),
 	HANDLER("test.xids", test_xids, HANDLER_F_NONE,
 	        "writes an effect naming the session's transaction ids"),
 	HANDLER("test.write_then_fail", test_write_then_fail, HANDLER_F_JSON,

@@ -22,8 +22,8 @@ M1=$!
 M2=$!
 wait $M1; r1=$?; wait $M2; r2=$?
 assert_eq "$r1$r2" 00 "two concurrent migrates both succeed"
-# core's migrations plus the test pack's one
-N=$(($(ls "$PGEVENTD_SRCDIR"/migrations/*.sql | wc -l) + 1))
+# core's migrations plus the test pack's
+N=$(ls "$PGEVENTD_SRCDIR"/migrations/*.sql "$PGEVENTD_SRCDIR"/tests/migrations/*.sql | wc -l)
 assert_eq "$(q 'SELECT count(*) FROM pgeventd_schema_migrations')" $N "each migration recorded once"
 assert_eq "$(cat "$T/m1.log" "$T/m2.log" | grep -c 'msg="migration applied"')" $N "each applied once"
 assert_eq "$(q "SELECT count(*) FROM pgeventd_schema_migrations WHERE checksum ~ '^[0-9a-f]{64}$'")" $N "sha256 recorded"
