@@ -50,3 +50,10 @@ double backoff_random(void)
 	}
 	return erand48(seed);
 }
+
+int backoff_reconnect_ms(int prev_ms, int first_ms, int cap_ms)
+{
+	if (prev_ms <= 0)
+		return first_ms < cap_ms ? first_ms : cap_ms;
+	return prev_ms > cap_ms / 2 ? cap_ms : prev_ms * 2;
+}

@@ -23,4 +23,8 @@ long long backoff_delay_ms(const struct backoff_policy *p, int attempt, double u
 /* A uniform draw in [0, 1) from a thread-local generator. */
 double backoff_random(void);
 
+/* The wait before the next try to reconnect: `first_ms` after the first
+ * failure (prev_ms <= 0), then doubling up to `cap_ms`. */
+int backoff_reconnect_ms(int prev_ms, int first_ms, int cap_ms);
+
 #endif

@@ -252,6 +252,16 @@ bool db_ok(PGconn *conn, const PGresult *res, ExecStatusType expect, char *err, 
 	return false;
 }
 
+bool db_prepare(PGconn *conn, const char *name, const char *sql, int nparams, char *err,
+                size_t errlen)
+{
+	PGresult *res = PQprepare(conn, name, sql, nparams, NULL);
+	bool ok = db_ok(conn, res, PGRES_COMMAND_OK, err, errlen);
+
+	PQclear(res);
+	return ok;
+}
+
 bool db_exec(PGconn *conn, const char *sql, char *err, size_t errlen)
 {
 	PGresult *res = PQexec(conn, sql);

@@ -25,6 +25,11 @@ PGconn *db_connect(const char *conninfo, const char *app_name, char *err, size_t
  */
 bool db_ok(PGconn *conn, const PGresult *res, ExecStatusType expect, char *err, size_t errlen);
 
+/* Prepare `sql` as statement `name` with `nparams` text parameters;
+ * false with the server's message in `err`. */
+bool db_prepare(PGconn *conn, const char *name, const char *sql, int nparams, char *err,
+                size_t errlen);
+
 /* Run a statement without parameters and check it returned COMMAND_OK or
  * TUPLES_OK; the result is discarded. */
 bool db_exec(PGconn *conn, const char *sql, char *err, size_t errlen);
