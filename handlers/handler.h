@@ -143,6 +143,10 @@ enum handler_result handler_retry(struct handler_ctx *ctx, const char *fmt, ...)
  * such as "rating must be an integer, got string". */
 const char *handler_json_type(const json_t *j);
 
+/* Characters (not bytes) of UTF-8 text, as PostgreSQL's varchar(n) counts
+ * them: for checks such as "id must be at most 100 characters". */
+size_t handler_text_length(const char *s);
+
 /* Log a line at info level tagged with the event being handled. */
 void handler_log(struct handler_ctx *ctx, const char *msg, const char *key, const char *value);
 

@@ -1,12 +1,12 @@
 /*
- * registry.c -- the core pack's registry table and the lookup built from
- * the enabled packs.
+ * registry.c -- the core pack's registry table, the packs this binary
+ * links, and the lookup built from the enabled ones.
  *
  * To route a new event type to a core handler, add a row to core_handlers
- * below with HANDLER("event.type", function, flags, "what it does") and
- * keep the table sorted by event type for readers (the lookup sorts its
- * own copy). Handlers of a domain belong in a pack of their own instead:
- * see handlers/handler.h.
+ * below with HANDLER("event.type", function, flags, "what it does"), in
+ * event-type order for readers (registry_build sorts its own index).
+ * Handlers of a domain belong in a pack of their own instead: see
+ * handlers/handler.h.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -39,12 +39,58 @@ const struct handler_pack core_pack = {
 	core_migrations,
 };
 
-const struct handler_pack *registry_pack(const char *name)
+/* Set once by main() before any other thread runs; read-only after. */
+static const struct handler_pack *const *linked_packs;
+
+void registry_link_packs(const struct handler_pack *const *packs)
 {
-	for (const struct handler_pack *const *p = handler_packs; *p; p++)
+	linked_packs = packs;
+}
+
+const struct handler_pack *registry_linked_pack(const char *name)
+{
+	for (const struct handler_pack *const *p = linked_packs; p && *p; p++)
 		if (strcmp((*p)->name, name) == 0)
 			return *p;
 	return NULL;
+}
+
+const char *registry_linked_names(char *buf, size_t len)
+{
+	size_t n = 0;
+
+	if (len == 0)
+		return buf;
+	buf[0] = '\0';
+	for (const struct handler_pack *const *p = linked_packs; p && *p && n < len; p++) {
+		int w = snprintf(buf + n, len - n, "%s%s", n ? ", " : "", (*p)->name);
+
+		if (w < 0)
+			break;
+		n += (size_t)w;
+	}
+	return buf;
+}
+
+static bool pack_enabled(const char *name, const char *const *enabled, int nenabled)
+{
+	if (strcmp(name, core_pack.name) == 0)
+		return true;
+	for (int i = 0; i < nenabled; i++)
+		if (strcmp(enabled[i], name) == 0)
+			return true;
+	return false;
+}
+
+size_t registry_enabled_packs(const char *const *enabled, int nenabled,
+                              const struct handler_pack **out, size_t max)
+{
+	size_t n = 0;
+
+	for (const struct handler_pack *const *p = linked_packs; p && *p && n < max; p++)
+		if (pack_enabled((*p)->name, enabled, nenabled))
+			out[n++] = *p;
+	return n;
 }
 
 static int cmp_entry(const void *a, const void *b)
@@ -54,12 +100,13 @@ static int cmp_entry(const void *a, const void *b)
 	return strcmp((*x)->event_type, (*y)->event_type);
 }
 
-bool registry_build(struct registry *r, const struct config *cfg, char *err, size_t errlen)
+bool registry_build(struct registry *r, const char *const *enabled, int nenabled, char *err,
+                    size_t errlen)
 {
 	size_t cap = 0;
 
 	memset(r, 0, sizeof(*r));
-	for (const struct handler_pack *const *p = handler_packs; *p; p++)
+	for (const struct handler_pack *const *p = linked_packs; p && *p; p++)
 		for (const struct handler_entry *e = (*p)->handlers; e && e->event_type; e++)
 			cap++;
 	r->entries = calloc(cap ? cap : 1, sizeof(*r->entries));
@@ -68,15 +115,15 @@ bool registry_build(struct registry *r, const struct config *cfg, char *err, siz
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	for (const struct handler_pack *const *p = handler_packs; *p; p++) {
-		if (!conf_pack_enabled(cfg, (*p)->name))
+	for (const struct handler_pack *const *p = linked_packs; p && *p; p++) {
+		if (!pack_enabled((*p)->name, enabled, nenabled))
 			continue;
 		for (const struct handler_entry *e = (*p)->handlers; e && e->event_type; e++) {
 			r->packs[r->n] = *p;
 			r->entries[r->n++] = e;
 		}
 	}
-	/* Sort entries and packs together: sort an index, then permute. */
+	/* Sort entries and packs together (insertion sort: a few dozen rows). */
 	for (size_t i = 1; i < r->n; i++) {
 		for (size_t j = i; j > 0 && cmp_entry(&r->entries[j - 1], &r->entries[j]) > 0;
 		     j--) {
@@ -126,11 +173,4 @@ int registry_index(const struct registry *r, const char *event_type)
 			lo = mid + 1;
 	}
 	return -1;
-}
-
-const struct handler_entry *registry_find(const struct registry *r, const char *event_type)
-{
-	int i = registry_index(r, event_type);
-
-	return i < 0 ? NULL : r->entries[i];
 }

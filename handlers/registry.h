@@ -9,7 +9,6 @@
 #include <stddef.h>
 
 #include "handlers/handler.h"
-#include "src/conf.h"
 
 /* The enabled handlers sorted by event type, for binary search. */
 struct registry {
@@ -21,18 +20,32 @@ struct registry {
 /* The core pack: always enabled (handlers/registry.c). */
 extern const struct handler_pack core_pack;
 
-/* Build from the packs enabled in `cfg`. Fails when two enabled packs
+/*
+ * The packs this binary links (handlers/packs.c for the daemon,
+ * tests/test_packs.c for the test binaries), handed over by main() before
+ * anything reads them. The daemon's modules know packs only through the
+ * functions below.
+ */
+void registry_link_packs(const struct handler_pack *const *packs);
+
+/* A linked pack by name, or NULL. */
+const struct handler_pack *registry_linked_pack(const char *name);
+
+/* The linked packs' names, ", "-separated, into `buf` (for messages). */
+const char *registry_linked_names(char *buf, size_t len);
+
+/* The linked packs that `enabled` (pack names) turns on, core always, in
+ * link order, into out[0..max); returns how many. */
+size_t registry_enabled_packs(const char *const *enabled, int nenabled,
+                              const struct handler_pack **out, size_t max);
+
+/* Build from the packs `enabled` turns on. Fails when two enabled packs
  * route the same event type. */
-bool registry_build(struct registry *r, const struct config *cfg, char *err, size_t errlen);
+bool registry_build(struct registry *r, const char *const *enabled, int nenabled, char *err,
+                    size_t errlen);
 void registry_release(struct registry *r);
 
 /* The position of `event_type` in entries[], or -1 (metrics label it). */
 int registry_index(const struct registry *r, const char *event_type);
-
-/* The handler row for `event_type`, or NULL. */
-const struct handler_entry *registry_find(const struct registry *r, const char *event_type);
-
-/* Find a linked pack by name, or NULL. */
-const struct handler_pack *registry_pack(const char *name);
 
 #endif

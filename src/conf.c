@@ -28,7 +28,7 @@
 #include <libconfig.h>
 #include <libpq-fe.h>
 
-#include "handlers/handler.h"
+#include "handlers/registry.h"
 #include "src/db.h"
 
 enum cfg_type {
@@ -646,30 +646,6 @@ static bool fail(struct load_err *e, const config_setting_t *s, const char *key,
 	return false;
 }
 
-/* Packs are linked in (handler_packs); `packs` may only name those. */
-static bool pack_known(const char *name)
-{
-	for (const struct handler_pack *const *p = handler_packs; *p; p++)
-		if (strcmp((*p)->name, name) == 0)
-			return true;
-	return false;
-}
-
-static const char *pack_names(void)
-{
-	static _Thread_local char buf[256];
-	size_t n = 0;
-
-	buf[0] = '\0';
-	for (const struct handler_pack *const *p = handler_packs; *p && n < sizeof(buf); p++) {
-		int w = snprintf(buf + n, sizeof(buf) - n, "%s%s", n ? ", " : "", (*p)->name);
-		if (w < 0)
-			break;
-		n += (size_t)w;
-	}
-	return buf;
-}
-
 /* Whether `host` is a host name by RFC 1123: dot-separated labels of
  * letters, digits and inner hyphens, and not all digits at the end (so a
  * mistyped IPv4 address such as 999.1.1.1 is not taken for a name). */
@@ -979,10 +955,15 @@ static bool read_key(struct config *cfg, const struct cfg_key *k, const config_s
 
 			if (config_setting_type(el) != CONFIG_TYPE_STRING)
 				return fail(e, el, k->path, "element %d must be a string", i + 1);
-			if (k->offset == OFF(packs) && !pack_known(config_setting_get_string(el)))
+			if (k->offset == OFF(packs) &&
+			    !registry_linked_pack(config_setting_get_string(el))) {
+				char names[256];
+
 				return fail(e, el, k->path,
 				            "unknown pack \"%s\" (this build has: %s)",
-				            config_setting_get_string(el), pack_names());
+				            config_setting_get_string(el),
+				            registry_linked_names(names, sizeof(names)));
+			}
 			if (!strlist_push(l, config_setting_get_string(el)))
 				return fail(e, el, k->path, "out of memory");
 		}
@@ -1179,16 +1160,6 @@ const char *conf_conninfo(const struct config *cfg)
 		return cfg->conninfo;
 	url = getenv("DATABASE_URL");
 	return url ? url : "";
-}
-
-bool conf_pack_enabled(const struct config *cfg, const char *pack)
-{
-	if (strcmp(pack, "core") == 0)
-		return true;
-	for (int i = 0; i < cfg->packs.n; i++)
-		if (strcmp(cfg->packs.items[i], pack) == 0)
-			return true;
-	return false;
 }
 
 /* A conninfo with its password replaced by ***: parsed by libpq, so

@@ -92,9 +92,6 @@ bool conf_load(struct config *cfg, const char *path, char *err, size_t errlen);
  * else "" (libpq then reads PGHOST, PGPORT, ... itself). */
 const char *conf_conninfo(const struct config *cfg);
 
-/* Whether a pack is enabled ("core" always is). */
-bool conf_pack_enabled(const struct config *cfg, const char *pack);
-
 /* Walk the keys: for each, its path, current value rendered as text
  * (secrets as "***"), default, and whether SIGHUP applies it. */
 typedef void (*conf_visit_fn)(void *arg, const char *key, const char *value, const char *def,

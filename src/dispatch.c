@@ -1,4 +1,6 @@
-/* dispatch.c -- the handler API (handler_exec & co.) and one event's run. */
+/* dispatch.c -- the daemon's side of the handler API declared in
+ * handlers/handler.h (handler_exec & co.), and one event's run behind its
+ * savepoint. */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
@@ -121,6 +123,11 @@ const char *handler_json_type(const json_t *j)
 		return "null";
 	}
 	return "unknown";
+}
+
+size_t handler_text_length(const char *s)
+{
+	return util_utf8_chars(s);
 }
 
 void handler_log(struct handler_ctx *ctx, const char *msg, const char *key, const char *value)

@@ -568,7 +568,8 @@ static int cmd_run(struct cli *cli, int argc, char **argv)
 	}
 	runtime_init(&rt, cfg);
 	log_configure(cfg->log_level, cfg->log_format);
-	if (!registry_build(&reg, cfg, err, sizeof(err))) {
+	if (!registry_build(&reg, (const char *const *)cfg->packs.items, cfg->packs.n, err,
+	                    sizeof(err))) {
 		log_kv(LOG_ERROR, "cannot build the handler registry", "error", err, NULL);
 		runtime_release(&rt);
 		return EX_SOFTWARE_;
@@ -795,6 +796,8 @@ int main(int argc, char **argv)
 	int opt, rc;
 	bool check = false;
 
+	/* The packs this binary links: the registry hands them to the rest. */
+	registry_link_packs(handler_packs);
 	/* "+": stop at the command name; its options are its own. */
 	while ((opt = getopt_long(argc, argv, "+c:hV", opts, NULL)) != -1) {
 		switch (opt) {

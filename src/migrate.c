@@ -12,10 +12,20 @@
 
 #include "db.h"
 #include "handlers/handler.h"
+#include "handlers/registry.h"
 #include "log.h"
 
 /* pg_advisory_lock key held while migrating (any constant unique to pgeventd). */
 #define MIGRATE_LOCK_KEY "7067657600000001"
+
+#define MIGRATE_MAX_PACKS 32
+
+/* The packs `cfg` enables, core first, as the registry links them. */
+static size_t enabled_packs(const struct config *cfg, const struct handler_pack **out)
+{
+	return registry_enabled_packs((const char *const *)cfg->packs.items, cfg->packs.n, out,
+	                              MIGRATE_MAX_PACKS);
+}
 
 static const char create_table_sql[] = "CREATE TABLE IF NOT EXISTS pgeventd_schema_migrations ("
                                        " pack text NOT NULL,"
@@ -151,8 +161,11 @@ bool migrate_apply(PGconn *conn, const struct config *cfg, int *applied, char *e
 		return false;
 	if (!db_exec(conn, create_table_sql, err, errlen))
 		goto out;
-	for (const struct handler_pack *const *p = handler_packs; *p; p++) {
-		if (!conf_pack_enabled(cfg, (*p)->name) || !(*p)->migrations)
+	const struct handler_pack *packs[MIGRATE_MAX_PACKS];
+	size_t npacks = enabled_packs(cfg, packs);
+
+	for (const struct handler_pack *const *p = packs; p < packs + npacks; p++) {
+		if (!(*p)->migrations)
 			continue;
 		for (const struct migration *m = (*p)->migrations; m->sql; m++) {
 			int rc = check_one(conn, (*p)->name, m, err, errlen);
@@ -183,8 +196,11 @@ int migrate_pending(PGconn *conn, const struct config *cfg, char *names, size_t 
 	if (exists < 0)
 		return -1;
 	names[0] = '\0';
-	for (const struct handler_pack *const *p = handler_packs; *p; p++) {
-		if (!conf_pack_enabled(cfg, (*p)->name) || !(*p)->migrations)
+	const struct handler_pack *packs[MIGRATE_MAX_PACKS];
+	size_t npacks = enabled_packs(cfg, packs);
+
+	for (const struct handler_pack *const *p = packs; p < packs + npacks; p++) {
+		if (!(*p)->migrations)
 			continue;
 		for (const struct migration *m = (*p)->migrations; m->sql; m++) {
 			int rc = exists ? check_one(conn, (*p)->name, m, err, errlen) : 0;

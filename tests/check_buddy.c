@@ -15,6 +15,7 @@
 
 #include "handlers/buddy/buddy.h"
 #include "handlers/registry.h"
+#include "src/conf.h"
 #include "src/db.h"
 #include "src/dispatch.h"
 #include "src/log.h"
@@ -420,7 +421,9 @@ static void tx_setup(void)
 	char err[256];
 
 	enable_buddy(&cfg);
-	ck_assert_msg(registry_build(&reg, &cfg, err, sizeof(err)), "%s", err);
+	ck_assert_msg(registry_build(&reg, (const char *const *)cfg.packs.items, cfg.packs.n, err,
+	                             sizeof(err)),
+	              "%s", err);
 	conn = connect_to(dbname);
 	must_exec(conn, "BEGIN");
 }
@@ -452,7 +455,7 @@ static char *q1(const char *sql)
 static enum handler_result handle_as(const char *id, const char *type, const char *payload,
                                      const char *metadata, char *msg, size_t msglen)
 {
-	const struct handler_entry *e = registry_find(&reg, type);
+	const struct handler_entry *e = registry_lookup(&reg, type);
 	json_t *p = json_loads(payload, JSON_DECODE_ANY, NULL);
 	json_t *m = metadata ? json_loads(metadata, 0, NULL) : NULL;
 	char created_at[64];

@@ -97,9 +97,8 @@ START_TEST(test_conf_reads_every_kind_of_value)
 	ck_assert_int_eq(cfg.unknown_event_policy, UNKNOWN_SKIP);
 	ck_assert_int_eq(cfg.log_level, LOG_DEBUG);
 	ck_assert_int_eq(cfg.log_format, LOG_FORMAT_JSON);
-	ck_assert(conf_pack_enabled(&cfg, "test"));
-	ck_assert(conf_pack_enabled(&cfg, "core"));
-	ck_assert(!conf_pack_enabled(&cfg, "buddy"));
+	ck_assert_int_eq(cfg.packs.n, 1);
+	ck_assert_str_eq(cfg.packs.items[0], "test");
 	conf_release(&cfg);
 }
 END_TEST

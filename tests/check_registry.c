@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "handlers/registry.h"
+#include "src/conf.h"
 #include "tests/check_unit.h"
 
 START_TEST(test_registry_routes_core_types_always)
@@ -15,11 +16,12 @@ START_TEST(test_registry_routes_core_types_always)
 	char err[256];
 
 	conf_init(&cfg);
-	ck_assert(registry_build(&reg, &cfg, err, sizeof(err)));
-	ck_assert_ptr_nonnull(registry_find(&reg, "pgeventd.noop"));
-	ck_assert_str_eq(registry_find(&reg, "pgeventd.probe")->name, "core_probe");
-	ck_assert_ptr_null(registry_find(&reg, "pgeventd.nope"));
-	ck_assert_ptr_null(registry_find(&reg, ""));
+	ck_assert(registry_build(&reg, (const char *const *)cfg.packs.items, cfg.packs.n, err,
+	                         sizeof(err)));
+	ck_assert_ptr_nonnull(registry_lookup(&reg, "pgeventd.noop"));
+	ck_assert_str_eq(registry_lookup(&reg, "pgeventd.probe")->name, "core_probe");
+	ck_assert_ptr_null(registry_lookup(&reg, "pgeventd.nope"));
+	ck_assert_ptr_null(registry_lookup(&reg, ""));
 	registry_release(&reg);
 	conf_release(&cfg);
 }
@@ -32,20 +34,22 @@ START_TEST(test_registry_routes_pack_types_only_when_enabled)
 	char err[256];
 
 	conf_init(&cfg);
-	ck_assert(registry_build(&reg, &cfg, err, sizeof(err)));
-	ck_assert_ptr_null(registry_find(&reg, "test.effect"));
+	ck_assert(registry_build(&reg, (const char *const *)cfg.packs.items, cfg.packs.n, err,
+	                         sizeof(err)));
+	ck_assert_ptr_null(registry_lookup(&reg, "test.effect"));
 	registry_release(&reg);
 
 	cfg.packs.items = calloc(1, sizeof(char *));
 	cfg.packs.items[0] = strdup("test");
 	cfg.packs.n = 1;
-	ck_assert(registry_build(&reg, &cfg, err, sizeof(err)));
-	ck_assert_ptr_nonnull(registry_find(&reg, "test.effect"));
-	ck_assert_ptr_nonnull(registry_find(&reg, "test.crash"));
-	ck_assert_ptr_nonnull(registry_find(&reg, "pgeventd.log"));
+	ck_assert(registry_build(&reg, (const char *const *)cfg.packs.items, cfg.packs.n, err,
+	                         sizeof(err)));
+	ck_assert_ptr_nonnull(registry_lookup(&reg, "test.effect"));
+	ck_assert_ptr_nonnull(registry_lookup(&reg, "test.crash"));
+	ck_assert_ptr_nonnull(registry_lookup(&reg, "pgeventd.log"));
 	/* every enabled row is found by its own type */
 	for (size_t i = 0; i < reg.n; i++)
-		ck_assert_ptr_eq(registry_find(&reg, reg.entries[i]->event_type), reg.entries[i]);
+		ck_assert_ptr_eq(registry_lookup(&reg, reg.entries[i]->event_type), reg.entries[i]);
 	registry_release(&reg);
 	conf_release(&cfg);
 }

@@ -5,13 +5,16 @@
 
 #include <stdlib.h>
 
+#include "handlers/registry.h"
 #include "tests/check_unit.h"
 
 int main(void)
 {
-	SRunner *sr = srunner_create(backoff_suite());
+	SRunner *sr;
 	int failed;
 
+	registry_link_packs(handler_packs);
+	sr = srunner_create(backoff_suite());
 	srunner_add_suite(sr, conf_suite());
 	srunner_add_suite(sr, registry_suite());
 	srunner_add_suite(sr, log_suite());

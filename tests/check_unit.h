@@ -4,6 +4,17 @@
 
 #include <check.h>
 
+#include "handlers/registry.h"
+
+/* The registry row routing `event_type`, or NULL (for assertions). */
+static inline const struct handler_entry *registry_lookup(const struct registry *r,
+                                                          const char *event_type)
+{
+	int i = registry_index(r, event_type);
+
+	return i < 0 ? NULL : r->entries[i];
+}
+
 Suite *backoff_suite(void);
 Suite *conf_suite(void);
 Suite *registry_suite(void);

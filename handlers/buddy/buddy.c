@@ -30,7 +30,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "src/util.h"
 
 extern const struct migration buddy_migrations[];
 
@@ -345,9 +344,9 @@ static bool check_value(const struct buddy_type *t, const struct field *f, const
 		s = json_string_value(v);
 		if (f->kind != FIELD_TEXT && !*s)
 			return bad(err, errlen, t, "%s must not be empty", f->name);
-		if (f->kind == FIELD_ID && util_utf8_chars(s) > BUDDY_ID_MAX)
+		if (f->kind == FIELD_ID && handler_text_length(s) > BUDDY_ID_MAX)
 			return bad(err, errlen, t, "%s must be at most %d characters, got %zu",
-			           f->name, BUDDY_ID_MAX, util_utf8_chars(s));
+			           f->name, BUDDY_ID_MAX, handler_text_length(s));
 		*out = s;
 		return true;
 	case FIELD_TIME:
