@@ -10,6 +10,9 @@
 
 #include <libpq-fe.h>
 
+/* Size of the error buffers the modules pass to db_* and fill from them. */
+#define DB_ERRLEN 1024
+
 /*
  * Connect to `conninfo` (a key=value string, a URI or "" for the PG*
  * variables), naming the session `app_name` in pg_stat_activity.

@@ -53,11 +53,16 @@ struct worker {
 	_Atomic double heartbeat;
 	atomic_int failing;   /* 1 from a failed batch or connection to the next completed claim */
 	char last_error[256]; /* why it is failing; read through worker_last_error() */
-	bool failed;          /* stopped on an unrecoverable error */
 };
 
 /* Start the thread on a zeroed `w`. Returns false (failure logged) if it could not. */
 bool worker_start(struct worker *w, int id, struct runtime *rt);
+
+/* For batch.c: an event's handler ran (progress, unless the loop is in a
+ * failing spell), and a batch failed with `err` (no progress until a claim
+ * completes again; /health shows the error). */
+void worker_event_ran(struct worker *w);
+void worker_set_failing(struct worker *w, const char *err);
 
 /* Join the thread and free what the worker holds. */
 void worker_join(struct worker *w);
