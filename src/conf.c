@@ -32,7 +32,8 @@
 #include "src/db.h"
 
 enum cfg_type {
-	CFG_INT,
+	CFG_INT,   /* an int field */
+	CFG_LLONG, /* an integer key read into a long long field (the backoffs) */
 	CFG_BOOL,
 	CFG_DOUBLE,
 	CFG_STRING,
@@ -49,11 +50,6 @@ enum cfg_flags {
 };
 
 static const char *const unknown_policy_names[] = { "dead_letter", "skip", NULL };
-static const char *const log_level_names[] = {
-	"debug", "info", "notice", "warning", "error", NULL
-};
-static const char *const log_format_names[] = { "logfmt", "json", NULL };
-
 struct cfg_key {
 	const char *path;
 	enum cfg_type type;
@@ -89,11 +85,11 @@ static const struct cfg_key conf_keys[] = {
 	  "wake on NOTIFY; false = poll only (PgBouncer transaction pooling)" },
 	{ "max_attempts", CFG_INT, OFF(max_attempts), 5, 0, NULL, 1, 1000, NULL, CFG_RELOAD,
 	  "attempts before an event is dead-lettered" },
-	{ "backoff.base_ms", CFG_INT, OFF(backoff.base_ms), 1000, 0, NULL, 1, 86400000, NULL,
+	{ "backoff.base_ms", CFG_LLONG, OFF(backoff.base_ms), 1000, 0, NULL, 1, 86400000, NULL,
 	  CFG_RELOAD, "delay after the first failed attempt" },
 	{ "backoff.factor", CFG_DOUBLE, OFF(backoff.factor), 0, 2.0, NULL, 1.0, 100.0, NULL,
 	  CFG_RELOAD, "growth of the delay per further attempt" },
-	{ "backoff.cap_ms", CFG_INT, OFF(backoff.cap_ms), 3600000, 0, NULL, 1, 604800000, NULL,
+	{ "backoff.cap_ms", CFG_LLONG, OFF(backoff.cap_ms), 3600000, 0, NULL, 1, 604800000, NULL,
 	  CFG_RELOAD, "longest delay before jitter" },
 	{ "backoff.jitter", CFG_DOUBLE, OFF(backoff.jitter), 0, 0.1, NULL, 0.0, 1.0, NULL,
 	  CFG_RELOAD, "random spread of each delay, 0.1 = +-10 %" },
@@ -122,11 +118,11 @@ static const struct cfg_key conf_keys[] = {
 	  "webhook requests in flight at once" },
 	{ "relay.connect_timeout_ms", CFG_INT, OFF(relay.connect_timeout_ms), 5000, 0, NULL, 100,
 	  600000, NULL, CFG_RELOAD, "time to connect to a subscriber" },
-	{ "relay.backoff.base_ms", CFG_INT, OFF(relay.backoff.base_ms), 1000, 0, NULL, 1, 86400000,
-	  NULL, CFG_RELOAD, "delay after the first failed delivery attempt" },
+	{ "relay.backoff.base_ms", CFG_LLONG, OFF(relay.backoff.base_ms), 1000, 0, NULL, 1,
+	  86400000, NULL, CFG_RELOAD, "delay after the first failed delivery attempt" },
 	{ "relay.backoff.factor", CFG_DOUBLE, OFF(relay.backoff.factor), 0, 2.0, NULL, 1.0, 100.0,
 	  NULL, CFG_RELOAD, "growth of the delay per further attempt" },
-	{ "relay.backoff.cap_ms", CFG_INT, OFF(relay.backoff.cap_ms), 3600000, 0, NULL, 1,
+	{ "relay.backoff.cap_ms", CFG_LLONG, OFF(relay.backoff.cap_ms), 3600000, 0, NULL, 1,
 	  604800000, NULL, CFG_RELOAD, "longest delay before jitter" },
 	{ "relay.backoff.jitter", CFG_DOUBLE, OFF(relay.backoff.jitter), 0, 0.2, NULL, 0.0, 1.0,
 	  NULL, CFG_RELOAD, "random spread of each delay, 0.2 = +-20 %" },
@@ -206,13 +202,6 @@ static bool strlist_push(struct strlist *l, const char *s)
 static char *xstrdup_or_null(const char *s)
 {
 	return s ? strdup(s) : NULL;
-}
-
-/* Integer keys are int fields except the two long long backoff fields. */
-static bool is_ll_field(const struct cfg_key *k)
-{
-	return k->offset == OFF(backoff.base_ms) || k->offset == OFF(backoff.cap_ms) ||
-	       k->offset == OFF(relay.backoff.base_ms) || k->offset == OFF(relay.backoff.cap_ms);
 }
 
 /* Units of a duration, largest first (conf_format_duration uses the order). */
@@ -296,11 +285,11 @@ static void set_default(struct config *cfg, const struct cfg_key *k)
 		if (!conf_parse_duration(k->sdef, (long long *)p))
 			*(long long *)p = 0; /* a bad default is caught by check_conf */
 		break;
+	case CFG_LLONG:
+		*(long long *)p = k->idef;
+		break;
 	case CFG_INT:
-		if (is_ll_field(k))
-			*(long long *)p = k->idef;
-		else
-			*(int *)p = (int)k->idef;
+		*(int *)p = (int)k->idef;
 		break;
 	case CFG_BOOL:
 		*(bool *)p = k->idef != 0;
@@ -809,7 +798,8 @@ static bool read_key(struct config *cfg, const struct cfg_key *k, const config_s
 	int t = config_setting_type(s);
 
 	switch (k->type) {
-	case CFG_INT: {
+	case CFG_INT:
+	case CFG_LLONG: {
 		long long v;
 		char written[64];
 
@@ -821,7 +811,7 @@ static bool read_key(struct config *cfg, const struct cfg_key *k, const config_s
 		    v < (long long)k->min || v > (long long)k->max)
 			return fail(e, s, k->path, "must be between %.0f and %.0f, got %s", k->min,
 			            k->max, written);
-		if (is_ll_field(k))
+		if (k->type == CFG_LLONG)
 			*(long long *)p = v;
 		else
 			*(int *)p = (int)v;
@@ -1199,8 +1189,10 @@ static void render(const struct config *cfg, const struct cfg_key *k, char *buf,
 
 	switch (k->type) {
 	case CFG_INT:
-		snprintf(buf, len, "%lld",
-		         is_ll_field(k) ? *(const long long *)p : (long long)*(const int *)p);
+		snprintf(buf, len, "%d", *(const int *)p);
+		break;
+	case CFG_LLONG:
+		snprintf(buf, len, "%lld", *(const long long *)p);
 		break;
 	case CFG_BOOL:
 		snprintf(buf, len, "%s", *(const bool *)p ? "true" : "false");
@@ -1305,11 +1297,11 @@ static bool copy_value(struct config *to, const struct config *from, const struc
 	case CFG_INTLIST:
 		*(struct intlist *)dst = *(const struct intlist *)src;
 		return true;
+	case CFG_LLONG:
+		*(long long *)dst = *(const long long *)src;
+		return true;
 	case CFG_INT:
-		if (is_ll_field(k))
-			*(long long *)dst = *(const long long *)src;
-		else
-			*(int *)dst = *(const int *)src;
+		*(int *)dst = *(const int *)src;
 		return true;
 	case CFG_DURATION:
 		*(long long *)dst = *(const long long *)src;
@@ -1356,8 +1348,8 @@ static bool same_value(const struct config *a, const struct config *b, const str
 		       memcmp(la->v, lb->v, sizeof(la->v[0]) * (size_t)la->n) == 0;
 	}
 	case CFG_INT:
-		return is_ll_field(k) ? *(const long long *)pa == *(const long long *)pb
-		                      : *(const int *)pa == *(const int *)pb;
+		return *(const int *)pa == *(const int *)pb;
+	case CFG_LLONG:
 	case CFG_DURATION:
 		return *(const long long *)pa == *(const long long *)pb;
 	case CFG_BOOL:

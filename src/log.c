@@ -20,7 +20,8 @@
 static _Atomic int log_threshold = LOG_INFO;
 static _Atomic int log_fmt = LOG_FORMAT_LOGFMT;
 
-static const char *const level_names[] = { "debug", "info", "notice", "warning", "error" };
+const char *const log_level_names[] = { "debug", "info", "notice", "warning", "error", NULL };
+const char *const log_format_names[] = { "logfmt", "json", NULL };
 
 void log_configure(enum log_level level, enum log_format format)
 {
@@ -31,33 +32,6 @@ void log_configure(enum log_level level, enum log_format format)
 bool log_enabled(enum log_level level)
 {
 	return (int)level >= atomic_load(&log_threshold);
-}
-
-const char *log_level_name(enum log_level level)
-{
-	return level_names[level];
-}
-
-bool log_level_parse(const char *name, enum log_level *out)
-{
-	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
-		if (strcmp(name, level_names[i]) == 0) {
-			*out = (enum log_level)i;
-			return true;
-		}
-	}
-	return false;
-}
-
-bool log_format_parse(const char *name, enum log_format *out)
-{
-	if (strcmp(name, "logfmt") == 0)
-		*out = LOG_FORMAT_LOGFMT;
-	else if (strcmp(name, "json") == 0)
-		*out = LOG_FORMAT_JSON;
-	else
-		return false;
-	return true;
 }
 
 /* A line under construction: on the stack up to its size, then on the heap. */
@@ -216,7 +190,7 @@ static void emit(enum log_level level, const char *msg, va_list ap)
 		char *text;
 
 		json_object_set_new(o, "ts", json_string(ts));
-		json_object_set_new(o, "level", json_string(level_names[level]));
+		json_object_set_new(o, "level", json_string(log_level_names[level]));
 		json_object_set_new(o, "msg", json_string(msg));
 		while ((k = va_arg(ap, const char *)) != NULL) {
 			v = va_arg(ap, const char *);
@@ -245,7 +219,7 @@ static void emit(enum log_level level, const char *msg, va_list ap)
 	line_puts(&l, "ts=");
 	line_puts(&l, ts);
 	line_puts(&l, " level=");
-	line_puts(&l, level_names[level]);
+	line_puts(&l, log_level_names[level]);
 	line_puts(&l, " msg=");
 	put_logfmt_value(&l, msg);
 	while ((k = va_arg(ap, const char *)) != NULL) {
@@ -272,27 +246,4 @@ void log_kv(enum log_level level, const char *msg, ...)
 	va_start(ap, msg);
 	emit(level, msg, ap);
 	va_end(ap);
-}
-
-/* emit() needs a va_list of fields; this one is empty. */
-static void emit_nofields(enum log_level level, const char *msg, ...)
-{
-	va_list ap;
-
-	va_start(ap, msg);
-	emit(level, msg, ap);
-	va_end(ap);
-}
-
-void log_msg(enum log_level level, const char *fmt, ...)
-{
-	char buf[2048];
-	va_list ap;
-
-	if (!log_enabled(level))
-		return;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	emit_nofields(level, buf, (const char *)NULL);
 }

@@ -26,12 +26,9 @@ bool log_enabled(enum log_level level);
  */
 void log_kv(enum log_level level, const char *msg, ...) __attribute__((sentinel));
 
-/* Same as log_kv with a printf-formatted message and no fields. */
-void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* Names for config parsing and display. */
-bool log_level_parse(const char *name, enum log_level *out);
-bool log_format_parse(const char *name, enum log_format *out);
-const char *log_level_name(enum log_level level);
+/* The names of the levels and formats, indexed by the enums, NULL-ended
+ * (the configuration's log.level and log.format take them). */
+extern const char *const log_level_names[];
+extern const char *const log_format_names[];
 
 #endif

@@ -29,8 +29,6 @@ struct metric {
 	_Atomic(struct metric *) next; /* creation order; published with release */
 	uint64_t hash;                 /* of the label values, to skip most strcmp on lookup */
 	char **label_values;           /* family->nlabels strings, owned */
-	double (*fn)(void *);          /* callback gauge, or NULL */
-	void *arg;                     /* fn's argument, owned by the caller */
 	_Atomic uint64_t bits;         /* counter/gauge value, histogram sum: a double's bits */
 	_Atomic uint64_t buckets[];    /* histogram only: nbounds + 1 counts, not cumulative */
 };
@@ -393,8 +391,7 @@ static struct metric *series_find(struct metric_family *f, const char *const *va
 	return NULL;
 }
 
-static struct metric *series_new(struct metric_family *f, const char *const *values, uint64_t h,
-                                 double (*fn)(void *), void *arg)
+static struct metric *series_new(struct metric_family *f, const char *const *values, uint64_t h)
 {
 	size_t nb = f->type == METRIC_HISTOGRAM ? f->nbounds + 1 : 0;
 	struct metric *s = calloc(1, sizeof(*s) + nb * sizeof(s->buckets[0]));
@@ -404,8 +401,6 @@ static struct metric *series_new(struct metric_family *f, const char *const *val
 	s->family = f;
 	s->type = f->type;
 	s->hash = h;
-	s->fn = fn;
-	s->arg = arg;
 	atomic_init(&s->next, NULL);
 	atomic_init(&s->bits, dbits(0.0));
 	for (size_t i = 0; i < nb; i++)
@@ -425,10 +420,8 @@ fail:
 }
 
 /* Lookups walk the list without the lock; creation re-checks under it, so two
- * threads asking for the same new labels get the same series. With fn set,
- * only creation is acceptable. */
-static struct metric *series_get(struct metric_family *f, const char *const *values,
-                                 double (*fn)(void *), void *arg)
+ * threads asking for the same new labels get the same series. */
+static struct metric *series_get(struct metric_family *f, const char *const *values)
 {
 	struct metric *s;
 	uint64_t h;
@@ -439,17 +432,14 @@ static struct metric *series_get(struct metric_family *f, const char *const *val
 		if (!values[i])
 			return NULL;
 	h = labels_hash(f->nlabels, values);
-	if (!fn && (s = series_find(f, values, h)))
+	if ((s = series_find(f, values, h)))
 		return s;
 
 	pthread_mutex_lock(&f->lock);
 	s = series_find(f, values, h);
-	if (s) {
-		if (fn)
-			s = NULL;
+	if (s)
 		goto out;
-	}
-	s = series_new(f, values, h, fn, arg);
+	s = series_new(f, values, h);
 	if (!s)
 		goto out;
 	/* Release: a lookup that sees the pointer sees the whole series. */
@@ -462,22 +452,14 @@ out:
 
 struct metric *metrics_series(struct metric_family *f, const char *const *label_values)
 {
-	return series_get(f, label_values, NULL, NULL);
-}
-
-struct metric *metrics_gauge_fn(struct metric_family *f, const char *const *label_values,
-                                double (*fn)(void *), void *arg)
-{
-	if (!f || f->type != METRIC_GAUGE || !fn)
-		return NULL;
-	return series_get(f, label_values, fn, arg);
+	return series_get(f, label_values);
 }
 
 /* ---- hot path ------------------------------------------------------------- */
 
 void metric_add(struct metric *s, double v)
 {
-	if (!s || s->fn)
+	if (!s)
 		return;
 	if (s->type == METRIC_GAUGE || (s->type == METRIC_COUNTER && v >= 0))
 		atomic_add_double(&s->bits, v);
@@ -485,7 +467,7 @@ void metric_add(struct metric *s, double v)
 
 void metric_set(struct metric *s, double v)
 {
-	if (s && s->type == METRIC_GAUGE && !s->fn)
+	if (s && s->type == METRIC_GAUGE)
 		atomic_store_explicit(&s->bits, dbits(v), memory_order_relaxed);
 }
 
@@ -527,8 +509,6 @@ double metric_value(const struct metric *s)
 {
 	if (!s)
 		return 0;
-	if (s->fn)
-		return s->fn(s->arg);
 	if (s->type == METRIC_HISTOGRAM)
 		return (double)histogram_count(s);
 	return bitsd(atomic_load_explicit(&s->bits, memory_order_relaxed));

@@ -55,18 +55,9 @@ struct metric_family *metrics_family(struct metrics *m, enum metric_type type, c
 struct metric *metrics_series(struct metric_family *f, const char *const *label_values);
 
 /*
- * A gauge series whose value is fn(arg), called at every render (from the
- * rendering thread, so fn must be safe there) and by metric_value(). Returns
- * NULL when f is not a gauge, when a series with these labels already exists,
- * or when out of memory. metric_add/metric_set on it do nothing.
- */
-struct metric *metrics_gauge_fn(struct metric_family *f, const char *const *label_values,
-                                double (*fn)(void *), void *arg);
-
-/*
  * The hot path: lock-free, safe from any thread. A call that does not fit the
  * series does nothing rather than corrupt it: s == NULL (a series that could
- * not be created), metric_add on a histogram or a callback gauge, a negative
+ * not be created), metric_add on a histogram, a negative
  * or NaN metric_add on a counter (counters only go up), metric_set on anything
  * but a plain gauge, metric_observe on anything but a histogram.
  */

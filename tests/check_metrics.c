@@ -77,52 +77,6 @@ START_TEST(test_metrics_gauge_renders_set_and_add)
 }
 END_TEST
 
-static double read_double(void *arg)
-{
-	return *(const double *)arg;
-}
-
-START_TEST(test_metrics_gauge_fn_is_read_at_render_time)
-{
-	struct metrics *m = metrics_new();
-	struct metric_family *f = metrics_family(m, METRIC_GAUGE, "pgeventd_uptime_seconds",
-	                                         "Seconds since start.", 1, L("role"), NULL, 0);
-	double uptime = 1.5;
-	struct metric *g = metrics_gauge_fn(f, L("primary"), read_double, &uptime);
-
-	ck_assert_ptr_nonnull(g);
-	assert_renders(m, "# HELP pgeventd_uptime_seconds Seconds since start.\n"
-	                  "# TYPE pgeventd_uptime_seconds gauge\n"
-	                  "pgeventd_uptime_seconds{role=\"primary\"} 1.5\n");
-	uptime = 86400;
-	metric_set(g, 5); /* ignored: the callback owns the value */
-	metric_add(g, 5);
-	ck_assert_double_eq(metric_value(g), 86400);
-	assert_renders(m, "# HELP pgeventd_uptime_seconds Seconds since start.\n"
-	                  "# TYPE pgeventd_uptime_seconds gauge\n"
-	                  "pgeventd_uptime_seconds{role=\"primary\"} 86400\n");
-	ck_assert_ptr_eq(metrics_series(f, L("primary")), g);
-	ck_assert_ptr_null(metrics_gauge_fn(f, L("primary"), read_double, &uptime));
-	metrics_free(m);
-}
-END_TEST
-
-START_TEST(test_metrics_gauge_fn_needs_a_gauge_family)
-{
-	struct metrics *m = metrics_new();
-	struct metric_family *c =
-	    metrics_family(m, METRIC_COUNTER, "c_total", "c", 0, NULL, NULL, 0);
-	struct metric_family *g = metrics_family(m, METRIC_GAUGE, "g", "g", 0, NULL, NULL, 0);
-	double v = 1;
-
-	ck_assert_ptr_null(metrics_gauge_fn(c, NULL, read_double, &v));
-	ck_assert_ptr_null(metrics_gauge_fn(g, NULL, NULL, &v));
-	ck_assert_ptr_nonnull(metrics_series(g, NULL));
-	ck_assert_ptr_null(metrics_gauge_fn(g, NULL, read_double, &v)); /* labels taken */
-	metrics_free(m);
-}
-END_TEST
-
 START_TEST(test_metrics_histogram_buckets_are_inclusive_and_cumulative)
 {
 	struct metrics *m = metrics_new();
@@ -567,8 +521,6 @@ Suite *metrics_suite(void)
 
 	tcase_add_test(tc, test_metrics_counter_with_labels_renders_each_series);
 	tcase_add_test(tc, test_metrics_gauge_renders_set_and_add);
-	tcase_add_test(tc, test_metrics_gauge_fn_is_read_at_render_time);
-	tcase_add_test(tc, test_metrics_gauge_fn_needs_a_gauge_family);
 	tcase_add_test(tc, test_metrics_histogram_buckets_are_inclusive_and_cumulative);
 	tcase_add_test(tc, test_metrics_histogram_without_labels_has_only_le);
 	tcase_add_test(tc, test_metrics_help_and_label_values_are_escaped);
