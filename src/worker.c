@@ -58,7 +58,7 @@
 #include "dispatch.h"
 #include "log.h"
 #include "stats.h"
-#include "handlers/relay.h"
+#include "enqueue.h"
 #include "telemetry.h"
 #include "util.h"
 
@@ -316,7 +316,7 @@ static bool connect_worker(struct worker *w)
 		goto fail;
 	if (!prepare(w->conn, "claim", claim_sql, 2, err) ||
 	    !prepare(w->conn, "next_due", next_due_sql, 0, err) ||
-	    !prepare(w->conn, "relay_queue", relay_queue_sql, 1, err) ||
+	    !prepare(w->conn, "relay_queue", enqueue_deliveries_sql, 1, err) ||
 	    !prepare(w->conn, "ok", ok_sql, 2, err) ||
 	    !prepare(w->conn, "retry", retry_sql, 3, err) ||
 	    !prepare(w->conn, "dead", dead_sql, 4, err) ||
@@ -534,7 +534,7 @@ static bool handle_row(struct worker *w, struct batch *b, struct record *rec, ch
 	/* An event type may have its own handler, be handed to the relay, or
 	 * both: the handler runs first, and the relay's deliveries are queued
 	 * for the OK ones in one statement at the end of the batch. */
-	relayed = relay_wants(&cfg->relay, type);
+	relayed = enqueue_wants(&cfg->relay, type);
 	if (!entry && !relayed) {
 		char msg[256];
 
