@@ -40,7 +40,7 @@
 #include "claim.h"
 #include "db.h"
 #include "dispatch.h"
-#include "handlers/relay.h"
+#include "enqueue.h"
 #include "log.h"
 #include "stats.h"
 #include "telemetry.h"
@@ -140,7 +140,7 @@ static bool aborting(const struct worker *w)
 
 bool batch_prepare(PGconn *conn, PGconn *side, char *err, size_t errlen)
 {
-	return db_prepare(conn, "relay_queue", relay_queue_sql, 1, err, errlen) &&
+	return db_prepare(conn, "relay_queue", enqueue_deliveries_sql, 1, err, errlen) &&
 	       db_prepare(conn, "ok", ok_sql, 2, err, errlen) &&
 	       db_prepare(conn, "retry", retry_sql, 3, err, errlen) &&
 	       db_prepare(conn, "dead", dead_sql, 4, err, errlen) &&
@@ -311,7 +311,7 @@ static bool handle_row(struct worker *w, struct batch *b, struct record *rec, ch
 	/* An event type may have its own handler, be handed to the relay, or
 	 * both: the handler runs first, and the relay's deliveries are queued
 	 * for the OK ones in one statement at the end of the batch. */
-	relayed = relay_wants(&cfg->relay, type);
+	relayed = enqueue_wants(&cfg->relay, type);
 	if (!entry && !relayed) {
 		char msg[256];
 
@@ -354,8 +354,7 @@ static bool handle_row(struct worker *w, struct batch *b, struct record *rec, ch
 		    PQgetisnull(res, r, C_CREATED_BY) ? NULL : PQgetvalue(res, r, C_CREATED_BY),
 		.attempt = rec->attempt,
 	};
-	bool alive =
-	    dispatch_run(w->conn, &entry, 1, &ev, claim_handler_timeout(cfg), &dr);
+	bool alive = dispatch_run(w->conn, &entry, 1, &ev, claim_handler_timeout(cfg), &dr);
 
 	rec->duration_ms = (util_mono_s() - t0) * 1000.0;
 	rec->ran = true;

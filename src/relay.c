@@ -1,124 +1,41 @@
-/* relay.c -- the delivery thread (see relay.h). */
+/* relay.c -- the delivery thread's transport-independent core: claim with leases, fence by
+ * lease token, retry policy, results, the loop (see relay.h; the wire is in transport.h). */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
 
 #include "relay.h"
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <time.h>
 
-#include <curl/curl.h>
-#include <jansson.h>
 #include <libpq-fe.h>
 
 #include "backoff.h"
 #include "db.h"
+#include "delivery.h"
 #include "log.h"
-#include "sign.h"
 #include "telemetry.h"
+#include "transport.h"
 #include "util.h"
 #include "webhook.h"
 
-#define ERRLEN          512
-#define RESPONSE_KEEP   4096 /* bytes of a response body kept in delivery_attempts */
-#define RECLAIM_EVERY_S 5.0
-/* For this long after block_private_networks is turned on every transfer
- * opens a new connection; later ones may reuse only connections younger
- * than the time since (CURLOPT_MAXLIFETIME_CONN counts whole seconds, and
- * needs at least 1: hence 2 s). */
-#define FRESH_AFTER_BLOCK_MS 2000
+#define RECLAIM_EVERY_S    5.0
+#define RECONNECT_FIRST_MS 100
+#define RECONNECT_CAP_MS   30000
 
-enum {
-	D_ID,
-	D_ATTEMPT,
-	D_BODY,
-	D_SUB_ID,
-	D_SUB_NAME,
-	D_URL,
-	D_SECRET,
-	D_SCHEME,
-	D_ID_HEADER,
-	D_TS_HEADER,
-	D_SIG_HEADER,
-	D_HEADERS,
-	D_TIMEOUT_MS,
-	D_LEASE,
+/*
+ * The transports, one row each. A delivery goes through the first row that
+ * serves its subscription's url, else through the first row (which then
+ * reports what it cannot send). The first row also does the loop's waiting.
+ */
+static const struct transport_ops *const transports[] = {
+	&transport_http,
 };
-
-/* $1 how many, $2 lease margin in ms (added to the subscription's timeout) */
-static const char claim_sql[] =
-    "WITH c AS (SELECT d.id FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id"
-    "  WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND s.enabled"
-    "    AND (s.paused_until IS NULL OR s.paused_until <= now())"
-    "  ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED)"
-    " UPDATE deliveries d SET status = 'in_flight', attempt = d.attempt + 1,"
-    "  lease = nextval('deliveries_lease_seq'),"
-    "  locked_until = now() + (s.timeout_ms + $2::int) * interval '1 millisecond'"
-    " FROM c, subscriptions s WHERE d.id = c.id AND s.id = d.subscription_id"
-    " RETURNING d.id, d.attempt, d.body, s.id, s.name, s.url, s.secret, s.signature_scheme,"
-    "  s.id_header, s.timestamp_header, s.signature_header, s.headers::text, s.timeout_ms,"
-    "  d.lease";
-
-/* Leases that ran out (a process died, or lost its database, mid-request):
- * back to pending. The lost attempt stays counted, and its late result,
- * if any, no longer matches. */
-static const char reclaim_sql[] =
-    "UPDATE deliveries d SET status = CASE WHEN d.attempt >= s.max_attempts THEN 'dead'"
-    "  ELSE 'pending' END,"
-    " locked_until = NULL, next_attempt_at = now(),"
-    " finished_at = CASE WHEN d.attempt >= s.max_attempts THEN now() END,"
-    " last_error = CASE WHEN d.attempt >= s.max_attempts"
-    "  THEN 'gave up after ' || d.attempt || ' attempts: the last did not report back'"
-    "  ELSE 'lease expired: the attempt did not report back' END"
-    " FROM subscriptions s WHERE s.id = d.subscription_id"
-    "  AND d.status = 'in_flight' AND d.locked_until < now()";
-
-static const char finish_sql[] =
-    "SELECT pgeventd_finish_delivery($1, $13::bigint, $2::int, $3, $4::int, $5, $6,"
-    " to_timestamp($7::float8), $8::float8, $9::bigint, $10::int, $11::bigint, $12::bigint)";
-
-/* Shutdown: requests not sent or not finished go back, attempt uncounted. */
-static const char release_sql[] =
-    "UPDATE deliveries SET status = 'pending', attempt = attempt - 1, locked_until = NULL,"
-    " next_attempt_at = now() WHERE id = $1 AND lease = $2::bigint AND status = 'in_flight'";
-
-struct transfer {
-	CURL *easy;
-	struct curl_slist *headers;
-	char *body; /* owned copy: byte-identical on every attempt */
-	char id[40];
-	char lease[24];
-	int attempt;
-	char sub_name[128];
-	double started_real, started_mono;
-	char response[RESPONSE_KEEP + 1];
-	size_t response_len;   /* kept */
-	size_t response_total; /* read */
-	size_t response_max;
-	char retry_after[64];
-	bool blocked;   /* refused by relay.block_private_networks */
-	bool truncated; /* cut at relay.max_response_bytes */
-	char curl_error[CURL_ERROR_SIZE];
-	struct relay *r;
-	/* the result, once finished (judge, write_results, report) */
-	enum webhook_verdict verdict;
-	const char *outcome;
-	long status;
-	long long retry_ms;
-	double duration_ms;
-	char error[ERRLEN];
-	char s_attempt[16], s_status[16], s_started[32], s_duration[32], s_retry[32];
-	bool written, applied;
-	char dberr[ERRLEN];
-};
+#define NTRANSPORTS ((int)(sizeof(transports) / sizeof(transports[0])))
 
 struct relay {
 	const struct config *cfg; /* this turn's: a reference from runtime_config_refresh */
@@ -126,321 +43,45 @@ struct relay {
 	pthread_t thread;
 	struct relay_state st;
 	PGconn *conn;
-	CURLM *multi;
-	struct transfer **transfers; /* in flight, relay.concurrency slots */
-	int ntransfers;
+	void *tstate[NTRANSPORTS];  /* each transport's, from its open() */
+	struct delivery **inflight; /* relay.concurrency slots; owned */
+	int ninflight;
+	struct delivery **finished; /* this turn's, relay.concurrency slots; owned */
+	int nfinished;
 	int64_t next_claim_ms;   /* monotonic */
 	bool notified;           /* a NOTIFY came that no claim has served yet */
 	bool more;               /* the last claim filled every free slot: more may be due */
 	int64_t reconnect_at_ms; /* monotonic */
-	int reconnect_delay_ms;
-	/* block_private_networks is vetted when a connection opens; after a
-	 * SIGHUP turns it on, connections opened before must never be reused. */
-	bool blocking;
-	int64_t block_since_ms; /* monotonic; 0 = on since start (or off) */
+	int reconnect_delay_ms;  /* 0 while connected */
 	double last_reclaim;
 };
 
-/* ---- addresses ------------------------------------------------------------ */
-
-static bool v4_blocked(uint32_t a)
+static int transport_for(const char *target)
 {
-	return (a >> 24) == 0 ||                /* 0.0.0.0/8 */
-	       (a >> 24) == 10 ||               /* 10/8 */
-	       (a >> 24) == 127 ||              /* loopback */
-	       (a >> 22) == (100 << 2 | 1) ||   /* 100.64/10 carrier-grade NAT */
-	       (a >> 16) == (169 << 8 | 254) || /* link-local, cloud metadata */
-	       (a >> 20) == (172 << 4 | 1) ||   /* 172.16/12 */
-	       (a >> 16) == (192 << 8 | 168) || /* 192.168/16 */
-	       (a >> 28) >= 14;                 /* multicast, reserved, broadcast */
+	for (int i = 0; i < NTRANSPORTS; i++)
+		if (transports[i]->serves(target))
+			return i;
+	return 0;
 }
 
-bool relay_address_blocked(const struct sockaddr *sa)
-{
-	if (sa->sa_family == AF_INET)
-		return v4_blocked(
-		    ntohl(((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr));
-	if (sa->sa_family == AF_INET6) {
-		const struct in6_addr *a =
-		    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
-		const uint8_t *b = a->s6_addr;
-
-		if (IN6_IS_ADDR_V4MAPPED(a) || IN6_IS_ADDR_V4COMPAT(a))
-			return v4_blocked((uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 |
-			                  (uint32_t)b[14] << 8 | b[15]);
-		return IN6_IS_ADDR_LOOPBACK(a) || IN6_IS_ADDR_UNSPECIFIED(a) ||
-		       IN6_IS_ADDR_LINKLOCAL(a) || IN6_IS_ADDR_MULTICAST(a) ||
-		       (b[0] & 0xfe) == 0xfc; /* fc00::/7 unique local */
-	}
-	return true; /* not an internet address at all */
-}
-
-/* curl resolves the name, then asks us for the socket of the address it
- * will connect to: vetting it here pins the vetted address. */
-static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
-{
-	struct transfer *t = arg;
-
-	if (purpose == CURLSOCKTYPE_IPCXN && relay_address_blocked(&a->addr)) {
-		t->blocked = true;
-		return CURL_SOCKET_BAD;
-	}
-	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
-}
-
-/* ---- one transfer ---------------------------------------------------------- */
-
-static size_t on_body(char *data, size_t size, size_t n, void *arg)
-{
-	struct transfer *t = arg;
-	size_t len = size * n;
-
-	if (t->response_len < RESPONSE_KEEP) {
-		size_t keep = RESPONSE_KEEP - t->response_len;
-
-		keep = len < keep ? len : keep;
-		memcpy(t->response + t->response_len, data, keep);
-		t->response_len += keep;
-	}
-	t->response_total += len;
-	if (t->response_total > t->response_max) {
-		t->truncated = true;
-		return 0; /* enough: the status is what counts; curl ends the transfer */
-	}
-	return len;
-}
-
-static size_t on_header(char *data, size_t size, size_t n, void *arg)
-{
-	struct transfer *t = arg;
-	size_t len = size * n;
-	static const char name[] = "retry-after:";
-
-	if (len > sizeof(name) - 1 && strncasecmp(data, name, sizeof(name) - 1) == 0) {
-		size_t v = sizeof(name) - 1, end = len;
-
-		while (v < end && (data[v] == ' ' || data[v] == '\t'))
-			v++;
-		while (end > v &&
-		       (data[end - 1] == '\r' || data[end - 1] == '\n' || data[end - 1] == ' '))
-			end--;
-		snprintf(t->retry_after, sizeof(t->retry_after), "%.*s", (int)(end - v), data + v);
-	}
-	return len;
-}
-
-static void transfer_free(struct transfer *t)
-{
-	if (!t)
-		return;
-	if (t->easy) {
-		curl_multi_remove_handle(t->r->multi, t->easy);
-		curl_easy_cleanup(t->easy);
-	}
-	curl_slist_free_all(t->headers);
-	free(t->body);
-	free(t);
-}
-
-static bool add_header(struct transfer *t, const char *name, const char *value)
-{
-	char *line;
-	struct curl_slist *l;
-
-	if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
-		return false;
-	if (asprintf(&line, "%s: %s", name, value) < 0)
-		return false;
-	l = curl_slist_append(t->headers, line);
-	free(line);
-	if (!l)
-		return false;
-	t->headers = l;
-	return true;
-}
-
-static const char *or_default(const PGresult *res, int row, int col, const char *def)
-{
-	return PQgetisnull(res, row, col) || !PQgetvalue(res, row, col)[0]
-	           ? def
-	           : PQgetvalue(res, row, col);
-}
-
-/* Headers: the signature scheme's three (or the subscription's names for
- * them), then the subscription's extra headers. */
-static bool build_headers(struct transfer *t, const PGresult *res, int row, char *err)
-{
-	enum sign_scheme scheme;
-	const char *id_h, *ts_h, *sig_h;
-	char ts[32], serr[256];
-	char *sig;
-	long long now = (long long)time(NULL);
-	json_t *extra;
-	const char *k;
-	json_t *v;
-
-	if (!sign_scheme_parse(PQgetvalue(res, row, D_SCHEME), &scheme)) {
-		snprintf(err, ERRLEN, "unknown signature scheme %s",
-		         PQgetvalue(res, row, D_SCHEME));
-		return false;
-	}
-	switch (scheme) {
-	case SIGN_STANDARD:
-		id_h = "webhook-id", ts_h = "webhook-timestamp", sig_h = "webhook-signature";
-		break;
-	case SIGN_TIMESTAMPED_HEX:
-		id_h = "X-Delivery-Id", ts_h = "X-Delivery-Timestamp", sig_h = "X-Signature";
-		break;
-	default:
-		id_h = "X-Webhook-Id", ts_h = "X-Webhook-Timestamp", sig_h = "X-Webhook-Signature";
-		break;
-	}
-	id_h = or_default(res, row, D_ID_HEADER, id_h);
-	ts_h = or_default(res, row, D_TS_HEADER, ts_h);
-	sig_h = or_default(res, row, D_SIG_HEADER, sig_h);
-	snprintf(ts, sizeof(ts), "%lld", now);
-	sig = sign_header_value(scheme, PQgetvalue(res, row, D_SECRET), t->id, now, t->body,
-	                        strlen(t->body), serr, sizeof(serr));
-	if (!sig) {
-		snprintf(err, ERRLEN, "cannot sign: %s", serr);
-		return false;
-	}
-	bool ok = add_header(t, "Content-Type", "application/json") && add_header(t, id_h, t->id) &&
-	          add_header(t, ts_h, ts) && add_header(t, sig_h, sig);
-	free(sig);
-	/* no "Expect: 100-continue" round trip */
-	struct curl_slist *l = ok ? curl_slist_append(t->headers, "Expect:") : NULL;
-	if (!l) {
-		snprintf(err, ERRLEN, "bad header name or value, or out of memory");
-		return false;
-	}
-	t->headers = l;
-	extra = json_loads(PQgetvalue(res, row, D_HEADERS), 0, NULL);
-	json_object_foreach(extra, k, v)
-	{
-		if (!json_is_string(v) || !add_header(t, k, json_string_value(v))) {
-			snprintf(err, ERRLEN, "bad extra header %s", k);
-			json_decref(extra);
-			return false;
-		}
-	}
-	json_decref(extra);
-	return true;
-}
-
-static struct transfer *transfer_new(struct relay *r, const PGresult *res, int row, char *err)
-{
-	const struct relay_config *rc = &r->cfg->relay;
-	struct transfer *t = calloc(1, sizeof(*t));
-	CURL *e;
-
-	if (!t || !(t->body = strdup(PQgetvalue(res, row, D_BODY)))) {
-		free(t);
-		snprintf(err, ERRLEN, "out of memory");
-		return NULL;
-	}
-	t->r = r;
-	snprintf(t->id, sizeof(t->id), "%s", PQgetvalue(res, row, D_ID));
-	snprintf(t->sub_name, sizeof(t->sub_name), "%s", PQgetvalue(res, row, D_SUB_NAME));
-	t->attempt = atoi(PQgetvalue(res, row, D_ATTEMPT));
-	snprintf(t->lease, sizeof(t->lease), "%s", PQgetvalue(res, row, D_LEASE));
-	t->response_max = (size_t)rc->max_response_bytes;
-	if (!build_headers(t, res, row, err))
-		goto fail;
-	e = t->easy = curl_easy_init();
-	if (!e) {
-		snprintf(err, ERRLEN, "curl_easy_init failed");
-		goto fail;
-	}
-	curl_easy_setopt(e, CURLOPT_URL, PQgetvalue(res, row, D_URL));
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_POST, 1L);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->body);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(t->body));
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
-	curl_easy_setopt(e, CURLOPT_USERAGENT, "pgeventd/" PACKAGE_VERSION);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)rc->connect_timeout_ms);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, atol(PQgetvalue(res, row, D_TIMEOUT_MS)));
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-	if (rc->ca_file && rc->ca_file[0])
-		curl_easy_setopt(e, CURLOPT_CAINFO, rc->ca_file);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
-	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->curl_error);
-	curl_easy_setopt(e, CURLOPT_PRIVATE, t);
-	if (rc->block_private_networks) {
-		int64_t since = util_mono_ms() - r->block_since_ms;
-
-		if (r->block_since_ms && since < FRESH_AFTER_BLOCK_MS)
-			curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
-		else if (r->block_since_ms)
-			/* curl drops a connection when its age in whole seconds
-			 * exceeds this; one opened before the change is older than
-			 * `since`, so one second less always excludes it. */
-			curl_easy_setopt(e, CURLOPT_MAXLIFETIME_CONN, (long)(since / 1000 - 1));
-		curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
-		curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t);
-		/* a proxy from the environment would be the address vetted */
-		curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
-	}
-	t->started_real = util_real_s();
-	t->started_mono = util_mono_s();
-	if (curl_multi_add_handle(r->multi, e) != CURLM_OK) {
-		snprintf(err, ERRLEN, "curl_multi_add_handle failed");
-		goto fail;
-	}
-	return t;
-fail:
-	if (t->easy) {
-		curl_easy_cleanup(t->easy);
-		t->easy = NULL;
-	}
-	curl_slist_free_all(t->headers);
-	free(t->body);
-	free(t);
-	return NULL;
-}
-
-/* PostgreSQL text must be valid UTF-8 without NUL: replace what is not. */
-static void make_text(char *s, size_t len)
+/* PostgreSQL text must be valid UTF-8 without NUL: each byte that does not
+ * start a well-formed sequence becomes '?'. */
+static void make_pg_text(char *s, size_t len)
 {
 	size_t i = 0;
 
 	while (i < len) {
-		unsigned char c = (unsigned char)s[i];
-		size_t n = c < 0x80         ? 1
-		           : (c >> 5) == 6  ? 2
-		           : (c >> 4) == 14 ? 3
-		           : (c >> 3) == 30 ? 4
-		                            : 0;
-		bool ok = n > 0 && c != 0 && i + n <= len;
+		size_t n = s[i] ? util_utf8_seq((const unsigned char *)s + i, len - i) : 0;
 
-		for (size_t k = 1; ok && k < n; k++)
-			ok = ((unsigned char)s[i + k] >> 6) == 2;
-		if (!ok) {
+		if (n == 0)
 			s[i++] = '?';
-			continue;
-		}
-		i += n;
+		else
+			i += n;
 	}
 	s[len] = '\0';
 }
 
 /* ---- database ----------------------------------------------------------------- */
-
-static bool prepare(PGconn *conn, const char *name, const char *sql, int n, char *err)
-{
-	PGresult *res = PQprepare(conn, name, sql, n, NULL);
-	bool ok = db_ok(conn, res, PGRES_COMMAND_OK, err, ERRLEN);
-
-	PQclear(res);
-	return ok;
-}
 
 /* Guards last_error of every relay_state; never destroyed. */
 static pthread_mutex_t error_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -467,7 +108,7 @@ void relay_last_error(const struct relay_state *st, char *buf, size_t len)
 	pthread_mutex_unlock(&error_lock);
 }
 
-static void disconnect(struct relay *r)
+static void close_db(struct relay *r)
 {
 	PQfinish(r->conn);
 	r->conn = NULL;
@@ -476,27 +117,24 @@ static void disconnect(struct relay *r)
 
 static bool connect_db(struct relay *r)
 {
-	char err[ERRLEN];
+	char err[TRANSPORT_ERRLEN];
 
 	r->conn = db_connect(conf_conninfo(r->cfg), "pgeventd relay", err, sizeof(err));
 	if (!r->conn)
 		goto fail;
 	if ((r->cfg->listen && !db_exec(r->conn, "LISTEN pgeventd_deliveries", err, sizeof(err))) ||
-	    !prepare(r->conn, "claim", claim_sql, 2, err) ||
-	    !prepare(r->conn, "reclaim", reclaim_sql, 0, err) ||
-	    !prepare(r->conn, "finish", finish_sql, 13, err) ||
-	    !prepare(r->conn, "release", release_sql, 2, err))
+	    !delivery_prepare(r->conn, err, sizeof(err)))
 		goto fail;
 	atomic_store(&r->st.connected, 1);
-	r->reconnect_delay_ms = 100;
+	r->reconnect_delay_ms = 0;
 	return true;
 fail:
 	log_kv(LOG_WARNING, "relay: database connection failed", "error", err, NULL);
 	set_failing(r, err);
-	disconnect(r);
-	r->reconnect_at_ms = util_mono_ms() + r->reconnect_delay_ms;
+	close_db(r);
 	r->reconnect_delay_ms =
-	    r->reconnect_delay_ms * 2 > 30000 ? 30000 : r->reconnect_delay_ms * 2;
+	    backoff_reconnect_ms(r->reconnect_delay_ms, RECONNECT_FIRST_MS, RECONNECT_CAP_MS);
+	r->reconnect_at_ms = util_mono_ms() + r->reconnect_delay_ms;
 	return false;
 }
 
@@ -514,137 +152,34 @@ static long long retry_delay_ms(const struct relay_config *rc, int attempt)
 	return d < 0 ? 0 : (long long)d;
 }
 
-/* Turn a finished transfer into its result and the finish parameters. */
-static void judge(struct relay *r, struct transfer *t, CURLcode cc)
+/* Turn what the transport reported into the result and the finish
+ * parameters: the retry delay is the receiver's hint, else the policy's. */
+static void judge_delivery_result(struct relay *r, struct delivery *d)
 {
-	const struct relay_config *rc = &r->cfg->relay;
-	enum webhook_verdict v;
+	struct transport_result *res = &d->res;
 
-	t->duration_ms = (util_mono_s() - t->started_mono) * 1000.0;
-	curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
-	/* Blocked only if no address was left to try: curl falls back to the
-	 * next address of a name, which may be a public one that answered. */
-	if (t->blocked && cc == CURLE_COULDNT_CONNECT) {
-		snprintf(t->error, sizeof(t->error),
-		         "refused: the address is loopback, private or link-local "
-		         "(relay.block_private_networks)");
-		v = WEBHOOK_FAIL;
-	} else if (cc != CURLE_OK && !(t->truncated && t->status > 0)) {
-		snprintf(t->error, sizeof(t->error), "%s",
-		         t->curl_error[0] ? t->curl_error : curl_easy_strerror(cc));
-		v = webhook_classify(false, 0);
-		t->status = 0;
-	} else {
-		v = webhook_classify(true, t->status);
-		if (v != WEBHOOK_DELIVERED)
-			snprintf(t->error, sizeof(t->error), "HTTP %ld%s", t->status,
-			         t->status >= 300 && t->status < 400
-			             ? " (redirects are not followed)"
-			             : "");
-	}
-	t->retry_ms = 0;
-	if (v == WEBHOOK_RETRY) {
-		long long ra = -1;
-
-		if ((t->status == 429 || t->status == 503) && t->retry_after[0])
-			ra = webhook_retry_after_ms(t->retry_after, time(NULL),
-			                            rc->retry_after_max_ms);
-		t->retry_ms = ra >= 0 ? ra : retry_delay_ms(rc, t->attempt);
-	}
-	t->verdict = v;
-	t->outcome = webhook_verdict_name(v); /* delivered, retry, failed, gone */
-	make_text(t->response, t->response_len);
-	snprintf(t->s_attempt, sizeof(t->s_attempt), "%d", t->attempt);
-	snprintf(t->s_status, sizeof(t->s_status), "%ld", t->status);
-	snprintf(t->s_started, sizeof(t->s_started), "%.6f", t->started_real);
-	snprintf(t->s_duration, sizeof(t->s_duration), "%.3f", t->duration_ms);
-	snprintf(t->s_retry, sizeof(t->s_retry), "%lld", t->retry_ms);
-}
-
-/*
- * Record the results of a set of finished transfers in one round trip:
- * libpq's pipeline mode sends every pgeventd_finish_delivery() call, each
- * followed by its own sync, so each is its own transaction (one failing,
- * or a deadlock, cannot undo the others). A result the database did not
- * take stays unrecorded: its lease expires and the delivery is sent again
- * (at least once).
- */
-static void write_results(struct relay *r, struct transfer **ts, int n)
-{
-	const struct relay_config *rc = &r->cfg->relay;
-	char bf[16], cool[32], dis[32];
-	int sent = 0;
-	bool broken = false;
-
-	snprintf(bf, sizeof(bf), "%d", rc->breaker_failures);
-	snprintf(cool, sizeof(cool), "%d", rc->breaker_cooldown_ms);
-	snprintf(dis, sizeof(dis), "%d", rc->disable_after_ms);
-	for (int i = 0; i < n; i++)
-		snprintf(ts[i]->dberr, sizeof(ts[i]->dberr), "no database connection");
-	if (n == 0 || db_broken(r->conn) || PQenterPipelineMode(r->conn) != 1)
-		return;
-	for (; sent < n; sent++) {
-		struct transfer *t = ts[sent];
-		const char *p[13] = { t->id,
-			              t->s_attempt,
-			              t->outcome,
-			              t->status ? t->s_status : NULL,
-			              t->error[0] ? t->error : NULL,
-			              t->response_len ? t->response : NULL,
-			              t->s_started,
-			              t->s_duration,
-			              t->s_retry,
-			              bf,
-			              cool,
-			              dis,
-			              t->lease };
-
-		if (!PQsendQueryPrepared(r->conn, "finish", 13, p, NULL, NULL, 0) ||
-		    PQpipelineSync(r->conn) != 1)
-			break;
-	}
-	/* Per query: its result, NULL, then the sync's PGRES_PIPELINE_SYNC. */
-	for (int i = 0; i < sent && !broken; i++) {
-		struct transfer *t = ts[i];
-		PGresult *res = PQgetResult(r->conn);
-
-		if (!res) {
-			broken = true;
-			break;
-		}
-		t->written = db_ok(r->conn, res, PGRES_TUPLES_OK, t->dberr, sizeof(t->dberr));
-		t->applied = t->written && PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
-		if (t->written)
-			t->dberr[0] = '\0';
-		PQclear(res);
-		while ((res = PQgetResult(r->conn)) != NULL) {
-			bool sync = PQresultStatus(res) == PGRES_PIPELINE_SYNC;
-
-			PQclear(res);
-			if (sync)
-				break;
-		}
-		if (!res) { /* the query's NULL came first: now the sync */
-			res = PQgetResult(r->conn);
-			broken = !res || PQresultStatus(res) != PGRES_PIPELINE_SYNC;
-			PQclear(res);
-		}
-	}
-	if (broken || PQexitPipelineMode(r->conn) != 1) {
-		/* could not read the pipeline to its end: start afresh */
-		log_kv(LOG_WARNING, "relay: pipeline left in a bad state, reconnecting", NULL);
-		disconnect(r);
-	}
+	d->duration_ms = (util_mono_s() - d->started_mono) * 1000.0;
+	d->retry_ms = 0;
+	if (res->verdict == WEBHOOK_RETRY)
+		d->retry_ms = res->retry_after_ms >= 0 ? res->retry_after_ms
+		                                       : retry_delay_ms(&r->cfg->relay, d->attempt);
+	d->outcome = webhook_verdict_name(res->verdict); /* delivered, retry, failed, gone */
+	make_pg_text(res->response, res->response_len);
+	snprintf(d->s_attempt, sizeof(d->s_attempt), "%d", d->attempt);
+	snprintf(d->s_status, sizeof(d->s_status), "%ld", res->status);
+	snprintf(d->s_started, sizeof(d->s_started), "%.6f", d->started_real);
+	snprintf(d->s_duration, sizeof(d->s_duration), "%.3f", d->duration_ms);
+	snprintf(d->s_retry, sizeof(d->s_retry), "%lld", d->retry_ms);
 }
 
 /* Metrics, counters, the log line, and the wake-up for a retry. */
-static void report(struct relay *r, struct transfer *t)
+static void report_delivery(struct relay *r, struct delivery *d)
 {
-	const char *final = !t->written ? "unrecorded" : !t->applied ? "stale" : t->outcome;
-	enum webhook_verdict v = t->verdict;
+	const char *final = !d->written ? "unrecorded" : !d->applied ? "stale" : d->outcome;
+	enum webhook_verdict v = d->res.verdict;
 
-	telemetry_delivery(t->sub_name, final, t->duration_ms / 1000.0);
-	if (t->applied) {
+	telemetry_delivery(d->sub_name, final, d->duration_ms / 1000.0);
+	if (d->applied) {
 		if (v == WEBHOOK_DELIVERED)
 			atomic_fetch_add(&r->st.delivered, 1);
 		else if (v == WEBHOOK_RETRY)
@@ -653,139 +188,222 @@ static void report(struct relay *r, struct transfer *t)
 			atomic_fetch_add(&r->st.failed, 1);
 	}
 	log_kv(v == WEBHOOK_DELIVERED ? LOG_INFO : LOG_WARNING, "delivery attempted", "delivery_id",
-	       t->id, "subscription", t->sub_name, "attempt", t->s_attempt, "http_status",
-	       t->status ? t->s_status : NULL, "duration_ms", t->s_duration, "outcome", final,
-	       "retry_in_ms", v == WEBHOOK_RETRY ? t->s_retry : NULL, "error",
-	       t->error[0] ? t->error : NULL, "db_error", t->dberr[0] ? t->dberr : NULL, NULL);
+	       d->id, "subscription", d->sub_name, "attempt", d->s_attempt, "http_status",
+	       d->res.status ? d->s_status : NULL, "duration_ms", d->s_duration, "outcome", final,
+	       "retry_in_ms", v == WEBHOOK_RETRY ? d->s_retry : NULL, "error",
+	       d->res.error[0] ? d->res.error : NULL, "db_error", d->dberr[0] ? d->dberr : NULL,
+	       NULL);
 	/* A retry may be due before the next poll: wake up for it. */
-	if (v == WEBHOOK_RETRY && t->applied) {
-		int64_t due = util_mono_ms() + t->retry_ms;
+	if (v == WEBHOOK_RETRY && d->applied) {
+		int64_t due = util_mono_ms() + d->retry_ms;
 
 		if (due < r->next_claim_ms)
 			r->next_claim_ms = due;
 	}
 }
 
-/* Claim up to the free slots; returns how many were claimed, -1 on error. */
-static int claim(struct relay *r)
+/* Hand the delivery of `row` to its transport; false with why in `err`
+ * when it cannot even be sent. */
+static bool send_claimed(struct relay *r, const PGresult *res, int row, char *err, size_t errlen)
 {
-	int free_slots = r->cfg->relay.concurrency - r->ntransfers;
-	char limit[16], margin[16], err[ERRLEN];
-	const char *p[2] = { limit, margin };
+	struct delivery *d = calloc(1, sizeof(*d));
+	const struct transport_message m = {
+		.id = PQgetvalue(res, row, DELIVERY_COL_ID),
+		.body = PQgetvalue(res, row, DELIVERY_COL_BODY),
+		.target = PQgetvalue(res, row, DELIVERY_COL_URL),
+		.secret = PQgetvalue(res, row, DELIVERY_COL_SECRET),
+		.scheme = PQgetvalue(res, row, DELIVERY_COL_SCHEME),
+		.id_header = PQgetisnull(res, row, DELIVERY_COL_ID_HEADER)
+		                 ? NULL
+		                 : PQgetvalue(res, row, DELIVERY_COL_ID_HEADER),
+		.timestamp_header = PQgetisnull(res, row, DELIVERY_COL_TS_HEADER)
+		                        ? NULL
+		                        : PQgetvalue(res, row, DELIVERY_COL_TS_HEADER),
+		.signature_header = PQgetisnull(res, row, DELIVERY_COL_SIG_HEADER)
+		                        ? NULL
+		                        : PQgetvalue(res, row, DELIVERY_COL_SIG_HEADER),
+		.headers = PQgetvalue(res, row, DELIVERY_COL_HEADERS),
+		.timeout_ms = atol(PQgetvalue(res, row, DELIVERY_COL_TIMEOUT_MS)),
+	};
+
+	if (!d) {
+		snprintf(err, errlen, "out of memory");
+		return false;
+	}
+	snprintf(d->id, sizeof(d->id), "%s", m.id);
+	snprintf(d->sub_name, sizeof(d->sub_name), "%s",
+	         PQgetvalue(res, row, DELIVERY_COL_SUB_NAME));
+	d->attempt = atoi(PQgetvalue(res, row, DELIVERY_COL_ATTEMPT));
+	snprintf(d->lease, sizeof(d->lease), "%s", PQgetvalue(res, row, DELIVERY_COL_LEASE));
+	d->transport = transport_for(m.target);
+	d->handle =
+	    transports[d->transport]->send(r->tstate[d->transport], &m, &d->res, d, err, errlen);
+	if (!d->handle) {
+		free(d);
+		return false;
+	}
+	d->started_real = util_real_s();
+	d->started_mono = util_mono_s();
+	r->inflight[r->ninflight++] = d;
+	return true;
+}
+
+/* Claim up to the free slots; returns how many were claimed, -1 on error. */
+static int claim_deliveries(struct relay *r)
+{
+	const struct relay_config *rc = &r->cfg->relay;
+	int free_slots = rc->concurrency - r->ninflight;
+	char err[TRANSPORT_ERRLEN];
 	PGresult *res;
 	int n;
 
 	if (free_slots <= 0)
 		return 0;
-	snprintf(limit, sizeof(limit), "%d", free_slots);
-	snprintf(margin, sizeof(margin), "%d",
-	         r->cfg->relay.connect_timeout_ms + r->cfg->relay.lease_margin_ms);
-	res = PQexecPrepared(r->conn, "claim", 2, p, NULL, NULL, 0);
-	if (!db_ok(r->conn, res, PGRES_TUPLES_OK, err, sizeof(err))) {
+	res = delivery_claim(r->conn, free_slots, rc->connect_timeout_ms + rc->lease_margin_ms, err,
+	                     sizeof(err));
+	if (!res) {
 		log_kv(LOG_WARNING, "relay: claim failed", "error", err, NULL);
 		set_failing(r, err);
-		PQclear(res);
 		return -1;
 	}
 	atomic_store(&r->st.failing, 0);
 	n = PQntuples(res);
 	for (int i = 0; i < n; i++) {
-		struct transfer *t = transfer_new(r, res, i, err);
-
-		if (!t) {
-			/* Cannot even be sent (bad header, unsignable secret): a
-			 * permanent failure of this delivery, recorded as such. */
-			const char *fp[13] = { PQgetvalue(res, i, D_ID),
-				               PQgetvalue(res, i, D_ATTEMPT),
-				               "failed",
-				               NULL,
-				               err,
-				               NULL,
-				               "0",
-				               "0",
-				               "0",
-				               "0",
-				               "0",
-				               "0",
-				               PQgetvalue(res, i, D_LEASE) };
-			char started[32];
-
-			snprintf(started, sizeof(started), "%.6f", util_real_s());
-			fp[6] = started;
-			PGresult *fr = PQexecPrepared(r->conn, "finish", 13, fp, NULL, NULL, 0);
-			PQclear(fr);
-			log_kv(LOG_ERROR, "delivery cannot be sent", "delivery_id",
-			       PQgetvalue(res, i, D_ID), "subscription",
-			       PQgetvalue(res, i, D_SUB_NAME), "error", err, NULL);
+		if (send_claimed(r, res, i, err, sizeof(err)))
 			continue;
-		}
-		r->transfers[r->ntransfers++] = t;
+		/* Cannot even be sent (bad header, unsignable secret): a
+		 * permanent failure of this delivery, recorded as such. */
+		delivery_fail_unsendable(r->conn, res, i, err);
+		log_kv(LOG_ERROR, "delivery cannot be sent", "delivery_id",
+		       PQgetvalue(res, i, DELIVERY_COL_ID), "subscription",
+		       PQgetvalue(res, i, DELIVERY_COL_SUB_NAME), "error", err, NULL);
 	}
 	PQclear(res);
-	atomic_store(&r->st.in_flight, r->ntransfers);
-	telemetry_deliveries_in_flight(r->ntransfers);
+	atomic_store(&r->st.in_flight, r->ninflight);
+	telemetry_deliveries_in_flight(r->ninflight);
 	return n;
 }
 
-/* Put the leases of the transfers still in flight back (shutdown). */
-static void release_all(struct relay *r)
+/* Put the leases of the deliveries still in flight back (shutdown). */
+static void release_inflight(struct relay *r)
 {
-	for (int i = 0; i < r->ntransfers; i++) {
-		struct transfer *t = r->transfers[i];
-		char err[ERRLEN];
-		const char *p[2] = { t->id, t->lease };
+	for (int i = 0; i < r->ninflight; i++) {
+		struct delivery *d = r->inflight[i];
+		char err[TRANSPORT_ERRLEN];
 
-		if (!db_broken(r->conn)) {
-			PGresult *res = PQexecPrepared(r->conn, "release", 2, p, NULL, NULL, 0);
-
-			if (!db_ok(r->conn, res, PGRES_COMMAND_OK, err, sizeof(err)))
-				log_kv(LOG_WARNING, "relay: could not release a lease",
-				       "delivery_id", t->id, "error", err, NULL);
-			PQclear(res);
-		}
-		transfer_free(t);
+		if (!db_broken(r->conn) && !delivery_release(r->conn, d, err, sizeof(err)))
+			log_kv(LOG_WARNING, "relay: could not release a lease", "delivery_id",
+			       d->id, "error", err, NULL);
+		transports[d->transport]->cancel(r->tstate[d->transport], d->handle);
+		free(d);
 	}
-	if (r->ntransfers)
+	if (r->ninflight)
 		log_kv(LOG_NOTICE, "relay: unfinished deliveries put back to pending", NULL);
-	r->ntransfers = 0;
+	r->ninflight = 0;
 	atomic_store(&r->st.in_flight, 0);
 	telemetry_deliveries_in_flight(0);
 }
 
-static void collect(struct relay *r)
+/* transport_done_fn: a send ended; its result is written with the turn's others. */
+static void on_sent(void *arg, void *owner)
 {
-	struct transfer *done[r->cfg->relay.concurrency > 0 ? r->cfg->relay.concurrency : 1];
-	CURLMsg *msg;
-	int left, n = 0;
+	struct relay *r = arg;
+	struct delivery *d = owner;
 
-	while ((msg = curl_multi_info_read(r->multi, &left))) {
-		char *priv = NULL;
-		struct transfer *t;
-
-		if (msg->msg != CURLMSG_DONE)
-			continue;
-		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
-		t = (struct transfer *)(void *)priv;
-		judge(r, t, msg->data.result);
-		for (int i = 0; i < r->ntransfers; i++) {
-			if (r->transfers[i] == t) {
-				r->transfers[i] = r->transfers[--r->ntransfers];
-				break;
-			}
+	d->handle = NULL;
+	judge_delivery_result(r, d);
+	for (int i = 0; i < r->ninflight; i++) {
+		if (r->inflight[i] == d) {
+			r->inflight[i] = r->inflight[--r->ninflight];
+			break;
 		}
-		done[n++] = t;
 	}
-	write_results(r, done, n);
+	r->finished[r->nfinished++] = d;
+}
+
+/* Move every transport along, then record what finished. */
+static void collect_finished(struct relay *r)
+{
+	int n;
+
+	r->nfinished = 0;
+	for (int i = 0; i < NTRANSPORTS; i++)
+		transports[i]->progress(r->tstate[i], on_sent, r);
+	n = r->nfinished;
+	if (!delivery_write_results(r->conn, &r->cfg->relay, r->finished, n)) {
+		log_kv(LOG_WARNING, "relay: pipeline left in a bad state, reconnecting", NULL);
+		close_db(r);
+	}
 	for (int i = 0; i < n; i++) {
-		report(r, done[i]);
-		transfer_free(done[i]);
+		report_delivery(r, r->finished[i]);
+		free(r->finished[i]);
 	}
+	r->nfinished = 0;
 	/* A slot came free: claim again at once if more is due, or if
 	 * deliveries were queued while every slot was busy. */
 	if (n > 0 && (r->more || r->notified))
 		r->next_claim_ms = 0;
-	atomic_store(&r->st.in_flight, r->ntransfers);
-	telemetry_deliveries_in_flight(r->ntransfers);
+	atomic_store(&r->st.in_flight, r->ninflight);
+	telemetry_deliveries_in_flight(r->ninflight);
+}
+
+/* Expired leases back to pending, every RECLAIM_EVERY_S. */
+static void reclaim_expired(struct relay *r)
+{
+	char err[TRANSPORT_ERRLEN], count[16];
+	int n;
+
+	r->last_reclaim = util_mono_s();
+	n = delivery_reclaim(r->conn, err, sizeof(err));
+	if (n < 0) {
+		log_kv(LOG_WARNING, "relay: lease reclaim failed", "error", err, NULL);
+		set_failing(r, err);
+	} else if (n > 0) {
+		snprintf(count, sizeof(count), "%d", n);
+		log_kv(LOG_NOTICE, "relay: expired leases put back to pending", "deliveries", count,
+		       NULL);
+	}
+}
+
+/* Wait for the transports' sockets, a NOTIFY, shutdown, or the next claim. */
+static void wait_for_work(struct relay *r, bool stopping)
+{
+	struct transport_waitfd fds[8];
+	unsigned nfds = 0;
+	int pq = -1;
+	int64_t wait = r->next_claim_ms - util_mono_ms();
+
+	if (!r->conn)
+		wait = r->reconnect_at_ms - util_mono_ms();
+	if (stopping)
+		wait = 100;
+	wait = wait < 0 ? 0 : wait > 1000 ? 1000 : wait;
+	if (r->conn && r->cfg->listen && PQsocket(r->conn) >= 0) {
+		pq = (int)nfds;
+		fds[nfds++] = (struct transport_waitfd){ PQsocket(r->conn), POLLIN, 0 };
+	}
+	if (!stopping)
+		fds[nfds++] = (struct transport_waitfd){ r->rt->wake_fd, POLLIN, 0 };
+	for (int i = 1; i < NTRANSPORTS; i++)
+		if (transports[i]->waitfds)
+			nfds +=
+			    transports[i]->waitfds(r->tstate[i], fds + nfds,
+			                           (unsigned)(sizeof(fds) / sizeof(fds[0])) - nfds);
+	transports[0]->wait(r->tstate[0], fds, nfds, (int)wait);
+	if (pq >= 0 && fds[pq].revents && db_drain_notifies(r->conn) > 0) {
+		r->notified = true;
+		r->next_claim_ms = 0;
+	}
+}
+
+/* A new configuration: it shapes the next claim and the transports' sends. */
+static void apply_new_config(struct relay *r)
+{
+	r->cfg = runtime_config_refresh(r->rt, r->cfg);
+	/* a new poll interval (or anything else) shapes the next claim */
+	r->next_claim_ms = 0;
+	for (int i = 0; i < NTRANSPORTS; i++)
+		transports[i]->configure(r->tstate[i], &r->cfg->relay);
 }
 
 static void *relay_main(void *arg)
@@ -794,13 +412,11 @@ static void *relay_main(void *arg)
 	int64_t stop_deadline = 0;
 
 	log_kv(LOG_INFO, "relay started", NULL);
-	r->reconnect_delay_ms = 100;
 	/* the start is the reference a stall is measured from */
 	atomic_store(&r->st.heartbeat, util_mono_s());
 	for (;;) {
 		int64_t now = util_mono_ms();
 		bool stopping = atomic_load(&r->rt->stopping) != 0;
-		int running = 0;
 
 		/* A turn is progress unless claims (or connecting) keep failing:
 		 * a back-off is not. */
@@ -808,77 +424,54 @@ static void *relay_main(void *arg)
 			atomic_store(&r->st.heartbeat, util_mono_s());
 		/* relay.concurrency needs a restart (the slots are sized at start);
 		 * every other relay.* key applies from this turn on. */
-		if (!runtime_config_current(r->rt, r->cfg)) {
-			r->cfg = runtime_config_refresh(r->rt, r->cfg);
-			/* a new poll interval (or anything else) shapes the next claim */
-			r->next_claim_ms = 0;
-			if (r->cfg->relay.block_private_networks && !r->blocking)
-				r->block_since_ms = now;
-			else if (!r->cfg->relay.block_private_networks)
-				r->block_since_ms = 0;
-			r->blocking = r->cfg->relay.block_private_networks;
-		}
+		if (!runtime_config_current(r->rt, r->cfg))
+			apply_new_config(r);
 		if (stopping && !stop_deadline)
 			stop_deadline = now + r->cfg->shutdown_timeout_ms;
 		if (stopping &&
-		    (r->ntransfers == 0 || atomic_load(&r->rt->aborting) || now >= stop_deadline))
+		    (r->ninflight == 0 || atomic_load(&r->rt->aborting) || now >= stop_deadline))
 			break;
 		/* run --once cannot wait for a database that is gone: the
 		 * workers have stopped, and what is left stays queued. */
-		if (r->rt->once && !r->conn && r->ntransfers == 0 &&
+		if (r->rt->once && !r->conn && r->ninflight == 0 &&
 		    atomic_load(&r->rt->finished) >= r->cfg->workers)
 			break;
 		if (db_broken(r->conn)) {
 			if (r->conn) {
 				log_kv(LOG_WARNING, "relay: database connection lost", NULL);
-				disconnect(r);
+				close_db(r);
 			}
 			if (now >= r->reconnect_at_ms && connect_db(r))
 				r->next_claim_ms = 0;
 		}
 		if (r->conn && !stopping) {
-			if (util_mono_s() - r->last_reclaim >= RECLAIM_EVERY_S) {
-				char err[ERRLEN];
-
-				r->last_reclaim = util_mono_s();
-				PGresult *res =
-				    PQexecPrepared(r->conn, "reclaim", 0, NULL, NULL, NULL, 0);
-				if (!db_ok(r->conn, res, PGRES_COMMAND_OK, err, sizeof(err))) {
-					log_kv(LOG_WARNING, "relay: lease reclaim failed", "error",
-					       err, NULL);
-					set_failing(r, err);
-				} else if (atoi(PQcmdTuples(res)) > 0)
-					log_kv(LOG_NOTICE,
-					       "relay: expired leases put back to pending",
-					       "deliveries", PQcmdTuples(res), NULL);
-				PQclear(res);
-			}
+			if (util_mono_s() - r->last_reclaim >= RECLAIM_EVERY_S)
+				reclaim_expired(r);
 			/* While a backlog drains, claim in batches: a claim is a round
 			 * trip, so wait until a quarter of the slots are free. */
-			int free_slots = r->cfg->relay.concurrency - r->ntransfers;
+			int free_slots = r->cfg->relay.concurrency - r->ninflight;
 			int min_batch = r->more ? (r->cfg->relay.concurrency + 3) / 4 : 1;
 
 			if (now >= r->next_claim_ms && free_slots < min_batch) {
-				/* not worth a round trip yet: collect() wakes us */
+				/* not worth a round trip yet: collect_finished() wakes us */
 				r->next_claim_ms = now + r->cfg->poll_interval_ms;
 			} else if (now >= r->next_claim_ms) {
-				int asked = r->cfg->relay.concurrency - r->ntransfers;
-				int n = claim(r);
+				int asked = r->cfg->relay.concurrency - r->ninflight;
+				int n = claim_deliveries(r);
 
 				r->notified = false;
 
 				/* A full claim means more may be due: claim again as soon as
-				 * a slot frees up (collect() resets next_claim_ms). */
+				 * a slot frees up (collect_finished() resets next_claim_ms). */
 				r->more = n == asked;
 				r->next_claim_ms = now + r->cfg->poll_interval_ms;
 				/* run --once: done when the workers are and nothing is due */
-				if (r->rt->once && n == 0 && r->ntransfers == 0 &&
+				if (r->rt->once && n == 0 && r->ninflight == 0 &&
 				    atomic_load(&r->rt->finished) >= r->cfg->workers)
 					break;
 			}
 		}
-		curl_multi_perform(r->multi, &running);
-		collect(r);
+		collect_finished(r);
 
 		/* A NOTIFY that libpq read while it waited for a result (a claim,
 		 * a result write) is in its buffer, where poll() cannot see it. */
@@ -886,34 +479,10 @@ static void *relay_main(void *arg)
 			r->notified = true;
 			r->next_claim_ms = 0;
 		}
-
-		/* Wait for sockets, a NOTIFY, shutdown, or the next claim. */
-		struct curl_waitfd fds[2];
-		unsigned nfds = 0;
-		int64_t wait = r->next_claim_ms - util_mono_ms();
-
-		if (!r->conn)
-			wait = r->reconnect_at_ms - util_mono_ms();
-		if (stopping)
-			wait = 100;
-		wait = wait < 0 ? 0 : wait > 1000 ? 1000 : wait;
-		if (r->conn && r->cfg->listen && PQsocket(r->conn) >= 0)
-			fds[nfds++] =
-			    (struct curl_waitfd){ PQsocket(r->conn), CURL_WAIT_POLLIN, 0 };
-		if (!stopping)
-			fds[nfds++] = (struct curl_waitfd){ r->rt->wake_fd, CURL_WAIT_POLLIN, 0 };
-		curl_multi_poll(r->multi, fds, nfds, (int)wait, NULL);
-		if (r->conn && nfds > 0 && fds[0].fd == PQsocket(r->conn) && fds[0].revents) {
-			int got = db_drain_notifies(r->conn);
-
-			if (got > 0) {
-				r->notified = true;
-				r->next_claim_ms = 0;
-			}
-		}
+		wait_for_work(r, stopping);
 	}
-	release_all(r);
-	disconnect(r);
+	release_inflight(r);
+	close_db(r);
 	runtime_config_put(r->rt, r->cfg);
 	r->cfg = NULL;
 	log_kv(LOG_INFO, "relay stopped", NULL);
@@ -921,22 +490,33 @@ static void *relay_main(void *arg)
 	return NULL;
 }
 
+static void relay_free(struct relay *r)
+{
+	for (int i = 0; i < NTRANSPORTS; i++)
+		if (r->tstate[i])
+			transports[i]->close(r->tstate[i]);
+	free(r->inflight);
+	free(r->finished);
+	free(r);
+}
+
 struct relay *relay_start(struct runtime *rt)
 {
 	struct relay *r = calloc(1, sizeof(*r));
-	const struct config *cfg = runtime_config(rt);
-	int rc;
+	int slots, rc;
 
 	if (!r)
 		return NULL;
 	r->cfg = runtime_config_refresh(rt, NULL);
-	r->blocking = r->cfg->relay.block_private_networks;
 	r->rt = rt;
-	r->multi = curl_multi_init();
-	r->transfers = calloc((size_t)cfg->relay.concurrency, sizeof(*r->transfers));
-	if (!r->multi || !r->transfers)
+	slots = r->cfg->relay.concurrency;
+	r->inflight = calloc((size_t)slots, sizeof(*r->inflight));
+	r->finished = calloc((size_t)slots, sizeof(*r->finished));
+	if (!r->inflight || !r->finished)
 		goto fail;
-	curl_multi_setopt(r->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)cfg->relay.concurrency);
+	for (int i = 0; i < NTRANSPORTS; i++)
+		if (!(r->tstate[i] = transports[i]->open(&r->cfg->relay, slots)))
+			goto fail;
 	rc = pthread_create(&r->thread, NULL, relay_main, r);
 	if (rc != 0) {
 		log_kv(LOG_ERROR, "cannot start the relay thread", "error", strerror(rc), NULL);
@@ -944,11 +524,8 @@ struct relay *relay_start(struct runtime *rt)
 	}
 	return r;
 fail:
-	if (r->multi)
-		curl_multi_cleanup(r->multi);
 	runtime_config_put(rt, r->cfg);
-	free(r->transfers);
-	free(r);
+	relay_free(r);
 	return NULL;
 }
 
@@ -957,9 +534,7 @@ void relay_join(struct relay *r)
 	if (!r)
 		return;
 	pthread_join(r->thread, NULL);
-	curl_multi_cleanup(r->multi);
-	free(r->transfers);
-	free(r);
+	relay_free(r);
 }
 
 const struct relay_state *relay_state(const struct relay *r)

@@ -1,14 +1,14 @@
 /*
- * relay.h -- the delivery thread: sends queued webhook deliveries with the
- * libcurl multi interface, up to relay.concurrency at once.
+ * relay.h -- the delivery thread: sends queued deliveries through their
+ * transport (transport.h; HTTP with the libcurl multi interface), up to
+ * relay.concurrency at once.
  *
- * It claims due deliveries with a lease (status in_flight, locked_until,
- * attempt + 1; FOR UPDATE SKIP LOCKED, so several instances share the
- * table), signs and POSTs each, and records the result through
- * pgeventd_finish_delivery(), which applies it only while the delivery is
- * still in flight at that attempt: a result that arrives after its lease
- * expired and the delivery was taken again changes nothing. Expired leases
- * are put back to pending every few seconds.
+ * It claims due deliveries with a lease (delivery.h), hands each to its
+ * transport, and records the result through pgeventd_finish_delivery(),
+ * which applies it only while the delivery is still in flight under that
+ * lease: a result that arrives after its lease expired and the delivery
+ * was taken again changes nothing. Expired leases are put back to pending
+ * every few seconds.
  *
  * On shutdown it stops claiming, lets the requests in flight finish within
  * shutdown_timeout_ms, and puts the leases of the rest back to pending.
@@ -20,7 +20,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/socket.h>
 
 #include "conf.h"
 #include "worker.h"
@@ -52,10 +51,5 @@ const struct relay_state *relay_state(const struct relay *r);
 /* Copy why the relay is failing (the server's first line, no DETAIL)
  * into buf; "" when it is not. Thread-safe. */
 void relay_last_error(const struct relay_state *st, char *buf, size_t len);
-
-/* Whether relay.block_private_networks refuses this address: loopback,
- * private, carrier-grade NAT, link-local (cloud metadata), unspecified,
- * multicast, and their IPv4-mapped IPv6 forms. */
-bool relay_address_blocked(const struct sockaddr *sa);
 
 #endif

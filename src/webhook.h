@@ -8,7 +8,6 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <time.h>
 
 /*
  * Event-type patterns: '*' matches any run of characters, dots included ("job.*" matches
@@ -34,12 +33,12 @@ enum webhook_verdict webhook_classify(bool curl_ok, long http_status);
 const char *webhook_verdict_name(enum webhook_verdict v);
 
 /*
- * A Retry-After header value (RFC 9110 10.2.3): delta-seconds, or an HTTP-date in IMF-fixdate
- * ("Sun, 06 Nov 1994 08:49:37 GMT"), RFC 850 ("Sunday, 06-Nov-94 08:49:37 GMT") or asctime
- * ("Sun Nov  6 08:49:37 1994") form, relative to `now`. Returns milliseconds clamped to
- * [0, max_ms] (a date in the past is 0), or -1 when value is NULL, blank or unparseable.
- * Surrounding whitespace is allowed; the weekday name is checked for form, not consistency.
+ * The delay a Retry-After asks for, from libcurl's reading of the header
+ * (CURLINFO_RETRY_AFTER: delta-seconds, or an HTTP-date less now): 0 is no
+ * header, or one it could not parse, and gives -1 (no hint: the backoff
+ * policy decides); a negative number is a date in the past and gives 0;
+ * else milliseconds, clamped to [0, max_ms].
  */
-long long webhook_retry_after_ms(const char *value, time_t now, long long max_ms);
+long long webhook_retry_after_ms(long long seconds, long long max_ms);
 
 #endif

@@ -1,13 +1,13 @@
-/* relay.c -- the relay handler (see relay.h). */
+/* enqueue.c -- queues the deliveries of a batch's relayed events (see enqueue.h). */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
 
-#include "handlers/relay.h"
+#include "enqueue.h"
 
-#include "src/webhook.h"
+#include "webhook.h"
 
-bool relay_wants(const struct relay_config *rc, const char *event_type)
+bool enqueue_wants(const struct relay_config *rc, const char *event_type)
 {
 	for (int i = 0; i < rc->event_types.n; i++)
 		if (webhook_pattern_match(rc->event_types.items[i], event_type))
@@ -23,7 +23,7 @@ bool relay_wants(const struct relay_config *rc, const char *event_type)
  * deliveries of every relayed event of a batch: no savepoint, no round
  * trip per event.
  */
-const char relay_queue_sql[] =
+const char enqueue_deliveries_sql[] =
     "INSERT INTO deliveries (event_id, subscription_id, event_type, body)"
     " SELECT e.id, s.id, e.event_type,"
     "  json_build_object('id', e.id, 'type', e.event_type,"

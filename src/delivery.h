@@ -1,0 +1,88 @@
+/*
+ * delivery.h -- the relay's side of the deliveries table: claim with a lease,
+ * fenced results, leases given back or reclaimed. Transport-independent;
+ * relay.c runs it, transport.h sends what it claims.
+ *
+ * A claim sets status in_flight, attempt + 1, a new lease token and
+ * locked_until (FOR UPDATE SKIP LOCKED, so several instances share the
+ * table). A result is applied by pgeventd_finish_delivery() only while the
+ * delivery is still in flight under that lease token: a result that comes
+ * after its lease expired and the delivery was taken again changes nothing.
+ */
+#ifndef PGEVENTD_DELIVERY_H
+#define PGEVENTD_DELIVERY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <libpq-fe.h>
+
+#include "conf.h"
+#include "transport.h"
+
+/* The columns of a claimed row (delivery_claim). */
+enum delivery_column {
+	DELIVERY_COL_ID,
+	DELIVERY_COL_ATTEMPT,
+	DELIVERY_COL_BODY,
+	DELIVERY_COL_SUB_ID,
+	DELIVERY_COL_SUB_NAME,
+	DELIVERY_COL_URL,
+	DELIVERY_COL_SECRET,
+	DELIVERY_COL_SCHEME,
+	DELIVERY_COL_ID_HEADER,
+	DELIVERY_COL_TS_HEADER,
+	DELIVERY_COL_SIG_HEADER,
+	DELIVERY_COL_HEADERS,
+	DELIVERY_COL_TIMEOUT_MS,
+	DELIVERY_COL_LEASE,
+};
+
+/* One claimed delivery, from claim to its result. */
+struct delivery {
+	char id[40];
+	char lease[24]; /* the claim's fencing token: a result must carry it */
+	int attempt;
+	char sub_name[128];
+	int transport; /* its row of transports[] */
+	void *handle;  /* the transport's, while in flight */
+	double started_real, started_mono;
+	struct transport_result res; /* filled by the transport */
+	/* once finished (judge_delivery_result, write_results, report_delivery) */
+	const char *outcome;
+	long long retry_ms;
+	double duration_ms;
+	char s_attempt[16], s_status[16], s_started[32], s_duration[32], s_retry[32];
+	bool written, applied;
+	char dberr[TRANSPORT_ERRLEN];
+};
+
+/* Prepare the statements below on `conn`; false with why in `err`. */
+bool delivery_prepare(PGconn *conn, char *err, size_t errlen);
+
+/* Claim up to `limit` due deliveries of enabled, unpaused subscriptions,
+ * leased for their timeout plus `margin_ms`. The rows (enum
+ * delivery_column), for the caller to PQclear(); NULL with why in `err`. */
+PGresult *delivery_claim(PGconn *conn, int limit, int margin_ms, char *err, size_t errlen);
+
+/*
+ * Record the results of finished deliveries in one round trip, setting
+ * each one's written and applied (or dberr). Returns false when the
+ * connection was left unusable: the caller reconnects.
+ */
+bool delivery_write_results(PGconn *conn, const struct relay_config *rc, struct delivery **ds,
+                            int n);
+
+/* Record row `row` of a claim as failed for good with `why` (it cannot
+ * even be sent); best effort: an unrecorded one is retried after its lease. */
+void delivery_fail_unsendable(PGconn *conn, const PGresult *claimed, int row, const char *why);
+
+/* Give an unfinished delivery back (shutdown): pending again, the attempt
+ * uncounted; false with why in `err`. */
+bool delivery_release(PGconn *conn, const struct delivery *d, char *err, size_t errlen);
+
+/* Put deliveries whose lease ran out back to pending (or dead after their
+ * last attempt); how many, or -1 with why in `err`. */
+int delivery_reclaim(PGconn *conn, char *err, size_t errlen);
+
+#endif
