@@ -18,6 +18,7 @@
 #include <libpq-fe.h>
 
 #include "conf.h"
+#include "db.h"
 #include "transport.h"
 
 /* The columns of a claimed row (delivery_claim). */
@@ -54,7 +55,7 @@ struct delivery {
 	double duration_ms;
 	char s_attempt[16], s_status[16], s_started[32], s_duration[32], s_retry[32];
 	bool written, applied;
-	char dberr[TRANSPORT_ERRLEN];
+	char dberr[DB_ERRLEN];
 };
 
 /* Prepare the statements below on `conn`; false with why in `err`. */

@@ -117,7 +117,7 @@ static void close_db(struct relay *r)
 
 static bool connect_db(struct relay *r)
 {
-	char err[TRANSPORT_ERRLEN];
+	char err[DB_ERRLEN];
 
 	r->conn = db_connect(conf_conninfo(r->cfg), "pgeventd relay", err, sizeof(err));
 	if (!r->conn)
@@ -253,7 +253,7 @@ static int claim_deliveries(struct relay *r)
 {
 	const struct relay_config *rc = &r->cfg->relay;
 	int free_slots = rc->concurrency - r->ninflight;
-	char err[TRANSPORT_ERRLEN];
+	char err[DB_ERRLEN];
 	PGresult *res;
 	int n;
 
@@ -289,7 +289,7 @@ static void release_inflight(struct relay *r)
 {
 	for (int i = 0; i < r->ninflight; i++) {
 		struct delivery *d = r->inflight[i];
-		char err[TRANSPORT_ERRLEN];
+		char err[DB_ERRLEN];
 
 		if (!db_broken(r->conn) && !delivery_release(r->conn, d, err, sizeof(err)))
 			log_kv(LOG_WARNING, "relay: could not release a lease", "delivery_id",
@@ -350,7 +350,7 @@ static void collect_finished(struct relay *r)
 /* Expired leases back to pending, every RECLAIM_EVERY_S. */
 static void reclaim_expired(struct relay *r)
 {
-	char err[TRANSPORT_ERRLEN], count[16];
+	char err[DB_ERRLEN], count[16];
 	int n;
 
 	r->last_reclaim = util_mono_s();
