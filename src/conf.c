@@ -10,7 +10,7 @@
 #include "config.h"
 #endif
 
-#include "src/conf.h"
+#include "conf_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,44 +30,13 @@
 
 #include "handlers/registry.h"
 #include "src/db.h"
-
-enum cfg_type {
-	CFG_INT,   /* an int field */
-	CFG_LLONG, /* an integer key read into a long long field (the backoffs) */
-	CFG_BOOL,
-	CFG_DOUBLE,
-	CFG_STRING,
-	CFG_ENUM,
-	CFG_STRLIST,
-	CFG_INTLIST,
-	CFG_DURATION, /* "30d", "1h30m", "500ms" into long long ms; "" = 0 (off) */
-};
-
-enum cfg_flags {
-	CFG_RELOAD = 1 << 0,   /* SIGHUP applies it at once */
-	CFG_SECRET = 1 << 1,   /* never shown: rendered as "***" */
-	CFG_CONNINFO = 1 << 2, /* shown with its password redacted */
-};
+#include "src/util.h"
 
 static const char *const unknown_policy_names[] = { "dead_letter", "skip", NULL };
-struct cfg_key {
-	const char *path;
-	enum cfg_type type;
-	size_t offset;
-	long long idef;           /* CFG_INT, CFG_BOOL, CFG_ENUM */
-	double ddef;              /* CFG_DOUBLE */
-	const char *sdef;         /* CFG_STRING (NULL allowed), CFG_STRLIST (comma-separated) */
-	double min, max;          /* CFG_INT, CFG_DOUBLE */
-	const char *const *names; /* CFG_ENUM */
-	unsigned flags;
-	const char *help;
-};
-
-#define OFF(field) offsetof(struct config, field)
 
 /* Every key pgeventd reads. Adding a key: a field in struct config, a row
  * here, a commented line in etc/pgeventd.conf and in pgeventd.conf(5). */
-static const struct cfg_key conf_keys[] = {
+const struct cfg_key conf_keys[] = {
 	{ "database.conninfo", CFG_STRING, OFF(conninfo), 0, 0, NULL, 0, 0, NULL, CFG_CONNINFO,
 	  "libpq connection string or URI; unset: $DATABASE_URL, else PG* variables" },
 	{ "workers", CFG_INT, OFF(workers), 2, 0, NULL, 1, 256, NULL, 0,
@@ -162,19 +131,9 @@ static const struct cfg_key conf_keys[] = {
 	  "rows deleted per statement (each statement its own short transaction)" },
 };
 
-#define NKEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
+const size_t conf_nkeys = sizeof(conf_keys) / sizeof(conf_keys[0]);
 
-static void *field(struct config *cfg, const struct cfg_key *k)
-{
-	return (char *)cfg + k->offset;
-}
-
-static const void *cfield(const struct config *cfg, const struct cfg_key *k)
-{
-	return (const char *)cfg + k->offset;
-}
-
-static void strlist_release(struct strlist *l)
+void conf_strlist_release(struct strlist *l)
 {
 	for (int i = 0; i < l->n; i++)
 		free(l->items[i]);
@@ -183,7 +142,7 @@ static void strlist_release(struct strlist *l)
 	l->n = 0;
 }
 
-static bool strlist_push(struct strlist *l, const char *s)
+bool conf_strlist_push(struct strlist *l, const char *s)
 {
 	char **items = realloc(l->items, sizeof(*items) * (size_t)(l->n + 1));
 	char *dup = strdup(s);
@@ -199,86 +158,9 @@ static bool strlist_push(struct strlist *l, const char *s)
 	return true;
 }
 
-static char *xstrdup_or_null(const char *s)
-{
-	return s ? strdup(s) : NULL;
-}
-
-/* Units of a duration, largest first (conf_format_duration uses the order). */
-static const struct {
-	const char *name;
-	long long ms;
-} duration_units[] = {
-	{ "w", 7LL * 24 * 3600 * 1000 },
-	{ "d", 24LL * 3600 * 1000 },
-	{ "h", 3600LL * 1000 },
-	{ "m", 60LL * 1000 },
-	{ "s", 1000 },
-	{ "ms", 1 },
-};
-#define NUNITS (sizeof(duration_units) / sizeof(duration_units[0]))
-
-bool conf_parse_duration(const char *text, long long *ms)
-{
-	const char *p = text;
-	long long total = 0;
-
-	if (!*p || strcmp(p, "0") == 0) {
-		*ms = 0;
-		return true;
-	}
-	while (*p) {
-		char *end;
-		long long n;
-		size_t u;
-
-		if (*p < '0' || *p > '9')
-			return false;
-		errno = 0;
-		n = strtoll(p, &end, 10);
-		if (errno || end == p)
-			return false;
-		p = end;
-		/* "ms" before "m": match the longest unit name first. */
-		size_t best = NUNITS, best_len = 0;
-		for (u = 0; u < NUNITS; u++) {
-			size_t len = strlen(duration_units[u].name);
-
-			if (strncmp(p, duration_units[u].name, len) == 0 && len > best_len) {
-				best = u;
-				best_len = len;
-			}
-		}
-		if (best == NUNITS)
-			return false;
-		if (n > (LLONG_MAX - total) / duration_units[best].ms)
-			return false;
-		total += n * duration_units[best].ms;
-		p += best_len;
-	}
-	*ms = total;
-	return true;
-}
-
-void conf_format_duration(long long ms, char *buf, size_t len)
-{
-	/* The largest unit that divides it, weeks aside ("14d" reads better
-	 * than "2w"): what an operator would have written. */
-	buf[0] = '\0';
-	if (ms <= 0)
-		return;
-	for (size_t u = 1; u < NUNITS; u++) {
-		if (ms % duration_units[u].ms == 0) {
-			snprintf(buf, len, "%lld%s", ms / duration_units[u].ms,
-			         duration_units[u].name);
-			return;
-		}
-	}
-}
-
 static void set_default(struct config *cfg, const struct cfg_key *k)
 {
-	void *p = field(cfg, k);
+	void *p = conf_field(cfg, k);
 
 	switch (k->type) {
 	case CFG_DURATION:
@@ -301,7 +183,7 @@ static void set_default(struct config *cfg, const struct cfg_key *k)
 		*(double *)p = k->ddef;
 		break;
 	case CFG_STRING:
-		*(char **)p = xstrdup_or_null(k->sdef);
+		*(char **)p = util_strdup(k->sdef);
 		break;
 	case CFG_STRLIST:
 		((struct strlist *)p)->items = NULL;
@@ -316,7 +198,7 @@ static void set_default(struct config *cfg, const struct cfg_key *k)
 void conf_init(struct config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
-	for (size_t i = 0; i < NKEYS; i++)
+	for (size_t i = 0; i < conf_nkeys; i++)
 		set_default(cfg, &conf_keys[i]);
 }
 
@@ -324,22 +206,22 @@ void conf_release(struct config *cfg)
 {
 	free(cfg->path);
 	cfg->path = NULL;
-	for (size_t i = 0; i < NKEYS; i++) {
+	for (size_t i = 0; i < conf_nkeys; i++) {
 		const struct cfg_key *k = &conf_keys[i];
-		void *p = field(cfg, k);
+		void *p = conf_field(cfg, k);
 
 		if (k->type == CFG_STRING) {
 			free(*(char **)p);
 			*(char **)p = NULL;
 		} else if (k->type == CFG_STRLIST) {
-			strlist_release(p);
+			conf_strlist_release(p);
 		}
 	}
 }
 
 static const struct cfg_key *find_key(const char *path)
 {
-	for (size_t i = 0; i < NKEYS; i++)
+	for (size_t i = 0; i < conf_nkeys; i++)
 		if (strcmp(conf_keys[i].path, path) == 0)
 			return &conf_keys[i];
 	return NULL;
@@ -350,264 +232,10 @@ static bool is_group(const char *path)
 {
 	size_t n = strlen(path);
 
-	for (size_t i = 0; i < NKEYS; i++)
+	for (size_t i = 0; i < conf_nkeys; i++)
 		if (strncmp(conf_keys[i].path, path, n) == 0 && conf_keys[i].path[n] == '.')
 			return true;
 	return false;
-}
-
-/* ---- the file as written ---------------------------------------------- */
-
-/*
- * libconfig 1.5 reads an integer without an L suffix into an int and
- * wraps it (4294967297 becomes 1), so range checks on its value can be
- * fooled. scan_file() therefore walks the text itself, recording each
- * integer literal under the path of the key it belongs to, and the
- * brackets still open at the end of the file (for a syntax error there).
- * It is a lexer, not a parser (libconfig still decides what is valid).
- * Where it cannot follow the text (an @include, an unterminated comment)
- * it sets scan.lost: then no bracket hint is given, and a key whose
- * literal it did not record falls back to libconfig's value.
- */
-struct literal {
-	char path[128];   /* "relay.backoff.schedule_ms" */
-	int elem;         /* -1: the key's value; else the index in its list */
-	const char *text; /* into the file's text, not terminated */
-	size_t len;
-};
-
-#define SCAN_DEPTH 32
-
-struct scan_frame {
-	char open;      /* '{', '[' or '(' */
-	int line;       /* where it was opened */
-	char path[128]; /* the group or list it opens; "" when not a key */
-	int elem;       /* next element index of a list */
-};
-
-struct scan {
-	struct literal *lits; /* owned */
-	int n, cap;
-	struct scan_frame stack[SCAN_DEPTH];
-	int depth;
-	bool lost; /* something the scan does not follow: no hints from it */
-};
-
-static bool is_name_start(char c)
-{
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '*';
-}
-
-static bool is_name_char(char c)
-{
-	return is_name_start(c) || (c >= '0' && c <= '9') || c == '_' || c == '-';
-}
-
-/* The path a value of `name` has at the current depth ("" inside a list). */
-static void scan_child_path(const struct scan *sc, const char *name, char *out, size_t len)
-{
-	const struct scan_frame *top = sc->depth ? &sc->stack[sc->depth - 1] : NULL;
-
-	if (top && top->open != '{')
-		snprintf(out, len, "%s", ""); /* a group inside a list: not a key */
-	else if (top && top->path[0])
-		snprintf(out, len, "%s.%s", top->path, name);
-	else if (top)
-		snprintf(out, len, "%s", "");
-	else
-		snprintf(out, len, "%s", name);
-}
-
-/* A scalar value: an integer one is recorded under its key or list. */
-static void scan_value(struct scan *sc, const char *name, const char *text, size_t len,
-                       bool integer)
-{
-	struct scan_frame *top = sc->depth ? &sc->stack[sc->depth - 1] : NULL;
-	struct literal lit = { .elem = -1, .text = text, .len = len };
-
-	if (top && top->open != '{') {
-		lit.elem = top->elem++;
-		snprintf(lit.path, sizeof(lit.path), "%s", top->path);
-	} else if (name[0]) {
-		scan_child_path(sc, name, lit.path, sizeof(lit.path));
-	}
-	if (!integer || !lit.path[0])
-		return;
-	if (sc->n == sc->cap) {
-		int cap = sc->cap ? sc->cap * 2 : 32;
-		struct literal *l = realloc(sc->lits, sizeof(*l) * (size_t)cap);
-
-		if (!l) {
-			sc->lost = true;
-			return;
-		}
-		sc->lits = l;
-		sc->cap = cap;
-	}
-	sc->lits[sc->n++] = lit;
-}
-
-/* Whether text[0..len) is written as an integer: [+-]digits or 0xhex, then L or LL. */
-static bool looks_integer(const char *t, size_t len)
-{
-	size_t i = 0, digits = 0;
-	bool hex = len > 2 && t[0] == '0' && (t[1] == 'x' || t[1] == 'X');
-
-	if (hex)
-		i = 2;
-	else if (len && (t[0] == '+' || t[0] == '-'))
-		i = 1;
-	for (; i < len; i++, digits++)
-		if (!(t[i] >= '0' && t[i] <= '9') &&
-		    !(hex && ((t[i] >= 'a' && t[i] <= 'f') || (t[i] >= 'A' && t[i] <= 'F'))))
-			break;
-	if (i < len && t[i] == 'L')
-		i++;
-	if (i < len && t[i] == 'L')
-		i++;
-	return digits > 0 && i == len;
-}
-
-static void scan_file(struct scan *sc, const char *text)
-{
-	const char *p = text;
-	char name[64] = "";
-	int line = 1;
-
-	while (*p) {
-		char c = *p;
-
-		if (c == '\n') {
-			line++;
-			p++;
-		} else if (c == ' ' || c == '\t' || c == '\r' || c == '\f') {
-			p++;
-		} else if (c == '#' || (c == '/' && p[1] == '/') || c == '@') {
-			/* a comment, or a directive such as @include: to the end of the line */
-			if (c == '@')
-				sc->lost = true; /* an included file's text is not scanned */
-			while (*p && *p != '\n')
-				p++;
-		} else if (c == '/' && p[1] == '*') {
-			const char *end = strstr(p + 2, "*/");
-
-			if (!end) {
-				sc->lost = true;
-				return;
-			}
-			for (; p < end; p++)
-				line += *p == '\n';
-			p = end + 2;
-		} else if (c == '"') {
-			for (p++; *p && *p != '"'; p++) {
-				if (*p == '\\' && p[1])
-					p++;
-				line += *p == '\n';
-			}
-			if (!*p) {
-				sc->lost = true;
-				return;
-			}
-			p++;
-			scan_value(sc, name, NULL, 0, false);
-			name[0] = '\0';
-		} else if (c == '=' || c == ':') {
-			p++;
-		} else if (c == ';' || c == ',') {
-			name[0] = '\0';
-			p++;
-		} else if (c == '{' || c == '[' || c == '(') {
-			struct scan_frame *f;
-
-			if (sc->depth == SCAN_DEPTH) {
-				sc->lost = true;
-				return;
-			}
-			f = &sc->stack[sc->depth];
-			f->open = c;
-			f->line = line;
-			f->elem = 0;
-			if (sc->depth && sc->stack[sc->depth - 1].open != '{') {
-				/* an element of a list: a group inside it is no key */
-				sc->stack[sc->depth - 1].elem++;
-				f->path[0] = '\0';
-			} else {
-				scan_child_path(sc, name, f->path, sizeof(f->path));
-			}
-			sc->depth++;
-			name[0] = '\0';
-			p++;
-		} else if (c == '}' || c == ']' || c == ')') {
-			char want = c == '}' ? '{' : c == ']' ? '[' : '(';
-
-			if (!sc->depth || sc->stack[sc->depth - 1].open != want) {
-				sc->lost = true;
-				return;
-			}
-			sc->depth--;
-			name[0] = '\0';
-			p++;
-		} else if (is_name_start(c) && !name[0]) {
-			const char *start = p;
-
-			while (is_name_char(*p))
-				p++;
-			/* true/false after "name =" are values, not names */
-			if ((p - start == 4 && strncasecmp(start, "true", 4) == 0) ||
-			    (p - start == 5 && strncasecmp(start, "false", 5) == 0))
-				scan_value(sc, "", NULL, 0, false);
-			else
-				snprintf(name, sizeof(name), "%.*s", (int)(p - start), start);
-		} else {
-			/* a number, or a boolean after a name */
-			const char *start = p;
-
-			while (*p && (is_name_char(*p) || *p == '.' || *p == '+'))
-				p++;
-			if (p == start) {
-				sc->lost = true; /* a character libconfig rejects */
-				return;
-			}
-			scan_value(sc, name, start, (size_t)(p - start),
-			           looks_integer(start, (size_t)(p - start)));
-			name[0] = '\0';
-		}
-	}
-}
-
-static const struct literal *find_literal(const struct scan *sc, const char *path, int elem)
-{
-	if (!sc)
-		return NULL;
-	for (int i = 0; i < sc->n; i++)
-		if (sc->lits[i].elem == elem && strcmp(sc->lits[i].path, path) == 0)
-			return &sc->lits[i];
-	return NULL;
-}
-
-/* The value of an integer literal as written; false when it does not fit in 64 bits. */
-static bool literal_value(const struct literal *lit, long long *v)
-{
-	char buf[64], *end;
-	size_t len = lit->len;
-
-	while (len && lit->text[len - 1] == 'L')
-		len--;
-	if (len >= sizeof(buf))
-		return false;
-	memcpy(buf, lit->text, len);
-	buf[len] = '\0';
-	errno = 0;
-	if (len > 2 && buf[0] == '0' && (buf[1] == 'x' || buf[1] == 'X')) {
-		unsigned long long u = strtoull(buf, &end, 16);
-
-		if (errno || *end || u > (unsigned long long)LLONG_MAX)
-			return false;
-		*v = (long long)u;
-		return true;
-	}
-	*v = strtoll(buf, &end, 10);
-	return !errno && !*end;
 }
 
 struct load_err {
@@ -632,116 +260,6 @@ static bool fail(struct load_err *e, const config_setting_t *s, const char *key,
 	va_start(ap, fmt);
 	vsnprintf(e->buf + n, e->len - (size_t)n, fmt, ap);
 	va_end(ap);
-	return false;
-}
-
-/* Whether `host` is a host name by RFC 1123: dot-separated labels of
- * letters, digits and inner hyphens, and not all digits at the end (so a
- * mistyped IPv4 address such as 999.1.1.1 is not taken for a name). */
-static bool is_host_name(const char *host)
-{
-	size_t total = strlen(host), label = 0;
-	bool digits_only = true;
-
-	if (total == 0 || total > 253)
-		return false;
-	for (const char *p = host;; p++) {
-		if (*p == '.' || *p == '\0') {
-			if (label == 0 || label > 63 || p[-1] == '-')
-				return false;
-			if (*p == '\0')
-				return !digits_only;
-			label = 0;
-			digits_only = true;
-			continue;
-		}
-		if (label == 0 && *p == '-')
-			return false;
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		      (*p >= '0' && *p <= '9') || *p == '-'))
-			return false;
-		if (*p < '0' || *p > '9')
-			digits_only = false;
-		label++;
-	}
-}
-
-/*
- * health.listen as the health server reads it (httpd.c): "" (off),
- * ":port", "*:port", "host:port" or "[ipv6]:port" with a port from 0 (any
- * free one) to 65535, the host a literal IPv4 address or a host name, the
- * IPv6 address a literal with an optional %zone. Whether a name resolves
- * and the port is free is left to the bind. False with the reason in `why`.
- */
-static bool listen_address_ok(const char *spec, char *why, size_t len)
-{
-	char host[256];
-	const char *colon, *port;
-	unsigned long v;
-
-	if (!spec[0])
-		return true;
-	if (spec[0] == '[') {
-		const char *close = strchr(spec, ']');
-
-		if (!close || close[1] != ':')
-			goto form;
-		colon = close + 1;
-	} else {
-		colon = strrchr(spec, ':');
-		if (!colon)
-			goto form;
-		if (memchr(spec, ':', (size_t)(colon - spec))) {
-			snprintf(why, len, "an IPv6 address goes in brackets, e.g. \"[::1]:8080\"");
-			return false;
-		}
-	}
-	port = colon + 1;
-	if (!*port || strspn(port, "0123456789") != strlen(port))
-		goto form;
-	errno = 0;
-	v = strtoul(port, NULL, 10);
-	if (errno || v > 65535 || strlen(port) > 5) { /* httpd.c reads 5 digits at most */
-		snprintf(why, len, "port %s is out of range (0 to 65535) in \"%s\"", port, spec);
-		return false;
-	}
-	if ((size_t)(colon - spec) >= sizeof(host))
-		goto host;
-	memcpy(host, spec, (size_t)(colon - spec));
-	host[colon - spec] = '\0';
-	if (spec[0] == '[') {
-		struct in6_addr a6;
-		char *zone;
-
-		memmove(host, host + 1, strlen(host)); /* drop the brackets */
-		host[strlen(host) - 1] = '\0';
-		zone = strchr(host, '%');
-		if (zone)
-			*zone++ = '\0';
-		if (inet_pton(AF_INET6, host, &a6) != 1 ||
-		    (zone && (!*zone || strspn(zone, "abcdefghijklmnopqrstuvwxyz"
-		                                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
-		                            strlen(zone))))
-			goto host;
-		return true;
-	}
-	if (host[0] == '\0' || strcmp(host, "*") == 0)
-		return true;
-	if (strspn(host, "0123456789.") == strlen(host)) {
-		struct in_addr a4;
-
-		if (inet_pton(AF_INET, host, &a4) != 1)
-			goto host;
-		return true;
-	}
-	if (is_host_name(host))
-		return true;
-host:
-	snprintf(why, len, "\"%.*s\" is not an IPv4 address, [IPv6 address] or host name",
-	         (int)(colon - spec), spec);
-	return false;
-form:
-	snprintf(why, len, "must be host:port, [ipv6]:port, :port or *:port, got \"%s\"", spec);
 	return false;
 }
 
@@ -777,7 +295,7 @@ static const char *type_name(int t)
 static bool integer_value(const struct load_err *e, const config_setting_t *s, const char *path,
                           int elem, long long *v, char *written, size_t len)
 {
-	const struct literal *lit = find_literal(e->scan, path, elem);
+	const struct literal *lit = conf_find_literal(e->scan, path, elem);
 
 	if (!lit) {
 		*v = config_setting_get_int64(s);
@@ -788,13 +306,13 @@ static bool integer_value(const struct load_err *e, const config_setting_t *s, c
 		snprintf(written, len, "%.*s", (int)lit->len, lit->text);
 	else
 		snprintf(written, len, "%.*s...", (int)(len - 4), lit->text);
-	return literal_value(lit, v);
+	return conf_literal_value(lit, v);
 }
 
 static bool read_key(struct config *cfg, const struct cfg_key *k, const config_setting_t *s,
                      struct load_err *e)
 {
-	void *p = field(cfg, k);
+	void *p = conf_field(cfg, k);
 	int t = config_setting_type(s);
 
 	switch (k->type) {
@@ -853,7 +371,7 @@ static bool read_key(struct config *cfg, const struct cfg_key *k, const config_s
 		if (k->offset == OFF(health_listen)) {
 			char why[320];
 
-			if (!listen_address_ok(v, why, sizeof(why)))
+			if (!conf_listen_address_ok(v, why, sizeof(why)))
 				return fail(e, s, k->path, "%s", why);
 		}
 		free(*(char **)p);
@@ -939,7 +457,7 @@ static bool read_key(struct config *cfg, const struct cfg_key *k, const config_s
 		if (t != CONFIG_TYPE_ARRAY && t != CONFIG_TYPE_LIST)
 			return fail(e, s, k->path,
 			            "must be a list of strings, e.g. [\"a\", \"b\"]");
-		strlist_release(l);
+		conf_strlist_release(l);
 		for (int i = 0; i < config_setting_length(s); i++) {
 			const config_setting_t *el = config_setting_get_elem(s, (unsigned)i);
 
@@ -954,7 +472,7 @@ static bool read_key(struct config *cfg, const struct cfg_key *k, const config_s
 				            config_setting_get_string(el),
 				            registry_linked_names(names, sizeof(names)));
 			}
-			if (!strlist_push(l, config_setting_get_string(el)))
+			if (!conf_strlist_push(l, config_setting_get_string(el)))
 				return fail(e, el, k->path, "out of memory");
 		}
 		return true;
@@ -1001,110 +519,6 @@ static bool validate(const struct config *cfg, struct load_err *e)
 	return true;
 }
 
-/* What a file that is not a regular one is, for the message. */
-static const char *file_kind(mode_t mode)
-{
-	if (S_ISDIR(mode))
-		return "a directory";
-	if (S_ISFIFO(mode))
-		return "a FIFO";
-	if (S_ISSOCK(mode))
-		return "a socket";
-	if (S_ISCHR(mode))
-		return "a character device";
-	if (S_ISBLK(mode))
-		return "a block device";
-	return "not a regular file";
-}
-
-/* A configuration file larger than this is a mistake, not a configuration. */
-#define CONF_MAX_BYTES (1 << 20)
-
-/*
- * The whole file as a string (malloc'd), or NULL with "FILE: why" in err.
- * Only a regular file is read: it is stat'ed before it is opened, and
- * opened O_NONBLOCK then fstat'ed, so a FIFO or a device put in its place
- * is refused without blocking or reading from it.
- */
-static char *read_conf_file(const char *path, char *err, size_t errlen)
-{
-	struct stat st;
-	char *text = NULL;
-	size_t n = 0;
-	int fd = -1;
-
-	if (stat(path, &st) != 0) {
-		snprintf(err, errlen, "%s: cannot read the file: %s", path, strerror(errno));
-		return NULL;
-	}
-	if (!S_ISREG(st.st_mode))
-		goto not_regular;
-	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0 || fstat(fd, &st) != 0) {
-		snprintf(err, errlen, "%s: cannot read the file: %s", path, strerror(errno));
-		goto fail;
-	}
-	if (!S_ISREG(st.st_mode))
-		goto not_regular;
-	text = malloc(CONF_MAX_BYTES + 1);
-	if (!text) {
-		snprintf(err, errlen, "%s: out of memory", path);
-		goto fail;
-	}
-	for (;;) {
-		ssize_t r = read(fd, text + n, CONF_MAX_BYTES + 1 - n);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			snprintf(err, errlen, "%s: cannot read the file: %s", path,
-			         strerror(errno));
-			goto fail;
-		}
-		if (r == 0)
-			break;
-		n += (size_t)r;
-		if (n > CONF_MAX_BYTES) {
-			snprintf(err, errlen, "%s: cannot read the file: larger than %d bytes",
-			         path, CONF_MAX_BYTES);
-			goto fail;
-		}
-	}
-	if (memchr(text, '\0', n)) {
-		snprintf(err, errlen, "%s: cannot read the file: it holds a NUL byte, not text",
-		         path);
-		goto fail;
-	}
-	text[n] = '\0';
-	close(fd);
-	return text;
-not_regular:
-	snprintf(err, errlen, "%s: cannot read the file: it is %s, not a regular file", path,
-	         file_kind(st.st_mode));
-fail:
-	if (fd >= 0)
-		close(fd);
-	free(text);
-	return NULL;
-}
-
-/* libconfig's parse error, said once, with where a bracket left open at
- * the end of the file was opened when the scan can tell. */
-static void syntax_error(const config_t *lc, const struct scan *sc, const char *path, char *err,
-                         size_t errlen)
-{
-	const char *what = config_error_text(lc);
-	int n = snprintf(err, errlen, "%s:%d: %s", path, config_error_line(lc),
-	                 what && *what ? what : "syntax error");
-
-	if (n < 0 || (size_t)n >= errlen || sc->lost || sc->depth == 0)
-		return;
-	const struct scan_frame *f = &sc->stack[sc->depth - 1];
-
-	snprintf(err + n, errlen - (size_t)n, ": unclosed '%c'%s%s%s opened at line %d", f->open,
-	         f->path[0] ? " of \"" : "", f->path, f->path[0] ? "\"" : "", f->line);
-}
-
 bool conf_load(struct config *cfg, const char *path, char *err, size_t errlen)
 {
 	config_t lc;
@@ -1114,16 +528,16 @@ bool conf_load(struct config *cfg, const char *path, char *err, size_t errlen)
 	bool ok = false;
 
 	config_init(&lc);
-	text = read_conf_file(path, err, errlen);
+	text = conf_read_file(path, err, errlen);
 	if (!text)
 		goto out;
-	scan_file(&sc, text);
+	conf_scan_file(&sc, text);
 	if (!config_read_string(&lc, text)) {
 		if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
 			snprintf(err, errlen, "%s:%d: cannot read an included file: %s", path,
 			         config_error_line(&lc), config_error_text(&lc));
 		else
-			syntax_error(&lc, &sc, path, err, errlen);
+			conf_syntax_error(&lc, &sc, path, err, errlen);
 		goto out;
 	}
 	if (!read_group(cfg, config_root_setting(&lc), "", &e))
@@ -1137,7 +551,7 @@ bool conf_load(struct config *cfg, const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: out of memory", path);
 out:
 	config_destroy(&lc);
-	free(sc.lits);
+	conf_scan_release(&sc);
 	free(text);
 	return ok;
 }
@@ -1150,238 +564,4 @@ const char *conf_conninfo(const struct config *cfg)
 		return cfg->conninfo;
 	url = getenv("DATABASE_URL");
 	return url ? url : "";
-}
-
-/* A conninfo with its password replaced by ***: parsed by libpq, so
- * both "key=value" strings and URIs are handled, and with the passwords
- * cut out of every other value too (a dbname may itself be a URI with
- * one: db_redact). */
-static void redact_conninfo(const char *ci, char *out, size_t outlen)
-{
-	PQconninfoOption *opts = PQconninfoParse(ci, NULL);
-	size_t n = 0;
-
-	out[0] = '\0';
-	if (!opts) {
-		snprintf(out, outlen, "***");
-		return;
-	}
-	for (PQconninfoOption *o = opts; o->keyword; o++) {
-		char v[512];
-
-		if (!o->val || !*o->val)
-			continue;
-		if (strcmp(o->keyword, "password") == 0 || strcmp(o->keyword, "sslpassword") == 0)
-			snprintf(v, sizeof(v), "***");
-		else
-			db_redact(ci, o->val, v, sizeof(v));
-		int w = snprintf(out + n, outlen - n, "%s%s=%s", n ? " " : "", o->keyword, v);
-		if (w < 0 || (size_t)w >= outlen - n)
-			break;
-		n += (size_t)w;
-	}
-	PQconninfoFree(opts);
-}
-
-static void render(const struct config *cfg, const struct cfg_key *k, char *buf, size_t len)
-{
-	const void *p = cfield(cfg, k);
-
-	switch (k->type) {
-	case CFG_INT:
-		snprintf(buf, len, "%d", *(const int *)p);
-		break;
-	case CFG_LLONG:
-		snprintf(buf, len, "%lld", *(const long long *)p);
-		break;
-	case CFG_BOOL:
-		snprintf(buf, len, "%s", *(const bool *)p ? "true" : "false");
-		break;
-	case CFG_DOUBLE:
-		snprintf(buf, len, "%g", *(const double *)p);
-		break;
-	case CFG_ENUM:
-		snprintf(buf, len, "%s", k->names[*(const int *)p]);
-		break;
-	case CFG_STRING: {
-		const char *s = *(char *const *)p;
-
-		if (!s)
-			snprintf(buf, len, "%s", "");
-		else if (k->flags & CFG_SECRET)
-			snprintf(buf, len, "***");
-		else if (k->flags & CFG_CONNINFO)
-			redact_conninfo(s, buf, len);
-		else
-			snprintf(buf, len, "%s", s);
-		break;
-	}
-	case CFG_DURATION:
-		conf_format_duration(*(const long long *)p, buf, len);
-		break;
-	case CFG_INTLIST: {
-		const struct intlist *l = p;
-		size_t n = 0;
-
-		buf[0] = '\0';
-		for (int i = 0; i < l->n && n < len; i++) {
-			int w = snprintf(buf + n, len - n, "%s%lld", i ? "," : "", l->v[i]);
-			if (w < 0)
-				break;
-			n += (size_t)w;
-		}
-		break;
-	}
-	case CFG_STRLIST: {
-		const struct strlist *l = p;
-		size_t n = 0;
-
-		buf[0] = '\0';
-		for (int i = 0; i < l->n && n < len; i++) {
-			int w = snprintf(buf + n, len - n, "%s%s", i ? "," : "", l->items[i]);
-			if (w < 0)
-				break;
-			n += (size_t)w;
-		}
-		break;
-	}
-	}
-}
-
-void conf_visit(const struct config *cfg, conf_visit_fn fn, void *arg)
-{
-	struct config defaults;
-
-	conf_init(&defaults);
-	for (size_t i = 0; i < NKEYS; i++) {
-		char val[1024], def[256];
-
-		render(cfg, &conf_keys[i], val, sizeof(val));
-		render(&defaults, &conf_keys[i], def, sizeof(def));
-		fn(arg, conf_keys[i].path, val, def, (conf_keys[i].flags & CFG_RELOAD) != 0,
-		   conf_keys[i].help);
-	}
-	conf_release(&defaults);
-}
-
-/* Deep-copy the value of key `k` from `from` into `to`. */
-static bool copy_value(struct config *to, const struct config *from, const struct cfg_key *k)
-{
-	void *dst = field(to, k);
-	const void *src = cfield(from, k);
-
-	switch (k->type) {
-	case CFG_STRING: {
-		const char *v = *(char *const *)src;
-		char *dup = v ? strdup(v) : NULL;
-
-		if (v && !dup)
-			return false;
-		free(*(char **)dst);
-		*(char **)dst = dup;
-		return true;
-	}
-	case CFG_STRLIST: {
-		const struct strlist *l = src;
-		struct strlist copy = { NULL, 0 };
-
-		for (int i = 0; i < l->n; i++)
-			if (!strlist_push(&copy, l->items[i])) {
-				strlist_release(&copy);
-				return false;
-			}
-		strlist_release(dst);
-		*(struct strlist *)dst = copy;
-		return true;
-	}
-	case CFG_INTLIST:
-		*(struct intlist *)dst = *(const struct intlist *)src;
-		return true;
-	case CFG_LLONG:
-		*(long long *)dst = *(const long long *)src;
-		return true;
-	case CFG_INT:
-		*(int *)dst = *(const int *)src;
-		return true;
-	case CFG_DURATION:
-		*(long long *)dst = *(const long long *)src;
-		return true;
-	case CFG_BOOL:
-		*(bool *)dst = *(const bool *)src;
-		return true;
-	case CFG_DOUBLE:
-		*(double *)dst = *(const double *)src;
-		return true;
-	case CFG_ENUM:
-		*(int *)dst = *(const int *)src;
-		return true;
-	}
-	return false;
-}
-
-/* Whether key `k` has the same value in both: the raw values, not their
- * renderings (which hide a conninfo's password and are cut at a length). */
-static bool same_value(const struct config *a, const struct config *b, const struct cfg_key *k)
-{
-	const void *pa = cfield(a, k), *pb = cfield(b, k);
-
-	switch (k->type) {
-	case CFG_STRING: {
-		const char *sa = *(char *const *)pa, *sb = *(char *const *)pb;
-
-		return (!sa && !sb) || (sa && sb && strcmp(sa, sb) == 0);
-	}
-	case CFG_STRLIST: {
-		const struct strlist *la = pa, *lb = pb;
-
-		if (la->n != lb->n)
-			return false;
-		for (int i = 0; i < la->n; i++)
-			if (strcmp(la->items[i], lb->items[i]) != 0)
-				return false;
-		return true;
-	}
-	case CFG_INTLIST: {
-		const struct intlist *la = pa, *lb = pb;
-
-		return la->n == lb->n &&
-		       memcmp(la->v, lb->v, sizeof(la->v[0]) * (size_t)la->n) == 0;
-	}
-	case CFG_INT:
-		return *(const int *)pa == *(const int *)pb;
-	case CFG_LLONG:
-	case CFG_DURATION:
-		return *(const long long *)pa == *(const long long *)pb;
-	case CFG_BOOL:
-		return *(const bool *)pa == *(const bool *)pb;
-	case CFG_DOUBLE:
-		return *(const double *)pa == *(const double *)pb;
-	case CFG_ENUM:
-		return *(const int *)pa == *(const int *)pb;
-	}
-	return false;
-}
-
-bool conf_keep_restart_keys(struct config *next, const struct config *cur,
-                            void (*changed)(const char *key, const char *why))
-{
-	for (size_t i = 0; i < NKEYS; i++) {
-		const struct cfg_key *k = &conf_keys[i];
-		const char *why = NULL;
-
-		if (same_value(cur, next, k))
-			continue;
-		if (!(k->flags & CFG_RELOAD))
-			why = "takes effect at the next start";
-		/* The relay thread starts with the daemon: new patterns apply at
-		 * once, but turning the relay on or off needs a restart. */
-		else if (k->offset == OFF(relay.event_types) &&
-		         (cur->relay.event_types.n == 0) != (next->relay.event_types.n == 0))
-			why = "turning the relay on or off takes effect at the next start";
-		if (changed)
-			changed(k->path, why);
-		if (why && !copy_value(next, cur, k))
-			return false;
-	}
-	return true;
 }
