@@ -380,7 +380,7 @@ static void route_request(void *arg, const struct http_request *req, struct http
 
 /* ---- life cycle ---------------------------------------------------------- */
 
-static void add_key(void *arg, const char *key, const char *value, const char *def, bool reloadable,
+static void add_config_key(void *arg, const char *key, const char *value, const char *def, bool reloadable,
                     const char *help)
 {
 	(void)def;
@@ -395,7 +395,7 @@ void health_config_changed(struct health *h)
 
 	if (!h || !(c = json_object()))
 		return;
-	conf_visit(runtime_config(h->d.rt), add_key, c);
+	conf_visit(runtime_config(h->d.rt), add_config_key, c);
 	pthread_mutex_lock(&h->lock);
 	json_decref(h->config);
 	h->config = c;
