@@ -104,7 +104,7 @@ static PGconn *connect_startup(const struct config *cfg, const sigset_t *sigs, i
 /*
  * Start-up's database part: connect, then check that every migration is
  * applied and unchanged. True to go on; false with the exit status in
- * `rc` (0 when a signal stopped the daemon meanwhile).
+ * `rc` (when a signal stopped it meanwhile: 0, or 69 for run --once).
  */
 static bool wait_for_schema(struct daemon *d, const struct config *cfg, int *rc)
 {
