@@ -380,8 +380,8 @@ static void route_request(void *arg, const struct http_request *req, struct http
 
 /* ---- life cycle ---------------------------------------------------------- */
 
-static void add_config_key(void *arg, const char *key, const char *value, const char *def, bool reloadable,
-                    const char *help)
+static void add_config_key(void *arg, const char *key, const char *value, const char *def,
+                           bool reloadable, const char *help)
 {
 	(void)def;
 	(void)reloadable;
