@@ -353,5 +353,5 @@ bool cli_redact_urls(PGresult *res, const char *column)
 int cli_usage(const char *usage)
 {
 	fprintf(stderr, "usage: pgeventd [-c FILE] %s\n", usage);
-	return CLI_EX_USAGE;
+	return EX_USAGE;
 }

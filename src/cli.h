@@ -6,16 +6,11 @@
 #include <stddef.h>
 
 #include <getopt.h>
+#include <sysexits.h> /* the exit codes the commands return */
 #include <jansson.h>
 #include <libpq-fe.h>
 
 #include "conf.h"
-
-/* sysexits(3) codes the commands return (the header is not everywhere). */
-#define CLI_EX_USAGE       64
-#define CLI_EX_DATAERR     65
-#define CLI_EX_NOINPUT     66
-#define CLI_EX_UNAVAILABLE 69
 
 /* A SQLSTATE, five characters and the terminator. */
 #define CLI_SQLSTATE_LEN 6
@@ -23,7 +18,7 @@
 /*
  * Connect with the configured connection string, naming the session
  * `app_name`. On failure prints "pgeventd: cannot connect to the database:
- * ..." and returns NULL: the caller exits CLI_EX_UNAVAILABLE.
+ * ..." and returns NULL: the caller exits EX_UNAVAILABLE.
  */
 PGconn *cli_connect(const struct config *cfg, const char *app_name);
 
@@ -99,7 +94,7 @@ bool cli_int_ok(const char *s, long min, long max);
  */
 bool cli_redact_urls(PGresult *res, const char *column);
 
-/* Print "usage: pgeventd [-c FILE] USAGE" on stderr; returns CLI_EX_USAGE. */
+/* Print "usage: pgeventd [-c FILE] USAGE" on stderr; returns EX_USAGE. */
 int cli_usage(const char *usage);
 
 #endif

@@ -97,7 +97,7 @@ static PGconn *dba_connect(const struct config *cfg, const char *app_name, int t
 {
 	PGconn *conn = cli_connect(cfg, app_name);
 
-	*rc = CLI_EX_UNAVAILABLE;
+	*rc = EX_UNAVAILABLE;
 	if (conn && !cli_session(conn, timeout_ms)) {
 		PQfinish(conn);
 		conn = NULL;
@@ -109,7 +109,7 @@ static PGconn *dba_connect(const struct config *cfg, const char *app_name, int t
 /*
  * Let the server read a timestamp given to option `opt` (so that whatever
  * PostgreSQL accepts works, 'yesterday' included). Returns 0 when it
- * reads, CLI_EX_USAGE when it does not, 1 on any other error; prints why.
+ * reads, EX_USAGE when it does not, 1 on any other error; prints why.
  */
 static int check_timestamp(PGconn *conn, const char *cmd, const char *opt, const char *value)
 {
@@ -127,7 +127,7 @@ static int check_timestamp(PGconn *conn, const char *cmd, const char *opt, const
 	/* class 22, data exception: the value, not the database */
 	if (strncmp(state, "22", 2) == 0) {
 		fprintf(stderr, "pgeventd %s: %s: not a timestamp: %s\n", cmd, opt, value);
-		return CLI_EX_USAGE;
+		return EX_USAGE;
 	}
 	fprintf(stderr, "pgeventd: %s\n", err);
 	return 1;
@@ -145,7 +145,7 @@ static bool timestamp_given(const char *cmd, const char *opt, const char *value)
 	return false;
 }
 
-/* Whether event `id` exists: 0 yes, CLI_EX_NOINPUT no, CLI_EX_USAGE when
+/* Whether event `id` exists: 0 yes, EX_NOINPUT no, EX_USAGE when
  * it is not a uuid, 1 on a database error; prints why. */
 static int check_event(PGconn *conn, const char *cmd, const char *id)
 {
@@ -157,7 +157,7 @@ static int check_event(PGconn *conn, const char *cmd, const char *id)
 
 	if (!res && strcmp(state, SQLSTATE_BAD_TEXT) == 0) {
 		fprintf(stderr, "pgeventd %s: not an event id: %s\n", cmd, id);
-		return CLI_EX_USAGE;
+		return EX_USAGE;
 	}
 	if (!res) {
 		fprintf(stderr, "pgeventd: %s\n", err);
@@ -165,7 +165,7 @@ static int check_event(PGconn *conn, const char *cmd, const char *id)
 	}
 	if (PQntuples(res) == 0) {
 		fprintf(stderr, "pgeventd: no event with id %s\n", id);
-		rc = CLI_EX_NOINPUT;
+		rc = EX_NOINPUT;
 	}
 	PQclear(res);
 	return rc;
@@ -525,7 +525,7 @@ int cmd_replay_main(const struct config *cfg, int argc, char **argv)
 	const char *p[6];
 	PGresult *res = NULL;
 	PGconn *conn = NULL;
-	int opt, rc = CLI_EX_USAGE;
+	int opt, rc = EX_USAGE;
 	size_t i;
 	json_t *id;
 
@@ -768,7 +768,7 @@ int cmd_show_main(const struct config *cfg, int argc, char **argv)
 	 * the database answers. */
 	if (!cli_uuid_ok(p[0])) {
 		fprintf(stderr, "pgeventd show: not an event id: %s\n", p[0]);
-		return CLI_EX_USAGE;
+		return EX_USAGE;
 	}
 
 	conn = dba_connect(cfg, "pgeventd show", READ_TIMEOUT_MS, &rc);
@@ -785,7 +785,7 @@ int cmd_show_main(const struct config *cfg, int argc, char **argv)
 	if (!ev) {
 		if (strcmp(state, SQLSTATE_BAD_TEXT) == 0) {
 			fprintf(stderr, "pgeventd show: not an event id: %s\n", p[0]);
-			rc = CLI_EX_USAGE;
+			rc = EX_USAGE;
 		} else {
 			fprintf(stderr, "pgeventd: %s\n", err);
 		}
@@ -793,7 +793,7 @@ int cmd_show_main(const struct config *cfg, int argc, char **argv)
 	}
 	if (PQntuples(ev) == 0) {
 		fprintf(stderr, "pgeventd: no event with id %s\n", p[0]);
-		rc = CLI_EX_NOINPUT;
+		rc = EX_NOINPUT;
 		goto out;
 	}
 	dead = cli_exec(conn, show_dead_sql, 1, p);

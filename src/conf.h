@@ -11,8 +11,6 @@
 #include "backoff.h"
 #include "log.h"
 
-#define EX_CONFIG_ERROR 78 /* sysexits EX_CONFIG */
-
 enum unknown_event_policy { UNKNOWN_DEAD_LETTER = 0, UNKNOWN_SKIP };
 
 /* A list of strings; items and each item are owned by the list. */

@@ -1,12 +1,10 @@
-/* health.c -- /health, /health/live, /health/ready, /metrics and the
- * queue sampler behind them. */
+/* health.c -- the routes /health, /health/live, /health/ready and /metrics, and their JSON. */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
 
 #include "health.h"
 
-#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -16,48 +14,27 @@
 
 #include <jansson.h>
 
-#include "db.h"
 #include "httpd.h"
+#include "liveness.h"
 #include "log.h"
-#include "migrate.h"
+#include "sampler.h"
 #include "stats.h"
 #include "telemetry.h"
 #include "util.h"
 
-/* What the sampler saw last; under `lock`. */
-struct sample {
-	bool valid;                   /* the last attempt got the oldest age */
-	double at;                    /* wall clock of the last valid sample, 0 = never */
-	long long pending;            /* unprocessed events; -1 unknown (the count timed out) */
-	double oldest_age_s;          /* age of the oldest of them, 0 when none */
-	long long dead_letters;       /* -1 unknown */
-	int migrations_pending;       /* last known; -1 never checked */
-	long long deliveries_pending; /* -1 unknown or relay off */
-	long long deliveries_dead;    /* -1 unknown or relay off */
-	json_t *disabled;             /* [{name, reason, disabled_at}], owned; NULL unknown */
-	char pending_names[256];
-	char error[256]; /* why the last attempt failed */
-};
-
 struct health {
 	struct health_deps d;
-	/* A reference to the configuration at start, for the keys that need a
-	 * restart (conninfo, packs, health.listen): they never change. */
+	/* A reference to the configuration at start, for health.listen: it
+	 * needs a restart, so it never changes. */
 	const struct config *boot;
 	double started_real;
 	double started_mono;
 	_Atomic double main_beat; /* monotonic */
-	struct httpd *httpd;
+	struct httpd *httpd;      /* owned; NULL when health.listen is "" */
+	struct sampler *sampler;  /* owned */
 
-	pthread_mutex_t lock; /* sample, config */
-	struct sample sample;
-	json_t *config; /* rendered config, owned */
-
-	pthread_t sampler;
-	bool sampler_started;
-	pthread_mutex_t stop_lock;
-	pthread_cond_t stop_cond;
-	bool stop;
+	pthread_mutex_t lock; /* config */
+	json_t *config;       /* rendered config, owned */
 };
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -120,176 +97,6 @@ static void set_json(struct http_response *resp, int status, json_t *o)
 	set_body(resp, status, "application/json", body);
 }
 
-/* ---- the sampler ------------------------------------------------------- */
-
-/* How late the queue is: how long the oldest due event has been due (an
- * event in backoff or scheduled for later is not late). min() reads the
- * claim index (events_due_idx) from its start: cheap whatever the backlog.
- * The count reads the whole index and may hit the timeout on a huge
- * backlog; the age alone still tells how late the queue is. */
-static const char oldest_sql[] =
-    "SELECT coalesce(extract(epoch from now() - min(coalesce(next_attempt_at, created_at))),"
-    " 0)::float8 FROM events WHERE NOT processed AND coalesce(next_attempt_at, created_at) <= "
-    "now()";
-static const char pending_sql[] = "SELECT count(*) FROM events WHERE NOT processed";
-static const char dead_sql[] = "SELECT count(*) FROM event_dead_letters";
-static const char deliveries_sql[] =
-    "SELECT (SELECT count(*) FROM deliveries WHERE status = 'pending'),"
-    " (SELECT count(*) FROM deliveries WHERE status = 'dead')";
-static const char subscriptions_sql[] =
-    "SELECT name, enabled, coalesce(disabled_reason, ''), coalesce(disabled_at::text, '')"
-    " FROM subscriptions ORDER BY name";
-/* When the exact count times out on a huge table, the planner's estimate. */
-static const char dead_estimate_sql[] = "SELECT greatest(reltuples, 0)::bigint FROM pg_class"
-                                        " WHERE oid = 'event_dead_letters'::regclass";
-
-/* One row, first column(s) as text; false with err. */
-static PGresult *query(PGconn *conn, const char *sql, char *err, size_t errlen)
-{
-	PGresult *res = PQexec(conn, sql);
-
-	if (!db_ok(conn, res, PGRES_TUPLES_OK, err, errlen) || PQntuples(res) != 1) {
-		if (res && PQresultStatus(res) == PGRES_TUPLES_OK)
-			snprintf(err, errlen, "expected one row");
-		PQclear(res);
-		return NULL;
-	}
-	return res;
-}
-
-/* Update `s` from the database; the figures that cannot be read are
- * marked unknown, and `valid` says whether the queue age was read. */
-static void take_sample(struct health *h, PGconn *conn, struct sample *s)
-{
-	char err[256] = "";
-	char names[sizeof(s->pending_names)];
-	PGresult *res = query(conn, oldest_sql, err, sizeof(err));
-	int n;
-
-	s->valid = res != NULL;
-	if (res) {
-		s->oldest_age_s = atof(PQgetvalue(res, 0, 0));
-		s->at = util_real_s();
-		PQclear(res);
-	}
-	s->pending = -1;
-	if (!db_broken(conn) && (res = query(conn, pending_sql, err, sizeof(err)))) {
-		s->pending = atoll(PQgetvalue(res, 0, 0));
-		PQclear(res);
-	}
-	s->dead_letters = -1;
-	if (!db_broken(conn) && ((res = query(conn, dead_sql, err, sizeof(err))) ||
-	                         (res = query(conn, dead_estimate_sql, err, sizeof(err))))) {
-		s->dead_letters = atoll(PQgetvalue(res, 0, 0));
-		PQclear(res);
-	}
-	s->deliveries_pending = s->deliveries_dead = -1;
-	if (h->d.relay && !db_broken(conn) &&
-	    (res = query(conn, deliveries_sql, err, sizeof(err)))) {
-		s->deliveries_pending = atoll(PQgetvalue(res, 0, 0));
-		s->deliveries_dead = atoll(PQgetvalue(res, 0, 1));
-		PQclear(res);
-		telemetry_deliveries_pending((double)s->deliveries_pending);
-	}
-	if (h->d.relay && !db_broken(conn)) {
-		res = PQexec(conn, subscriptions_sql);
-		if (db_ok(conn, res, PGRES_TUPLES_OK, err, sizeof(err))) {
-			s->disabled = json_array();
-			for (int i = 0; i < PQntuples(res); i++) {
-				bool enabled = PQgetvalue(res, i, 1)[0] == 't';
-
-				telemetry_subscription_disabled(PQgetvalue(res, i, 0), !enabled);
-				if (!enabled)
-					json_array_append_new(
-					    s->disabled,
-					    json_pack("{s:s, s:s, s:s}", "name",
-					              PQgetvalue(res, i, 0), "reason",
-					              PQgetvalue(res, i, 2), "disabled_at",
-					              PQgetvalue(res, i, 3)));
-			}
-		}
-		PQclear(res);
-	}
-	if (!db_broken(conn)) {
-		n = migrate_pending(conn, h->boot, names, sizeof(names), err, sizeof(err));
-		if (n >= 0) {
-			s->migrations_pending = n;
-			snprintf(s->pending_names, sizeof(s->pending_names), "%s", names);
-		}
-	}
-	snprintf(s->error, sizeof(s->error), "%s", err);
-}
-
-/* Wait up to `s` seconds for the stop flag; true when stopping. */
-static bool sampler_wait(struct health *h, int s)
-{
-	struct timespec ts;
-	bool stop;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += s;
-	pthread_mutex_lock(&h->stop_lock);
-	while (!h->stop) {
-		if (pthread_cond_timedwait(&h->stop_cond, &h->stop_lock, &ts) == ETIMEDOUT)
-			break;
-	}
-	stop = h->stop;
-	pthread_mutex_unlock(&h->stop_lock);
-	return stop;
-}
-
-static void *sampler_main(void *arg)
-{
-	struct health *h = arg;
-	PGconn *conn = NULL;
-	bool told = false;
-
-	do {
-		struct sample s;
-		char err[256] = "";
-
-		pthread_mutex_lock(&h->lock);
-		s = h->sample;
-		pthread_mutex_unlock(&h->lock);
-		s.disabled = NULL; /* h->sample still owns the old list */
-
-		if (db_broken(conn)) {
-			PQfinish(conn);
-			conn =
-			    db_connect(conf_conninfo(h->boot), "pgeventd health", err, sizeof(err));
-			if (conn &&
-			    !db_exec(conn, "SET statement_timeout = '2s'", err, sizeof(err))) {
-				PQfinish(conn);
-				conn = NULL;
-			}
-		}
-		if (!conn) {
-			s.valid = false;
-			s.pending = s.dead_letters = -1;
-			s.deliveries_pending = s.deliveries_dead = -1;
-			snprintf(s.error, sizeof(s.error), "%s", err);
-		} else {
-			take_sample(h, conn, &s);
-		}
-		if (!s.valid && !told)
-			log_kv(LOG_WARNING, "queue figures unavailable", "error", s.error, NULL);
-		else if (s.valid && told)
-			log_kv(LOG_NOTICE, "queue figures available again", NULL);
-		told = !s.valid;
-		/* Unknown figures are NaN: a stale value would hide a growing lag. */
-		telemetry_queue(s.pending >= 0 ? (double)s.pending : NAN,
-		                s.valid ? s.oldest_age_s : NAN,
-		                s.dead_letters >= 0 ? (double)s.dead_letters : NAN);
-		pthread_mutex_lock(&h->lock);
-		json_t *old = h->sample.disabled;
-		h->sample = s;
-		pthread_mutex_unlock(&h->lock);
-		json_decref(old);
-	} while (!sampler_wait(h, HEALTH_SAMPLE_S));
-	PQfinish(conn);
-	return NULL;
-}
-
 /* ---- status rules ------------------------------------------------------- */
 
 enum status { ST_OK, ST_DEGRADED, ST_DOWN };
@@ -300,10 +107,10 @@ struct verdict {
 	json_t *reasons; /* array of strings, owned */
 };
 
-static void worse(struct verdict *v, enum status st, const char *fmt, ...)
+static void add_reason(struct verdict *v, enum status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void worse(struct verdict *v, enum status st, const char *fmt, ...)
+static void add_reason(struct verdict *v, enum status st, const char *fmt, ...)
 {
 	char buf[512];
 	va_list ap;
@@ -316,7 +123,7 @@ static void worse(struct verdict *v, enum status st, const char *fmt, ...)
 	json_array_append_new(v->reasons, json_string(buf));
 }
 
-static struct verdict judge(struct health *h, const struct sample *s)
+static struct verdict assess_health(struct health *h, const struct sample *s)
 {
 	struct verdict v = { ST_OK, json_array() };
 	double now = util_real_s(), mono = util_mono_s();
@@ -343,34 +150,34 @@ static struct verdict judge(struct health *h, const struct sample *s)
 	if (connected == 0) {
 		double for_s = now - newest_change;
 
-		worse(&v, for_s > HEALTH_DOWN_AFTER_S ? ST_DOWN : ST_DEGRADED,
-		      "no worker connected to the database for %.0f s", for_s);
+		add_reason(&v, for_s > HEALTH_DOWN_AFTER_S ? ST_DOWN : ST_DEGRADED,
+		           "no worker connected to the database for %.0f s", for_s);
 	} else {
 		if (connected < h->d.nworkers)
-			worse(&v, ST_DEGRADED, "%d of %d workers connected to the database",
-			      connected, h->d.nworkers);
+			add_reason(&v, ST_DEGRADED, "%d of %d workers connected to the database",
+			           connected, h->d.nworkers);
 		/* Progress: a claim cycle, a handled event, a wait that ended. */
 		if (mono - newest_beat > stall_s && !atomic_load(&h->d.rt->stopping))
-			worse(&v, ST_DOWN, "no claim loop progress for %.0f s (limit %.0f s)",
-			      mono - newest_beat, stall_s);
+			add_reason(&v, ST_DOWN, "no claim loop progress for %.0f s (limit %.0f s)",
+			           mono - newest_beat, stall_s);
 	}
 	/* A batch that cannot commit is no progress: say so at once, with why. */
 	if (failing)
-		worse(&v, ST_DEGRADED, "%d of %d workers cannot complete a batch: %s", failing,
-		      h->d.nworkers, error[0] ? error : "unknown error");
+		add_reason(&v, ST_DEGRADED, "%d of %d workers cannot complete a batch: %s", failing,
+		           h->d.nworkers, error[0] ? error : "unknown error");
 	if (h->d.relay && atomic_load(&h->d.relay->failing)) {
 		relay_last_error(h->d.relay, error, sizeof(error));
-		worse(&v, ST_DEGRADED, "relay cannot claim deliveries: %s",
-		      error[0] ? error : "unknown error");
+		add_reason(&v, ST_DEGRADED, "relay cannot claim deliveries: %s",
+		           error[0] ? error : "unknown error");
 	}
 	if (s->at == 0)
-		worse(&v, ST_DEGRADED, "queue figures not sampled yet%s%s", s->error[0] ? ": " : "",
-		      s->error);
+		add_reason(&v, ST_DEGRADED, "queue figures not sampled yet%s%s",
+		           s->error[0] ? ": " : "", s->error);
 	else if (now - s->at > HEALTH_STALE_S)
-		worse(&v, ST_DEGRADED, "queue figures %.0f s old%s%s", now - s->at,
-		      s->error[0] ? ": " : "", s->error);
+		add_reason(&v, ST_DEGRADED, "queue figures %.0f s old%s%s", now - s->at,
+		           s->error[0] ? ": " : "", s->error);
 	if (atomic_load(&h->d.rt->stopping))
-		worse(&v, ST_DEGRADED, "shutting down");
+		add_reason(&v, ST_DEGRADED, "shutting down");
 	return v;
 }
 
@@ -467,13 +274,12 @@ static void serve_health(struct health *h, struct http_response *resp)
 	json_t *config, *o;
 	double now = util_real_s();
 
+	sampler_read(h->sampler, &s);
 	pthread_mutex_lock(&h->lock);
-	s = h->sample;
-	s.disabled = json_deep_copy(s.disabled); /* ours now; NULL stays NULL */
 	config = json_deep_copy(h->config);
 	pthread_mutex_unlock(&h->lock);
 
-	struct verdict v = judge(h, &s);
+	struct verdict v = assess_health(h, &s);
 	o = json_pack("{s:s, s:o, s:s, s:s, s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "status",
 	              status_names[v.status], "reasons", v.reasons, "service", "pgeventd",
 	              "version", PACKAGE_VERSION, "uptime_s", (json_int_t)(now - h->started_real),
@@ -482,39 +288,8 @@ static void serve_health(struct health *h, struct http_response *resp)
 	              config ? config : json_object(), "registry", registry_json(h->d.reg));
 	if (o && h->d.relay)
 		json_object_set_new(o, "relay", relay_json(h->d.relay, &s));
-	json_decref(s.disabled);
+	sample_release(&s);
 	set_json(resp, v.status == ST_DOWN ? 503 : 200, o);
-}
-
-bool health_loops_turning(const struct health_deps *d, char *why, size_t len)
-{
-	const struct config *c = runtime_config_refresh(d->rt, NULL);
-	double now = util_mono_s();
-	double limit = 3.0 * c->poll_interval_ms / 1000.0;
-	bool ok = true;
-
-	if (limit < c->stall_timeout_ms / 1000.0)
-		limit = c->stall_timeout_ms / 1000.0;
-	runtime_config_put(d->rt, c);
-	if (atomic_load(&d->rt->stopping))
-		return true; /* loops wind down on purpose */
-	for (int i = 0; i < d->nworkers && ok; i++) {
-		double beat = atomic_load(&d->workers[i].heartbeat);
-
-		if (beat > 0 && now - beat > limit) {
-			snprintf(why, len, "worker-%d stalled for %.0f s", i + 1, now - beat);
-			ok = false;
-		}
-	}
-	if (ok && d->relay) {
-		double beat = atomic_load(&d->relay->heartbeat);
-
-		if (beat > 0 && now - beat > limit) {
-			snprintf(why, len, "relay stalled for %.0f s", now - beat);
-			ok = false;
-		}
-	}
-	return ok;
 }
 
 static void serve_live(struct health *h, struct http_response *resp)
@@ -528,7 +303,8 @@ static void serve_live(struct health *h, struct http_response *resp)
 		set_text(resp, 503, msg);
 		return;
 	}
-	if (!health_loops_turning(&h->d, why, sizeof(why))) {
+	if (!liveness_loops_turning(h->d.rt, h->d.workers, h->d.nworkers, h->d.relay, why,
+	                            sizeof(why))) {
 		snprintf(msg, sizeof(msg), "%s\n", why);
 		set_text(resp, 503, msg);
 		return;
@@ -542,9 +318,8 @@ static void serve_ready(struct health *h, struct http_response *resp)
 	int connected = 0, working = 0;
 	char msg[512], error[256] = "";
 
-	pthread_mutex_lock(&h->lock);
-	s = h->sample;
-	pthread_mutex_unlock(&h->lock);
+	sampler_read(h->sampler, &s);
+	sample_release(&s); /* the list of disabled subscriptions is not used here */
 	for (int i = 0; i < h->d.nworkers; i++) {
 		struct worker *w = &h->d.workers[i];
 
@@ -586,7 +361,7 @@ static void serve_metrics(struct http_response *resp)
 	resp->body_len = len;
 }
 
-static void route(void *arg, const struct http_request *req, struct http_response *resp)
+static void route_request(void *arg, const struct http_request *req, struct http_response *resp)
 {
 	struct health *h = arg;
 
@@ -605,8 +380,8 @@ static void route(void *arg, const struct http_request *req, struct http_respons
 
 /* ---- life cycle ---------------------------------------------------------- */
 
-static void add_key(void *arg, const char *key, const char *value, const char *def, bool reloadable,
-                    const char *help)
+static void add_config_key(void *arg, const char *key, const char *value, const char *def,
+                           bool reloadable, const char *help)
 {
 	(void)def;
 	(void)reloadable;
@@ -620,7 +395,7 @@ void health_config_changed(struct health *h)
 
 	if (!h || !(c = json_object()))
 		return;
-	conf_visit(runtime_config(h->d.rt), add_key, c);
+	conf_visit(runtime_config(h->d.rt), add_config_key, c);
 	pthread_mutex_lock(&h->lock);
 	json_decref(h->config);
 	h->config = c;
@@ -633,15 +408,9 @@ void health_tick(struct health *h)
 		atomic_store(&h->main_beat, util_mono_s());
 }
 
-int health_port(const struct health *h)
-{
-	return h && h->httpd ? httpd_port(h->httpd) : 0;
-}
-
 struct health *health_start(const struct health_deps *deps, char *err, size_t errlen)
 {
 	struct health *h = calloc(1, sizeof(*h));
-	pthread_condattr_t ca;
 
 	if (!h) {
 		snprintf(err, errlen, "out of memory");
@@ -652,22 +421,19 @@ struct health *health_start(const struct health_deps *deps, char *err, size_t er
 	h->started_real = util_real_s();
 	h->started_mono = util_mono_s();
 	atomic_store(&h->main_beat, util_mono_s());
-	/* run checked the migrations just before starting us */
-	h->sample.migrations_pending = 0;
-	h->sample.deliveries_pending = h->sample.deliveries_dead = -1;
-	snprintf(h->sample.error, sizeof(h->sample.error), "starting");
 	pthread_mutex_init(&h->lock, NULL);
-	pthread_mutex_init(&h->stop_lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&h->stop_cond, &ca);
-	pthread_condattr_destroy(&ca);
 	health_config_changed(h);
+	h->sampler = sampler_new(deps->rt, deps->relay != NULL);
+	if (!h->sampler) {
+		snprintf(err, errlen, "out of memory");
+		health_stop(h);
+		return NULL;
+	}
 
 	if (h->boot->health_listen && h->boot->health_listen[0]) {
 		struct httpd_options opt = { .listen = h->boot->health_listen };
 
-		h->httpd = httpd_start(&opt, route, h, err, errlen);
+		h->httpd = httpd_start(&opt, route_request, h, err, errlen);
 		if (!h->httpd) {
 			health_stop(h);
 			return NULL;
@@ -678,12 +444,10 @@ struct health *health_start(const struct health_deps *deps, char *err, size_t er
 		log_kv(LOG_NOTICE, "health server listening", "listen", h->boot->health_listen,
 		       "port", port, NULL);
 	}
-	if (pthread_create(&h->sampler, NULL, sampler_main, h) != 0) {
-		snprintf(err, errlen, "cannot start the queue sampler thread");
+	if (!sampler_start(h->sampler, err, errlen)) {
 		health_stop(h);
 		return NULL;
 	}
-	h->sampler_started = true;
 	return h;
 }
 
@@ -692,18 +456,9 @@ void health_stop(struct health *h)
 	if (!h)
 		return;
 	httpd_stop(h->httpd);
-	if (h->sampler_started) {
-		pthread_mutex_lock(&h->stop_lock);
-		h->stop = true;
-		pthread_cond_signal(&h->stop_cond);
-		pthread_mutex_unlock(&h->stop_lock);
-		pthread_join(h->sampler, NULL);
-	}
+	sampler_free(h->sampler);
 	json_decref(h->config);
-	json_decref(h->sample.disabled);
 	runtime_config_put(h->d.rt, h->boot);
-	pthread_cond_destroy(&h->stop_cond);
-	pthread_mutex_destroy(&h->stop_lock);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
 }

@@ -1,11 +1,12 @@
 /*
- * health.h -- what SREs curl and Prometheus scrapes: the queue sampler
- * thread and the handlers of the embedded HTTP server.
+ * health.h -- what SREs curl and Prometheus scrapes: the routes of the
+ * embedded HTTP server (httpd.h), over the queue figures of the sampler
+ * thread (sampler.h) and the liveness rule (liveness.h).
  *
  *   GET /health        JSON: status, uptime, workers, stats, queue, config
  *                      (secrets as "***"), registry. 200 ok/degraded, 503 down.
  *   GET /health/live   200 while the main loop and every claim loop make
- *                      progress.
+ *                      progress (liveness_loops_turning).
  *   GET /health/ready  200 when a worker is connected and completing its
  *                      batches and migrations are current, else 503 with
  *                      the reason.
@@ -21,8 +22,8 @@
  * figures are missing or stale, or the daemon is stopping; ok otherwise.
  *
  * Queue figures never come from the request path: the sampler thread
- * computes them every HEALTH_SAMPLE_S on its own connection, through the
- * partial claim index and with a statement timeout.
+ * computes them every SAMPLER_INTERVAL_S on its own connection, through
+ * the partial claim index and with a statement timeout.
  */
 #ifndef PGEVENTD_HEALTH_H
 #define PGEVENTD_HEALTH_H
@@ -36,7 +37,6 @@
 #include "worker.h"
 
 #define HEALTH_DOWN_AFTER_S 30
-#define HEALTH_SAMPLE_S     5
 #define HEALTH_STALE_S      30
 
 struct health_deps {
@@ -53,24 +53,13 @@ struct health;
  * Returns NULL with `err` when the address cannot be bound. */
 struct health *health_start(const struct health_deps *deps, char *err, size_t errlen);
 
-/*
- * Whether every claim loop (and the relay) has made progress within
- * max(stall_timeout_ms, 3 poll intervals); else false with the first
- * stalled loop named in `why`. True while stopping. /health/live and the
- * systemd watchdog both use this rule. Thread-safe.
- */
-bool health_loops_turning(const struct health_deps *d, char *why, size_t len);
-
 /* The main loop calls this every turn (liveness). */
 void health_tick(struct health *h);
 
 /* Re-render the config shown in /health (after a SIGHUP). */
 void health_config_changed(struct health *h);
 
-/* The bound port, 0 when the server is off. */
-int health_port(const struct health *h);
-
-/* Stop both threads and free h. NULL is a no-op. */
+/* Stop the server and the sampler and free h. NULL is a no-op. */
 void health_stop(struct health *h);
 
 #endif

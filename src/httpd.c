@@ -1,18 +1,18 @@
-/* httpd.c -- a tiny embedded HTTP/1.x server: one poll() thread, GET and HEAD, one request per
- * connection. */
+/*
+ * httpd.c -- a tiny embedded HTTP/1.x server: one poll() thread, GET and
+ * HEAD, one request per connection; the head is parsed by http_parse.c,
+ * the socket opened by listener.c. A little over 600 lines because the
+ * connection state machine (read, answer, write, linger, shed at the cap)
+ * is one concern best read in one place.
+ */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
-#endif
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE 1 /* accept4, pipe2 when built without config.h (the fuzz target) */
 #endif
 
 #include "httpd.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -22,253 +22,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "listener.h"
 #include "util.h"
-
-/* ---- request parser -------------------------------------------------- */
-
-/* Cursor over the part of the buffer the parser may look at. */
-struct scan {
-	const unsigned char *b;
-	size_t n; /* bytes available, at most HTTP_MAX_HEAD */
-	size_t i; /* next byte */
-};
-
-/* RFC 9110 tchar: the characters of methods and field names. */
-static bool is_tchar(unsigned char c)
-{
-	static const char extra[] = "!#$%&'*+-.^_`|~";
-
-	if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-		return true;
-	return c != '\0' && memchr(extra, c, sizeof(extra) - 1) != NULL;
-}
-
-/* Consume the CRLF or bare LF at the cursor. */
-static enum http_parse eat_eol(struct scan *s)
-{
-	if (s->i == s->n)
-		return HTTP_PARSE_INCOMPLETE;
-	if (s->b[s->i] == '\n') {
-		s->i++;
-		return HTTP_PARSE_OK;
-	}
-	if (s->b[s->i] != '\r')
-		return HTTP_PARSE_BAD;
-	if (s->i + 1 == s->n)
-		return HTTP_PARSE_INCOMPLETE;
-	if (s->b[s->i + 1] != '\n')
-		return HTTP_PARSE_BAD; /* bare CR */
-	s->i += 2;
-	return HTTP_PARSE_OK;
-}
-
-static enum http_parse parse_method(struct scan *s, struct http_request *req)
-{
-	size_t start = s->i, len;
-	const unsigned char *m = s->b + start;
-
-	while (s->i < s->n && is_tchar(s->b[s->i]))
-		s->i++;
-	if (s->i == s->n)
-		return HTTP_PARSE_INCOMPLETE;
-	if (s->b[s->i] != ' ' || s->i == start)
-		return HTTP_PARSE_BAD;
-	len = s->i - start;
-	if (len == 3 && memcmp(m, "GET", 3) == 0)
-		req->method = HTTP_METHOD_GET;
-	else if (len == 4 && memcmp(m, "HEAD", 4) == 0)
-		req->method = HTTP_METHOD_HEAD;
-	s->i++;
-	return HTTP_PARSE_OK;
-}
-
-/* For an absolute-form target ("http://host:port/path?q"), where its path
- * (or '?', or the end) starts; NULL for anything else. */
-static const char *after_authority(const char *t, const char *end)
-{
-	static const char *const schemes[] = { "http://", "https://" };
-
-	for (size_t k = 0; k < sizeof(schemes) / sizeof(schemes[0]); k++) {
-		size_t sl = strlen(schemes[k]);
-		const char *a = t + sl, *p;
-
-		if ((size_t)(end - t) < sl || strncasecmp(t, schemes[k], sl) != 0)
-			continue;
-		for (p = a; p < end && *p != '/' && *p != '?'; p++)
-			;
-		return p == a ? NULL : p;
-	}
-	return NULL;
-}
-
-/* Split a complete request-target (at most 1023 bytes) into path and query. */
-static enum http_parse split_target(const char *t, size_t len, struct http_request *req)
-{
-	const char *end = t + len, *path, *q;
-
-	if (len == 1 && t[0] == '*') {
-		/* asterisk-form is only for OPTIONS; GET * makes no sense */
-		if (req->method != HTTP_METHOD_OTHER)
-			return HTTP_PARSE_BAD;
-		memcpy(req->path, "*", 2);
-		return HTTP_PARSE_OK;
-	}
-	path = t[0] == '/' ? t : after_authority(t, end);
-	if (!path)
-		return HTTP_PARSE_BAD;
-	q = memchr(path, '?', (size_t)(end - path));
-	if (!q)
-		q = end;
-	if (q == path) {
-		memcpy(req->path, "/", 2); /* "http://host" or "http://host?q" */
-	} else {
-		memcpy(req->path, path, (size_t)(q - path));
-		req->path[q - path] = '\0';
-	}
-	if (q < end) {
-		memcpy(req->query, q + 1, (size_t)(end - q - 1));
-		req->query[end - q - 1] = '\0';
-	}
-	return HTTP_PARSE_OK;
-}
-
-static enum http_parse parse_target(struct scan *s, struct http_request *req)
-{
-	size_t start = s->i;
-	enum http_parse r;
-
-	while (s->i < s->n && s->b[s->i] != ' ') {
-		unsigned char c = s->b[s->i];
-
-		if (c < 0x21 || c > 0x7e || c == '#')
-			return HTTP_PARSE_BAD;
-		if (s->i - start == sizeof(req->path) - 1)
-			return HTTP_PARSE_URI_TOO_LONG;
-		s->i++;
-	}
-	if (s->i == s->n)
-		return HTTP_PARSE_INCOMPLETE;
-	if (s->i == start)
-		return HTTP_PARSE_BAD;
-	r = split_target((const char *)s->b + start, s->i - start, req);
-	s->i++;
-	return r;
-}
-
-static enum http_parse parse_version(struct scan *s, struct http_request *req)
-{
-	static const char shape[] = "HTTP/9.9"; /* '9' stands for any digit */
-	size_t start = s->i;
-	enum http_parse r;
-	int major, minor;
-
-	for (size_t k = 0; k < sizeof(shape) - 1; k++, s->i++) {
-		unsigned char c;
-
-		if (s->i == s->n)
-			return HTTP_PARSE_INCOMPLETE;
-		c = s->b[s->i];
-		if (shape[k] == '9' ? (c < '0' || c > '9') : c != (unsigned char)shape[k])
-			return HTTP_PARSE_BAD;
-	}
-	r = eat_eol(s);
-	if (r != HTTP_PARSE_OK)
-		return r;
-	major = s->b[start + 5] - '0';
-	minor = s->b[start + 7] - '0';
-	if (major != 1 || minor > 1)
-		return HTTP_PARSE_VERSION;
-	req->version_minor = minor;
-	return HTTP_PARSE_OK;
-}
-
-/* Header fields up to and including the blank line; values are checked, not kept. */
-static enum http_parse parse_fields(struct scan *s)
-{
-	enum http_parse r;
-
-	for (;;) {
-		size_t start = s->i;
-
-		if (s->i == s->n)
-			return HTTP_PARSE_INCOMPLETE;
-		if (s->b[s->i] == '\r' || s->b[s->i] == '\n')
-			return eat_eol(s);
-		while (s->i < s->n && is_tchar(s->b[s->i]))
-			s->i++;
-		if (s->i == s->n)
-			return HTTP_PARSE_INCOMPLETE;
-		/* also rejects obs-fold (a line starting with SP or HTAB) and
-		 * whitespace between the name and the colon (RFC 9112 5.1) */
-		if (s->b[s->i] != ':' || s->i == start)
-			return HTTP_PARSE_BAD;
-		for (s->i++; s->i < s->n; s->i++) {
-			unsigned char c = s->b[s->i];
-
-			if (c == '\r' || c == '\n')
-				break;
-			if ((c < 0x20 && c != '\t') || c == 0x7f)
-				return HTTP_PARSE_BAD;
-		}
-		r = eat_eol(s);
-		if (r != HTTP_PARSE_OK)
-			return r;
-	}
-}
-
-static enum http_parse parse_head(struct scan *s, struct http_request *req)
-{
-	enum http_parse r;
-
-	/* RFC 9112 2.2: ignore empty lines before the request-line */
-	while (s->i < s->n && (s->b[s->i] == '\r' || s->b[s->i] == '\n')) {
-		r = eat_eol(s);
-		if (r != HTTP_PARSE_OK)
-			return r;
-	}
-	r = parse_method(s, req);
-	if (r == HTTP_PARSE_OK)
-		r = parse_target(s, req);
-	if (r == HTTP_PARSE_OK)
-		r = parse_version(s, req);
-	if (r == HTTP_PARSE_OK)
-		r = parse_fields(s);
-	if (r == HTTP_PARSE_OK)
-		req->head_len = s->i;
-	return r;
-}
-
-/* One pass over at most HTTP_MAX_HEAD bytes; every check is made as soon
- * as its bytes are there, so an error never waits for the end of the head. */
-enum http_parse http_parse_request(const char *buf, size_t len, struct http_request *req)
-{
-	struct scan s = { (const unsigned char *)buf, len < HTTP_MAX_HEAD ? len : HTTP_MAX_HEAD,
-		          0 };
-	enum http_parse r;
-
-	req->method = HTTP_METHOD_OTHER;
-	req->path[0] = '\0';
-	req->query[0] = '\0';
-	req->version_minor = 0;
-	req->head_len = 0;
-	r = parse_head(&s, req);
-	if (r == HTTP_PARSE_INCOMPLETE && len >= HTTP_MAX_HEAD)
-		return HTTP_PARSE_TOO_LARGE;
-	return r;
-}
-
-/* ---- server ---------------------------------------------------------- */
 
 #define DEFAULT_MAX_CLIENTS  32
 #define DEFAULT_TIMEOUT_MS   2000
-#define LISTEN_BACKLOG       128
-#define POLL_MAX_MS          500 /* bounds a turn, so httpd_turns keeps moving */
+#define POLL_MAX_MS          500 /* bounds a turn, so a missed wake-up still stops it */
 #define ACCEPT_BATCH         16  /* connections taken per turn */
 #define ACCEPT_PAUSE_MS      100 /* after EMFILE and the like, instead of spinning */
 #define SHED_GRACE_MS        250 /* a new connection's time to send its head before it may be shed */
@@ -310,7 +74,6 @@ struct httpd {
 	void *arg; /* borrowed, passed to fn */
 	pthread_t thread;
 	atomic_bool stopping;
-	_Atomic uint64_t turns;
 	int64_t accept_resume_ms; /* listen socket left out of poll until then */
 	int nclients;
 	struct client *clients; /* max_clients slots; owned */
@@ -761,7 +524,6 @@ static void *httpd_main(void *arg)
 		nfds_t n, first;
 		bool listening;
 
-		atomic_fetch_add_explicit(&h->turns, 1, memory_order_relaxed);
 		expire_clients(h, now);
 		resume = listen_resume_ms(h, now);
 		listening = now >= resume;
@@ -794,138 +556,6 @@ static void *httpd_main(void *arg)
 			accept_clients(h);
 	}
 	return NULL;
-}
-
-/* ---- listen socket --------------------------------------------------- */
-
-/* Split "host:port", "[v6]:port", ":port" or "*:port"; host is "" for all addresses. */
-static bool split_listen(const char *spec, char *host, size_t hostlen, unsigned *port)
-{
-	const char *h0, *h1, *p;
-	unsigned long v = 0;
-
-	if (spec[0] == '[') {
-		h0 = spec + 1;
-		h1 = strchr(h0, ']');
-		if (!h1 || h1 == h0 || h1[1] != ':')
-			return false;
-		p = h1 + 2;
-	} else {
-		h0 = spec;
-		h1 = strrchr(spec, ':');
-		if (!h1 || memchr(h0, ':', (size_t)(h1 - h0)))
-			return false; /* no port, or an IPv6 address without brackets */
-		p = h1 + 1;
-	}
-	if (!*p || strlen(p) > 5 || strspn(p, "0123456789") != strlen(p))
-		return false;
-	v = strtoul(p, NULL, 10);
-	if (v > 65535 || (size_t)(h1 - h0) >= hostlen)
-		return false;
-	memcpy(host, h0, (size_t)(h1 - h0));
-	host[h1 - h0] = '\0';
-	if (spec[0] != '[' && strcmp(host, "*") == 0)
-		host[0] = '\0';
-	*port = (unsigned)v;
-	return true;
-}
-
-/* A nonblocking, close-on-exec listening socket on sa, or -1 with errno set. */
-static int bind_listen(const struct sockaddr *sa, socklen_t salen, bool dual_stack)
-{
-	int fd, one = 1, zero = 0, saved;
-
-	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
-		goto fail;
-	if (dual_stack && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) < 0)
-		goto fail;
-	if (bind(fd, sa, salen) < 0 || listen(fd, LISTEN_BACKLOG) < 0)
-		goto fail;
-	return fd;
-fail:
-	saved = errno;
-	close(fd);
-	errno = saved;
-	return -1;
-}
-
-/* All addresses: IPv6 and IPv4 on one dual-stack socket, or IPv4 alone
- * where the kernel has no IPv6. */
-static int listen_any(unsigned port)
-{
-	struct sockaddr_in6 a6;
-	struct sockaddr_in a4;
-	int fd;
-
-	memset(&a6, 0, sizeof(a6));
-	a6.sin6_family = AF_INET6;
-	a6.sin6_port = htons((uint16_t)port);
-	a6.sin6_addr = in6addr_any;
-	fd = bind_listen((struct sockaddr *)&a6, sizeof(a6), true);
-	if (fd >= 0 || (errno != EAFNOSUPPORT && errno != EADDRNOTAVAIL))
-		return fd;
-	memset(&a4, 0, sizeof(a4));
-	a4.sin_family = AF_INET;
-	a4.sin_port = htons((uint16_t)port);
-	a4.sin_addr.s_addr = htonl(INADDR_ANY);
-	return bind_listen((struct sockaddr *)&a4, sizeof(a4), false);
-}
-
-/* Listen on opt->listen; -1 with a message in err. */
-static int listen_on(const char *spec, int *bound_port, char *err, size_t errlen)
-{
-	struct addrinfo hints, *res = NULL, *ai;
-	struct sockaddr_storage ss;
-	socklen_t sslen = sizeof(ss);
-	char host[256], portstr[8];
-	unsigned port;
-	int fd = -1, rc, first_errno = 0;
-
-	if (!split_listen(spec, host, sizeof(host), &port)) {
-		snprintf(err, errlen,
-		         "cannot listen on %s: expected host:port, [ipv6]:port, :port or *:port",
-		         spec);
-		return -1;
-	}
-	if (host[0] == '\0') {
-		fd = listen_any(port);
-		first_errno = errno;
-	} else {
-		memset(&hints, 0, sizeof(hints));
-		hints.ai_family = AF_UNSPEC;
-		hints.ai_socktype = SOCK_STREAM;
-		hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-		snprintf(portstr, sizeof(portstr), "%u", port);
-		rc = getaddrinfo(host, portstr, &hints, &res);
-		if (rc != 0) {
-			snprintf(err, errlen, "cannot listen on %s: %s", spec,
-			         rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
-			return -1;
-		}
-		/* the first address that works; report the most telling failure */
-		for (ai = res; ai && fd < 0; ai = ai->ai_next) {
-			fd = bind_listen(ai->ai_addr, ai->ai_addrlen, false);
-			if (fd < 0 && (first_errno == 0 || first_errno == EAFNOSUPPORT ||
-			               first_errno == EADDRNOTAVAIL))
-				first_errno = errno;
-		}
-		freeaddrinfo(res);
-	}
-	if (fd < 0) {
-		snprintf(err, errlen, "cannot listen on %s: %s", spec, strerror(first_errno));
-		return -1;
-	}
-	if (getsockname(fd, (struct sockaddr *)&ss, &sslen) < 0) {
-		snprintf(err, errlen, "cannot listen on %s: %s", spec, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	*bound_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-	                                             : ((struct sockaddr_in *)&ss)->sin_port);
-	return fd;
 }
 
 /* ---- lifecycle ------------------------------------------------------- */
@@ -972,7 +602,6 @@ struct httpd *httpd_start(const struct httpd_options *opt, http_handler_fn fn, v
 	h->max_clients = opt->max_clients ? opt->max_clients : DEFAULT_MAX_CLIENTS;
 	h->timeout_ms = opt->read_timeout_ms ? opt->read_timeout_ms : DEFAULT_TIMEOUT_MS;
 	atomic_init(&h->stopping, false);
-	atomic_init(&h->turns, 0);
 	h->clients = calloc((size_t)h->max_clients, sizeof(*h->clients));
 	h->pfds = calloc((size_t)h->max_clients + 2, sizeof(*h->pfds));
 	h->pfd_client = calloc((size_t)h->max_clients, sizeof(*h->pfd_client));
@@ -982,7 +611,7 @@ struct httpd *httpd_start(const struct httpd_options *opt, http_handler_fn fn, v
 	}
 	for (int i = 0; i < h->max_clients; i++)
 		h->clients[i].fd = -1;
-	h->lfd = listen_on(opt->listen, &h->port, err, errlen);
+	h->lfd = listener_open(opt->listen, &h->port, err, errlen);
 	if (h->lfd < 0)
 		goto fail;
 	if (pipe2(h->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
@@ -1010,11 +639,6 @@ fail:
 int httpd_port(const struct httpd *h)
 {
 	return h->port;
-}
-
-uint64_t httpd_turns(const struct httpd *h)
-{
-	return atomic_load_explicit(&h->turns, memory_order_relaxed);
 }
 
 void httpd_stop(struct httpd *h)

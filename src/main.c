@@ -1,5 +1,6 @@
 /*
- * main.c -- pgeventd's command line: a static table of subcommands.
+ * main.c -- pgeventd's command line: a static table of subcommands, the
+ * global options, and the small commands; `run` is daemon.c.
  *
  *   pgeventd [-c FILE] run [--once]    the daemon
  *   pgeventd [-c FILE] migrate         apply pending migrations
@@ -7,46 +8,30 @@
  *   pgeventd version | help
  *
  * Exit codes follow sysexits(3): 64 usage, 65 an applied migration was
- * changed, 69 database unavailable, 75 migrations pending, 78 configuration
- * error; 1 when a shutdown had to roll batches back.
+ * changed, 69 database unavailable, 70 internal error, 75 migrations
+ * pending, 78 configuration error; 1 when a shutdown had to roll batches
+ * back.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
 
-#include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
-#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 #include <unistd.h>
-
-#include <curl/curl.h>
 
 #include "cmd_dba.h"
 #include "cmd_relay.h"
 #include "conf.h"
+#include "daemon.h"
 #include "db.h"
-#include "handlers/registry.h"
-#include "health.h"
 #include "log.h"
 #include "migrate.h"
-#include "notify.h"
-#include "relay.h"
-#include "retention.h"
-#include "stats.h"
-#include "telemetry.h"
-#include "util.h"
-#include "worker.h"
-
-#define EX_OK_          0
-#define EX_USAGE_       64
-#define EX_DATAERR_     65
-#define EX_UNAVAILABLE_ 69
-#define EX_SOFTWARE_    70
-#define EX_TEMPFAIL_    75
+#include "runtime.h"
 
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"
@@ -113,7 +98,7 @@ static const struct command commands[] = {
 	{ NULL, NULL, NULL, NULL },
 };
 
-static void usage(FILE *f)
+static void print_usage(FILE *f)
 {
 	fprintf(f, "usage: pgeventd [-c FILE] COMMAND [OPTIONS]\n"
 	           "       pgeventd --check-config [-c FILE]\n"
@@ -147,8 +132,8 @@ static int take_global_options(struct cli *cli, int *argc, char **argv)
 		if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
 			if (i + 1 >= *argc) {
 				fprintf(stderr, "pgeventd: option %s needs a FILE\n\n", a);
-				usage(stderr);
-				return EX_USAGE_;
+				print_usage(stderr);
+				return EX_USAGE;
 			}
 			cli->config_path = argv[++i];
 		} else if (strncmp(a, "-c", 2) == 0 && a[2] && a[1] != '-') {
@@ -171,7 +156,7 @@ static int take_global_options(struct cli *cli, int *argc, char **argv)
 }
 
 /* Load the configuration the CLI points at. On error prints it and
- * returns false: callers exit EX_CONFIG_ERROR. */
+ * returns false: callers exit EX_CONFIG. */
 static bool load_config(const struct cli *cli, struct config *cfg)
 {
 	char err[1024];
@@ -187,8 +172,8 @@ static bool load_config(const struct cli *cli, struct config *cfg)
 	return true;
 }
 
-/* Parse a command's own options: only --help (and what `extra` allows). */
-static int want_help(int argc, char **argv)
+/* Whether a command's arguments ask for its help (--help or -h). */
+static int wants_help(int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++)
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
@@ -218,20 +203,20 @@ static int cmd_version(struct cli *cli, int argc, char **argv)
 	(void)argc;
 	(void)argv;
 	printf("pgeventd %s\n", PACKAGE_VERSION);
-	return EX_OK_;
+	return EX_OK;
 }
 
 static int cmd_help(struct cli *cli, int argc, char **argv)
 {
 	(void)cli;
 	if (argc > 1 && find_command(argv[1]))
-		return command_usage(argv[1], stdout, EX_OK_);
-	usage(stdout);
-	return EX_OK_;
+		return command_usage(argv[1], stdout, EX_OK);
+	print_usage(stdout);
+	return EX_OK;
 }
 
-static void print_key(void *arg, const char *key, const char *value, const char *def,
-                      bool reloadable, const char *help)
+static void print_config_key(void *arg, const char *key, const char *value, const char *def,
+                             bool reloadable, const char *help)
 {
 	(void)arg;
 	(void)help;
@@ -247,19 +232,19 @@ static int cmd_check_config(struct cli *cli, int argc, char **argv)
 	struct config cfg;
 	bool print = argc == 2 && strcmp(argv[1], "--print") == 0;
 
-	if (want_help(argc, argv))
-		return command_usage("check-config", stdout, EX_OK_);
+	if (wants_help(argc, argv))
+		return command_usage("check-config", stdout, EX_OK);
 	if (argc > 1 && !print)
-		return command_usage("check-config", stderr, EX_USAGE_);
+		return command_usage("check-config", stderr, EX_USAGE);
 	if (!load_config(cli, &cfg))
-		return EX_CONFIG_ERROR;
+		return EX_CONFIG;
 	if (print)
-		conf_visit(&cfg, print_key, NULL);
+		conf_visit(&cfg, print_config_key, NULL);
 	else
 		printf("configuration OK (%s)\n",
 		       cli->config_path ? cli->config_path : "built-in defaults");
 	conf_release(&cfg);
-	return EX_OK_;
+	return EX_OK;
 }
 
 static int cmd_migrate(struct cli *cli, int argc, char **argv)
@@ -267,20 +252,20 @@ static int cmd_migrate(struct cli *cli, int argc, char **argv)
 	struct config cfg;
 	char err[1024];
 	PGconn *conn;
-	int applied = 0, rc = EX_OK_;
+	int applied = 0, rc = EX_OK;
 
-	if (want_help(argc, argv))
-		return command_usage("migrate", stdout, EX_OK_);
+	if (wants_help(argc, argv))
+		return command_usage("migrate", stdout, EX_OK);
 	if (argc > 1)
-		return command_usage("migrate", stderr, EX_USAGE_);
+		return command_usage("migrate", stderr, EX_USAGE);
 	if (!load_config(cli, &cfg))
-		return EX_CONFIG_ERROR;
+		return EX_CONFIG;
 	log_configure(cfg.log_level, cfg.log_format);
 	conn = db_connect(conf_conninfo(&cfg), "pgeventd migrate", err, sizeof(err));
 	if (!conn) {
 		fprintf(stderr, "pgeventd: cannot connect to the database: %s\n", err);
 		conf_release(&cfg);
-		return EX_UNAVAILABLE_;
+		return EX_UNAVAILABLE;
 	}
 	if (!migrate_apply(conn, &cfg, &applied, err, sizeof(err))) {
 		fprintf(stderr, "pgeventd: migrate: %s\n", err);
@@ -301,18 +286,18 @@ static int cmd_migrate(struct cli *cli, int argc, char **argv)
  * connection string), then the command's own parser. `verb`: the command
  * takes a verb (subscriptions add, deliveries list), so none is a usage error.
  */
-static int admin(struct cli *cli, const char *name, int argc, char **argv, bool verb,
-                 int (*fn)(const struct config *, int, char **))
+static int admin_command(struct cli *cli, const char *name, int argc, char **argv, bool verb,
+                         int (*fn)(const struct config *, int, char **))
 {
 	struct config cfg;
 	int rc;
 
-	if (want_help(argc, argv))
-		return command_usage(name, stdout, EX_OK_);
+	if (wants_help(argc, argv))
+		return command_usage(name, stdout, EX_OK);
 	if (verb && argc < 2)
-		return command_usage(name, stderr, EX_USAGE_);
+		return command_usage(name, stderr, EX_USAGE);
 	if (!load_config(cli, &cfg))
-		return EX_CONFIG_ERROR;
+		return EX_CONFIG;
 	rc = fn(&cfg, argc, argv);
 	conf_release(&cfg);
 	return rc;
@@ -320,466 +305,67 @@ static int admin(struct cli *cli, const char *name, int argc, char **argv, bool 
 
 static int cmd_subscriptions(struct cli *cli, int argc, char **argv)
 {
-	return admin(cli, "subscriptions", argc, argv, true, cmd_subscriptions_main);
+	return admin_command(cli, "subscriptions", argc, argv, true, cmd_subscriptions_main);
 }
 
 static int cmd_deliveries(struct cli *cli, int argc, char **argv)
 {
-	return admin(cli, "deliveries", argc, argv, true, cmd_deliveries_main);
+	return admin_command(cli, "deliveries", argc, argv, true, cmd_deliveries_main);
 }
 
 static int cmd_status(struct cli *cli, int argc, char **argv)
 {
-	return admin(cli, "status", argc, argv, false, cmd_status_main);
+	return admin_command(cli, "status", argc, argv, false, cmd_status_main);
 }
 
 static int cmd_replay(struct cli *cli, int argc, char **argv)
 {
-	return admin(cli, "replay", argc, argv, false, cmd_replay_main);
+	return admin_command(cli, "replay", argc, argv, false, cmd_replay_main);
 }
 
 static int cmd_dead_letters(struct cli *cli, int argc, char **argv)
 {
-	return admin(cli, "dead-letters", argc, argv, false, cmd_dead_letters_main);
+	return admin_command(cli, "dead-letters", argc, argv, false, cmd_dead_letters_main);
 }
 
 static int cmd_show(struct cli *cli, int argc, char **argv)
 {
-	return admin(cli, "show", argc, argv, false, cmd_show_main);
+	return admin_command(cli, "show", argc, argv, false, cmd_show_main);
 }
 
 /* ---- run ------------------------------------------------------------ */
 
-static int wake_pipe[2] = { -1, -1 };
-
-/* run --once gives up on a database it cannot reach for this long: at
- * start, and for a worker that lost its connection (doc/pgeventd.8). */
-#define ONCE_GIVE_UP_MS 30000
-
-/* Wait for the first database connection: retries (a database that is
- * still starting is normal under systemd) until a stop signal or, when
- * `give_up_at` (monotonic ms) is not 0, that time (logged as an
- * error). Returns NULL then. */
-static PGconn *connect_startup(const struct config *cfg, const sigset_t *sigs, int64_t give_up_at)
-{
-	int delay = 200;
-	bool told = false;
-
-	for (;;) {
-		char err[1024];
-		PGconn *conn = db_connect(conf_conninfo(cfg), "pgeventd", err, sizeof(err));
-		struct timespec ts;
-		int64_t now;
-
-		if (conn)
-			return conn;
-		if (!told || log_enabled(LOG_DEBUG))
-			log_kv(LOG_WARNING, "database unavailable, retrying", "error", err, NULL);
-		told = true;
-		now = util_mono_ms();
-		if (give_up_at && now >= give_up_at) {
-			log_kv(LOG_ERROR, "database unavailable: run --once gives up", "error", err,
-			       NULL);
-			return NULL;
-		}
-		if (give_up_at && now + delay > give_up_at)
-			delay = (int)(give_up_at - now);
-		ts.tv_sec = delay / 1000;
-		ts.tv_nsec = (long)(delay % 1000) * 1000000L;
-		int sig = sigtimedwait(sigs, NULL, &ts);
-		if (sig == SIGTERM || sig == SIGINT)
-			return NULL;
-		delay = delay * 2 > 10000 ? 10000 : delay * 2;
-	}
-}
-
-/*
- * run --once: whether a worker has been without its database connection
- * for ONCE_GIVE_UP_MS (since `started_s`, wall clock, if it never had
- * one). The worker itself would retry until stopped.
- */
-static bool once_worker_stranded(const struct worker *workers, int n, double started_s)
-{
-	double now = util_real_s();
-
-	for (int i = 0; i < n; i++) {
-		double since = atomic_load(&workers[i].connected_changed_at);
-
-		if (since < started_s)
-			since = started_s;
-		if (!atomic_load(&workers[i].connected) &&
-		    (now - since) * 1000.0 >= (double)ONCE_GIVE_UP_MS)
-			return true;
-	}
-	return false;
-}
-
-static void wake_all(void)
-{
-	ssize_t rc;
-
-	do {
-		rc = write(wake_pipe[1], "x", 1);
-	} while (rc < 0 && errno == EINTR);
-}
-
-static void log_reload_key(const char *key, const char *why)
-{
-	if (why)
-		log_kv(LOG_NOTICE, "SIGHUP: changed key not applied", "key", key, "reason", why,
-		       NULL);
-	else
-		log_kv(LOG_NOTICE, "SIGHUP: changed key applied", "key", key, NULL);
-}
-
-/* Re-read the file and publish it: reloadable keys take effect at each
- * thread's next turn, the others keep their running values (logged). An
- * invalid file changes nothing. */
-static void reload_config(struct cli *cli, struct runtime *rt)
-{
-	struct config *next;
-	char err[1024];
-
-	if (!cli->config_path) {
-		log_kv(LOG_NOTICE, "SIGHUP: no configuration file to re-read", NULL);
-		return;
-	}
-	next = runtime_config_new();
-	if (!next) {
-		log_kv(LOG_ERROR, "SIGHUP: out of memory, keeping the old configuration", NULL);
-		return;
-	}
-	conf_init(next);
-	if (!conf_load(next, cli->config_path, err, sizeof(err))) {
-		log_kv(LOG_ERROR, "SIGHUP: new configuration rejected, keeping the old one",
-		       "error", err, NULL);
-		runtime_config_free(next);
-		return;
-	}
-	if (!conf_keep_restart_keys(next, runtime_config(rt), log_reload_key)) {
-		log_kv(LOG_ERROR, "SIGHUP: out of memory, keeping the old configuration", NULL);
-		runtime_config_free(next);
-		return;
-	}
-	log_configure(next->log_level, next->log_format);
-	runtime_publish(rt, next);
-	log_kv(LOG_NOTICE, "SIGHUP: configuration re-read", "file", cli->config_path, NULL);
-}
-
-/* A one-line summary for systemd's STATUS= (what `systemctl status` shows). */
-static void status_line(const struct worker *workers, int n, char *buf, size_t len)
-{
-	int connected = 0;
-
-	for (int i = 0; i < n; i++)
-		connected += atomic_load(&workers[i].connected) != 0;
-	snprintf(buf, len,
-	         "%d/%d workers connected; %llu events handled (%llu retried, %llu "
-	         "dead-lettered)",
-	         connected, n, (unsigned long long)atomic_load(&stats.processed),
-	         (unsigned long long)atomic_load(&stats.retried),
-	         (unsigned long long)atomic_load(&stats.dead_lettered));
-}
-
-/*
- * The systemd side of the main loop: STATUS= when the summary changes (at
- * most every 5 s), WATCHDOG=1 every half watchdog interval but only while
- * every claim loop turns, so a wedged loop gets the process restarted.
- */
-struct supervisor {
-	uint64_t watchdog_ms; /* half of WATCHDOG_USEC; 0 = no watchdog */
-	int64_t next_ping_ms;
-	int64_t next_status_ms;
-	bool stalled; /* a stall was logged and pings are held back */
-	char last_status[256];
-};
-
-static void supervise(struct supervisor *sv, const struct health_deps *hd)
-{
-	int64_t now = util_mono_ms();
-	char why[200];
-
-	if (sv->watchdog_ms && now >= sv->next_ping_ms) {
-		sv->next_ping_ms = now + (int64_t)sv->watchdog_ms;
-		if (health_loops_turning(hd, why, sizeof(why))) {
-			if (sv->stalled)
-				log_kv(LOG_NOTICE, "claim loops turning again: watchdog fed", NULL);
-			sv->stalled = false;
-			notify_watchdog();
-		} else if (!sv->stalled) {
-			log_kv(LOG_ERROR, "watchdog not fed: a loop is stalled", "reason", why,
-			       NULL);
-			sv->stalled = true;
-		}
-	}
-	if (now >= sv->next_status_ms) {
-		char line[256];
-
-		sv->next_status_ms = now + 5000;
-		status_line(hd->workers, hd->nworkers, line, sizeof(line));
-		if (strcmp(line, sv->last_status) != 0) {
-			notify_status(line);
-			snprintf(sv->last_status, sizeof(sv->last_status), "%s", line);
-		}
-	}
-}
-
+/* The daemon's options; the rest is daemon_run's (daemon.c). */
 static int cmd_run(struct cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = { { "once", no_argument, NULL, 'o' },
 		                              { "help", no_argument, NULL, 'h' },
 		                              { NULL, 0, NULL, 0 } };
-	struct config *cfg; /* as loaded at start; owned by rt once runtime_init ran */
-	struct registry reg;
-	struct runtime rt;
-	struct worker *workers = NULL;
-	struct health *health = NULL;
-	struct relay *relay = NULL;
-	struct retention *retention = NULL;
-	struct health_deps hd;
-	struct supervisor sv = { 0 };
-	sigset_t sigs;
-	char err[1024], pending[1024];
-	PGconn *conn = NULL;
-	int started = 0, rc = EX_OK_, opt, npending;
-	bool once = false, interrupted = false;
-	int64_t deadline = 0, give_up_at = 0;
-	double started_s = 0;
+	struct config *cfg;
+	bool once = false;
+	int opt;
 
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (opt == 'o')
 			once = true;
 		else if (opt == 'h')
-			return command_usage("run", stdout, EX_OK_);
+			return command_usage("run", stdout, EX_OK);
 		else
-			return command_usage("run", stderr, EX_USAGE_);
+			return command_usage("run", stderr, EX_USAGE);
 	}
 	if (optind < argc)
-		return command_usage("run", stderr, EX_USAGE_);
+		return command_usage("run", stderr, EX_USAGE);
 	cfg = runtime_config_new();
 	if (!cfg) {
 		fprintf(stderr, "pgeventd: out of memory\n");
-		return EX_SOFTWARE_;
+		return EX_SOFTWARE;
 	}
 	if (!load_config(cli, cfg)) {
 		runtime_config_free(cfg);
-		return EX_CONFIG_ERROR;
+		return EX_CONFIG;
 	}
-	runtime_init(&rt, cfg);
-	log_configure(cfg->log_level, cfg->log_format);
-	if (!registry_build(&reg, (const char *const *)cfg->packs.items, cfg->packs.n, err,
-	                    sizeof(err))) {
-		log_kv(LOG_ERROR, "cannot build the handler registry", "error", err, NULL);
-		runtime_release(&rt);
-		return EX_SOFTWARE_;
-	}
-	/* Before any thread: libcurl's global state is not thread-safe. */
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		log_kv(LOG_ERROR, "curl_global_init failed", NULL);
-		registry_release(&reg);
-		runtime_release(&rt);
-		return EX_SOFTWARE_;
-	}
-
-	/* Signals are taken synchronously by this thread (sigtimedwait); the
-	 * workers inherit the blocked mask and never see them. */
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	signal(SIGPIPE, SIG_IGN);
-
-	notify_status("connecting to the database");
-	/* A batch job must not hang on a database that is gone, nor report
-	 * success when it never reached it: --once gives up and exits 69. */
-	if (once)
-		give_up_at = util_mono_ms() + ONCE_GIVE_UP_MS;
-	for (;;) {
-		bool lost;
-
-		conn = connect_startup(cfg, &sigs, give_up_at);
-		if (!conn) {
-			if (once)
-				rc = EX_UNAVAILABLE_;
-			goto out;
-		}
-		npending = migrate_pending(conn, cfg, pending, sizeof(pending), err, sizeof(err));
-		lost = npending == -1 && db_broken(conn);
-		PQfinish(conn);
-		conn = NULL;
-		if (!lost)
-			break;
-		/* The database went away between connecting and checking. */
-		log_kv(LOG_WARNING, "database lost during start-up, retrying", "error", err, NULL);
-		struct timespec ts = { 1, 0 };
-		int sig = sigtimedwait(&sigs, NULL, &ts);
-		if (sig == SIGTERM || sig == SIGINT) {
-			if (once)
-				rc = EX_UNAVAILABLE_;
-			goto out;
-		}
-	}
-	if (npending < 0) {
-		log_kv(LOG_ERROR, "cannot check migrations", "error", err, NULL);
-		rc = npending == MIGRATE_CHANGED ? EX_DATAERR_ : EX_UNAVAILABLE_;
-		goto out;
-	}
-	if (npending > 0) {
-		log_kv(LOG_ERROR, "migrations pending: run `pgeventd migrate` first", "pending",
-		       pending, NULL);
-		rc = EX_TEMPFAIL_;
-		goto out;
-	}
-
-	if (pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
-		log_kv(LOG_ERROR, "pipe failed", "error", strerror(errno), NULL);
-		rc = EX_SOFTWARE_;
-		goto out;
-	}
-	rt.reg = &reg;
-	rt.wake_fd = wake_pipe[0];
-	rt.once = once;
-	workers = calloc((size_t)cfg->workers, sizeof(*workers));
-	if (!workers || !telemetry_init(&reg, cfg->workers, PACKAGE_VERSION)) {
-		log_kv(LOG_ERROR, "out of memory", NULL);
-		rc = EX_SOFTWARE_;
-		goto out;
-	}
-	if (cfg->relay.event_types.n > 0) {
-		relay = relay_start(&rt);
-		if (!relay) {
-			rc = EX_SOFTWARE_;
-			goto out;
-		}
-	}
-	hd = (struct health_deps){ &reg, &rt, workers, cfg->workers, relay_state(relay) };
-	/* run --once is a batch job: no server (it would clash with the
-	 * daemon's port), no sampler, no retention. */
-	if (!once) {
-		health = health_start(&hd, err, sizeof(err));
-		if (!health) {
-			log_kv(LOG_ERROR, "cannot start the health server", "error", err, NULL);
-			rc = EX_UNAVAILABLE_;
-			goto out;
-		}
-		retention = retention_start(&rt);
-		if (!retention) {
-			rc = EX_SOFTWARE_;
-			goto out;
-		}
-	}
-	for (int i = 0; i < cfg->workers; i++) {
-		if (!worker_start(&workers[i], i + 1, &rt)) {
-			rc = EX_SOFTWARE_;
-			atomic_store(&rt.stopping, 1);
-			wake_all();
-			break;
-		}
-		started++;
-	}
-	if (started == cfg->workers) {
-		char nw[16], line[256];
-
-		snprintf(nw, sizeof(nw), "%d", cfg->workers);
-		log_kv(LOG_NOTICE, "pgeventd started", "version", PACKAGE_VERSION, "workers", nw,
-		       "listen", cfg->listen ? "true" : "false", "once", once ? "true" : "false",
-		       NULL);
-		/* The configuration is loaded, the database answered, the schema
-		 * is current and the health socket listens: ready. */
-		snprintf(line, sizeof(line), "running with %d workers", cfg->workers);
-		notify_ready(line);
-		sv.watchdog_ms = notify_watchdog_usec() / 2000;
-		snprintf(sv.last_status, sizeof(sv.last_status), "%s", line);
-		sv.next_status_ms = util_mono_ms() + 5000;
-	}
-	started_s = util_real_s();
-
-	/* The main loop: signals, the shutdown deadline, the workers and the
-	 * relay finishing, and systemd's watchdog. */
-	while (atomic_load(&rt.finished) < started || (relay && !atomic_load(&rt.relay_done))) {
-		struct timespec ts = { 0, 100 * 1000000L };
-		int sig = sigtimedwait(&sigs, NULL, &ts);
-
-		health_tick(health);
-		if (!atomic_load(&rt.stopping))
-			supervise(&sv, &hd);
-		if (once && !atomic_load(&rt.stopping) &&
-		    once_worker_stranded(workers, started, started_s)) {
-			log_kv(LOG_ERROR, "database unavailable: run --once gives up", NULL);
-			rc = EX_UNAVAILABLE_;
-			atomic_store(&rt.stopping, 1);
-			wake_all();
-		}
-		if (sig == SIGHUP) {
-			notify_reloading();
-			reload_config(cli, &rt);
-			health_config_changed(health);
-			notify_ready(sv.last_status);
-		} else if (sig == SIGTERM || sig == SIGINT) {
-			if (!atomic_load(&rt.stopping)) {
-				/* --once stopped before it handled everything due */
-				interrupted = once && rc == EX_OK_;
-				log_kv(LOG_NOTICE, "shutting down: finishing the batches in hand",
-				       "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
-				notify_stopping("stopping: finishing the batches in hand");
-				atomic_store(&rt.stopping, 1);
-				deadline =
-				    util_mono_ms() + runtime_config(&rt)->shutdown_timeout_ms;
-				wake_all();
-			} else if (!atomic_load(&rt.aborting)) {
-				log_kv(LOG_WARNING,
-				       "second signal: rolling back the batches in hand", NULL);
-				atomic_store(&rt.aborting, 1);
-				rc = 1;
-				for (int i = 0; i < started; i++)
-					worker_cancel(&workers[i]);
-			}
-		}
-		/* The relay keeps its own deadline and puts back what it could not
-		 * finish; only a worker's batch in hand is rolled back here. */
-		if (deadline && !atomic_load(&rt.aborting) && util_mono_ms() > deadline &&
-		    atomic_load(&rt.finished) < started) {
-			log_kv(LOG_WARNING,
-			       "shutdown_timeout_ms passed: rolling back the batches in hand",
-			       NULL);
-			atomic_store(&rt.aborting, 1);
-			rc = 1;
-			for (int i = 0; i < started; i++)
-				worker_cancel(&workers[i]);
-		}
-	}
-	for (int i = 0; i < started; i++)
-		worker_join(&workers[i]);
-	/* Not a success for a cron job: run it again (75, EX_TEMPFAIL). */
-	if (interrupted && rc == EX_OK_)
-		rc = EX_TEMPFAIL_;
-	log_kv(LOG_NOTICE, "pgeventd stopped", NULL);
-out:
-	if (relay || retention) {
-		/* reached directly on a start-up failure: stop them first */
-		atomic_store(&rt.stopping, 1);
-		if (wake_pipe[1] >= 0)
-			wake_all();
-	}
-	/* /health keeps answering ("shutting down") while a retention pass
-	 * delays the exit, so the relay it reports on is freed only once the
-	 * server has stopped: nothing it serves is torn down under it. */
-	retention_join(retention);
-	health_stop(health);
-	relay_join(relay);
-	telemetry_free();
-	free(workers);
-	if (wake_pipe[0] >= 0) {
-		close(wake_pipe[0]);
-		close(wake_pipe[1]);
-		wake_pipe[0] = wake_pipe[1] = -1;
-	}
-	registry_release(&reg);
-	runtime_release(&rt);
-	curl_global_cleanup();
-	return rc;
+	return daemon_run(cfg, cli->config_path, once);
 }
 
 int main(int argc, char **argv)
@@ -809,21 +395,21 @@ int main(int argc, char **argv)
 			check = true;
 			break;
 		case 'h':
-			usage(stdout);
-			return EX_OK_;
+			print_usage(stdout);
+			return EX_OK;
 		case 'V':
 			return cmd_version(&cli, 0, NULL);
 		default:
-			usage(stderr);
-			return EX_USAGE_;
+			print_usage(stderr);
+			return EX_USAGE;
 		}
 	}
 	if (!check && optind < argc) {
 		c = find_command(argv[optind]);
 		if (!c) {
 			fprintf(stderr, "pgeventd: unknown command \"%s\"\n\n", argv[optind]);
-			usage(stderr);
-			return EX_USAGE_;
+			print_usage(stderr);
+			return EX_USAGE;
 		}
 		argc -= optind;
 		argv += optind;
@@ -842,14 +428,14 @@ int main(int argc, char **argv)
 		char *av[] = { "check-config", NULL };
 
 		if (optind < argc) {
-			usage(stderr);
-			return EX_USAGE_;
+			print_usage(stderr);
+			return EX_USAGE;
 		}
 		return cmd_check_config(&cli, 1, av);
 	}
 	if (!c) {
-		usage(stderr);
-		return EX_USAGE_;
+		print_usage(stderr);
+		return EX_USAGE;
 	}
 	return c->fn(&cli, argc, argv);
 }
