@@ -27,10 +27,6 @@
 #include "cli.h"
 #include "sign.h"
 
-#define EX_USAGE_       64
-#define EX_DATAERR_     65
-#define EX_UNAVAILABLE_ 69
-
 #define SQLSTATE_UNIQUE_VIOLATION "23505"
 
 /* An HTTP field name (RFC 9110 token) that a subscription may set: not
@@ -97,8 +93,8 @@ static bool url_ok(const char *url)
 
 /*
  * Read `subscriptions add`'s options into `s` (argv[0] is "add"). Returns
- * 0, or the exit status after printing why: EX_USAGE_ for anything on
- * the command line that cannot work, EX_DATAERR_ for a secret that cannot
+ * 0, or the exit status after printing why: EX_USAGE for anything on
+ * the command line that cannot work, EX_DATAERR for a secret that cannot
  * sign or no pattern. Nothing here needs the database.
  */
 static int sub_add_parse(struct sub_new *s, int argc, char **argv)
@@ -169,7 +165,7 @@ static int sub_add_parse(struct sub_new *s, int argc, char **argv)
 
 			if (!colon || colon == optarg) {
 				fprintf(stderr, "pgeventd: --header wants \"Name: value\"\n");
-				return EX_USAGE_;
+				return EX_USAGE;
 			}
 			char *k = strndup(optarg, (size_t)(colon - optarg));
 			const char *v = colon + 1 + strspn(colon + 1, " ");
@@ -178,47 +174,47 @@ static int sub_add_parse(struct sub_new *s, int argc, char **argv)
 				        "pgeventd: --header %s: not a header pgeventd may send\n",
 				        optarg);
 				free(k);
-				return EX_USAGE_;
+				return EX_USAGE;
 			}
 			json_object_set_new(s->headers, k, json_string(v));
 			free(k);
 			break;
 		}
 		default:
-			return EX_USAGE_;
+			return EX_USAGE;
 		}
 	}
 	if ((s->id_h && !header_name_ok(s->id_h)) || (s->ts_h && !header_name_ok(s->ts_h)) ||
 	    (s->sig_h && !header_name_ok(s->sig_h))) {
 		fprintf(stderr, "pgeventd: --id-header, --timestamp-header, --signature-header: "
 		                "not a header pgeventd may send\n");
-		return EX_USAGE_;
+		return EX_USAGE;
 	}
 	if (!s->name || !s->url || optind < argc) {
 		fprintf(stderr, "pgeventd: subscriptions add needs --name and --url\n");
-		return EX_USAGE_;
+		return EX_USAGE;
 	}
 	if (!url_ok(s->url)) {
 		fprintf(stderr, "pgeventd: --url must start with http:// or https://\n");
-		return EX_USAGE_;
+		return EX_USAGE;
 	}
 	if (!cli_int_ok(s->timeout, 100, 600000)) {
 		fprintf(stderr, "pgeventd: --timeout-ms wants 100 to 600000, got %s\n", s->timeout);
-		return EX_USAGE_;
+		return EX_USAGE;
 	}
 	if (!cli_int_ok(s->attempts, 1, 100)) {
 		fprintf(stderr, "pgeventd: --max-attempts wants 1 to 100, got %s\n", s->attempts);
-		return EX_USAGE_;
+		return EX_USAGE;
 	}
 	if (!sign_scheme_parse(s->scheme_name, &s->scheme)) {
 		fprintf(stderr,
 		        "pgeventd: --scheme must be standard, timestamped_hex or body_hex\n");
-		return EX_USAGE_;
+		return EX_USAGE;
 	}
 	s->pats = patterns_json(s->events);
 	if (!s->pats) {
 		fprintf(stderr, "pgeventd: --events needs at least one pattern\n");
-		return EX_DATAERR_;
+		return EX_DATAERR;
 	}
 	if (!s->secret) {
 		s->generated = sign_generate_secret(s->scheme);
@@ -230,7 +226,7 @@ static int sub_add_parse(struct sub_new *s, int argc, char **argv)
 	probe = sign_header_value(s->scheme, s->secret, "probe", 0, "", 0, err, sizeof(err));
 	if (!probe) {
 		fprintf(stderr, "pgeventd: --secret: %s\n", err);
-		return EX_DATAERR_;
+		return EX_DATAERR;
 	}
 	free(probe);
 	return 0;
@@ -259,7 +255,7 @@ static int sub_add(PGconn *conn, const struct sub_new *s)
 		if (strcmp(state, SQLSTATE_UNIQUE_VIOLATION) == 0) {
 			fprintf(stderr, "pgeventd: a subscription named %s exists already\n",
 			        s->name);
-			rc = EX_DATAERR_;
+			rc = EX_DATAERR;
 		} else {
 			fprintf(stderr, "pgeventd: %s\n", err);
 		}
@@ -284,7 +280,7 @@ static int changed(PGresult *res, const char *what, const char *name)
 		return 1;
 	if (n == 0) {
 		fprintf(stderr, "pgeventd: no subscription named %s\n", name);
-		return EX_DATAERR_;
+		return EX_DATAERR;
 	}
 	printf("subscription %s %s\n", name, what);
 	return 0;
@@ -303,13 +299,13 @@ static int sub_rotate(PGconn *conn, const char *name, bool keep_old)
 	if (PQntuples(res) == 0 || !sign_scheme_parse(PQgetvalue(res, 0, 0), &scheme)) {
 		fprintf(stderr, "pgeventd: no subscription named %s\n", name);
 		PQclear(res);
-		return EX_DATAERR_;
+		return EX_DATAERR;
 	}
 	PQclear(res);
 	if (keep_old && scheme == SIGN_BODY_HEX) {
 		fprintf(stderr,
 		        "pgeventd: body_hex signs with one secret: --keep-old is not possible\n");
-		return EX_USAGE_;
+		return EX_USAGE;
 	}
 	char *secret = sign_generate_secret(scheme);
 	const char *p[3] = { name, secret, keep_old ? "t" : "f" };
@@ -358,7 +354,7 @@ struct sub_verb {
 	bool json;          /* list */
 };
 
-/* Read a verb's options: 0, or EX_USAGE_ after printing why. Each verb
+/* Read a verb's options: 0, or EX_USAGE after printing why. Each verb
  * takes only its own options and its one NAME (list: none). */
 static int sub_verb_parse(struct sub_verb *v, int argc, char **argv)
 {
@@ -392,7 +388,7 @@ static int sub_verb_parse(struct sub_verb *v, int argc, char **argv)
 			v->keep_old = true;
 			break;
 		default:
-			return EX_USAGE_;
+			return EX_USAGE;
 		}
 	}
 	if (list ? optind != argc : optind + 1 != argc) {
@@ -401,7 +397,7 @@ static int sub_verb_parse(struct sub_verb *v, int argc, char **argv)
 			        argv[list ? optind : optind + 1]);
 		else
 			fprintf(stderr, "pgeventd %s: which subscription? %s NAME\n", cmd, cmd);
-		return EX_USAGE_;
+		return EX_USAGE;
 	}
 	v->name = list ? NULL : argv[optind];
 	return 0;
@@ -441,7 +437,7 @@ int cmd_subscriptions_main(const struct config *cfg, int argc, char **argv)
 	if (!known) {
 		fprintf(stderr, "pgeventd: subscriptions add|list|disable NAME|enable NAME|"
 		                "rotate-secret NAME (see pgeventd help subscriptions)\n");
-		return EX_USAGE_;
+		return EX_USAGE;
 	}
 	/* Every argument is checked before connecting: a typo is a usage
 	 * error (64) even when the database is down. */
@@ -451,7 +447,7 @@ int cmd_subscriptions_main(const struct config *cfg, int argc, char **argv)
 		goto out;
 	conn = cli_connect(cfg, "pgeventd subscriptions");
 	if (!conn) {
-		rc = EX_UNAVAILABLE_;
+		rc = EX_UNAVAILABLE;
 		goto out;
 	}
 	/* Without DETAIL: a refused row is quoted whole there, secret and
@@ -484,12 +480,12 @@ int cmd_deliveries_main(const struct config *cfg, int argc, char **argv)
 	const char *verb = argc > 1 ? argv[1] : "";
 	const char *status = NULL, *sub = NULL, *limit = "50", *since = NULL;
 	bool json = false;
-	int opt, rc = EX_USAGE_;
+	int opt, rc = EX_USAGE;
 	PGconn *conn;
 
 	if (strcmp(verb, "list") != 0 && strcmp(verb, "retry") != 0) {
 		fprintf(stderr, "pgeventd: deliveries list|retry (see pgeventd help deliveries)\n");
-		return EX_USAGE_;
+		return EX_USAGE;
 	}
 	bool list = verb[0] == 'l';
 
@@ -498,7 +494,7 @@ int cmd_deliveries_main(const struct config *cfg, int argc, char **argv)
 	                         list ? "deliveries list" : "deliveries retry")) != -1) {
 		/* each verb takes its own options only */
 		if (opt == '?')
-			return EX_USAGE_;
+			return EX_USAGE;
 		if (strchr(list ? "sSlj" : "Sij", opt) == NULL) {
 			for (int i = 0; opts[i].name; i++)
 				if (opts[i].val == opt)
@@ -506,7 +502,7 @@ int cmd_deliveries_main(const struct config *cfg, int argc, char **argv)
 					    stderr,
 					    "pgeventd deliveries %s: --%s is not an option of %s\n",
 					    verb, opts[i].name, verb);
-			return EX_USAGE_;
+			return EX_USAGE;
 		}
 		switch (opt) {
 		case 's':
@@ -533,7 +529,7 @@ int cmd_deliveries_main(const struct config *cfg, int argc, char **argv)
 	 * typo exits 64 even when the database is down. */
 	if (list && nids > 0) {
 		fprintf(stderr, "pgeventd deliveries list: unexpected argument %s\n", ids[0]);
-		return EX_USAGE_;
+		return EX_USAGE;
 	}
 	if (status && strcmp(status, "pending") != 0 && strcmp(status, "in_flight") != 0 &&
 	    strcmp(status, "delivered") != 0 && strcmp(status, "failed") != 0 &&
@@ -542,26 +538,26 @@ int cmd_deliveries_main(const struct config *cfg, int argc, char **argv)
 		        "pgeventd deliveries list: --status wants pending, in_flight, "
 		        "delivered, failed or dead, got %s\n",
 		        status);
-		return EX_USAGE_;
+		return EX_USAGE;
 	}
 	if (!cli_int_ok(limit, 1, 10000)) {
 		fprintf(stderr, "pgeventd deliveries list: --limit wants 1 to 10000, got %s\n",
 		        limit);
-		return EX_USAGE_;
+		return EX_USAGE;
 	}
 	if (!list && (nids == 0) == (sub == NULL)) {
 		fprintf(stderr, "pgeventd: deliveries retry wants IDs or --subscription NAME\n");
-		return EX_USAGE_;
+		return EX_USAGE;
 	}
 	for (int i = 0; i < nids; i++)
 		if (!cli_uuid_ok(ids[i])) {
 			fprintf(stderr, "pgeventd deliveries retry: not a delivery id: %s\n",
 			        ids[i]);
-			return EX_USAGE_;
+			return EX_USAGE;
 		}
 	conn = cli_connect(cfg, "pgeventd deliveries");
 	if (!conn)
-		return EX_UNAVAILABLE_;
+		return EX_UNAVAILABLE;
 	if (list) {
 		const char *p[3] = { status, sub, limit };
 		PGresult *res = cli_exec(

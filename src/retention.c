@@ -2,12 +2,15 @@
  * retention.c -- delete processed events and webhook attempt logs that
  * are older than retention.* allows.
  *
- * A pass runs on its own autocommit connection under a session advisory
- * lock taken with pg_try_advisory_lock, so with many instances at most one
- * deletes at a time and the others simply skip their turn. Each DELETE
- * takes at most retention.batch_size rows found through an index
- * (migration 0003) and commits on its own, so it holds row locks briefly
- * and never blocks the claim: rows in use are skipped (SKIP LOCKED).
+ * A pass runs on its own connection, one transaction per batch. Each
+ * batch first takes the transaction-scoped advisory lock
+ * pg_try_advisory_xact_lock(1885824374, 1) (a transaction's lock, which
+ * PgBouncer's transaction pooling cannot leave behind), so with many
+ * instances at most one deletes at a time and the others stop their pass.
+ * Each DELETE takes at most retention.batch_size rows found through an
+ * index (migration 0003), walking forward from the last row deleted, and
+ * commits on its own, so it holds row locks briefly and never blocks the
+ * claim: rows in use are skipped (SKIP LOCKED).
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -242,7 +245,6 @@ static void *retention_main(void *arg)
 	runtime_config_put(r->rt, cfg);
 	PQfinish(r->conn);
 	r->conn = NULL;
-	atomic_store(&r->rt->retention_done, 1);
 	return NULL;
 }
 

@@ -23,7 +23,6 @@ struct runtime {
 	bool once;                  /* exit when nothing is due (run --once) */
 	atomic_int finished;        /* workers whose thread has returned */
 	atomic_int relay_done;      /* the relay thread has returned */
-	atomic_int retention_done;  /* the retention thread has returned */
 
 	/* The configuration in force; the runtime holds one reference. Read
 	 * it through runtime_config_refresh/put, never keep a pointer into it
