@@ -355,3 +355,30 @@ int cli_usage(const char *usage)
 	fprintf(stderr, "usage: pgeventd [-c FILE] %s\n", usage);
 	return EX_USAGE;
 }
+
+/* "pgeventd CMD: unexpected argument X" and the usage: for stray operands. */
+int cli_extra_argument(const char *cmd, const char *arg, const char *usage)
+{
+	fprintf(stderr, "pgeventd %s: unexpected argument %s\n", cmd, arg);
+	return cli_usage(usage);
+}
+
+/* Connect and set the session up for a command; NULL (already told) means
+ * exit `*rc`. */
+PGconn *cli_connect_for(const struct config *cfg, const char *app_name, int timeout_ms, int *rc)
+{
+	PGconn *conn = cli_connect(cfg, app_name);
+
+	*rc = EX_UNAVAILABLE;
+	if (conn && !cli_session(conn, timeout_ms)) {
+		PQfinish(conn);
+		conn = NULL;
+		*rc = 1;
+	}
+	return conn;
+}
+
+long long cli_int_of(const json_t *v)
+{
+	return (long long)json_integer_value(v);
+}

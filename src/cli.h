@@ -97,4 +97,14 @@ bool cli_redact_urls(PGresult *res, const char *column);
 /* Print "usage: pgeventd [-c FILE] USAGE" on stderr; returns EX_USAGE. */
 int cli_usage(const char *usage);
 
+/* "pgeventd CMD: unexpected argument X" and the usage: for stray operands. */
+int cli_extra_argument(const char *cmd, const char *arg, const char *usage);
+
+/* Connect and set the session up for a command (cli_session with
+ * `timeout_ms`); NULL (already told) means exit `*rc`. */
+PGconn *cli_connect_for(const struct config *cfg, const char *app_name, int timeout_ms, int *rc);
+
+/* A JSON integer's value (0 when it is not one). */
+long long cli_int_of(const json_t *v);
+
 #endif

@@ -1,7 +1,7 @@
 /*
- * cmd_dba.c -- the DBA's commands: status, replay, dead-letters list, show.
+ * cmd_dba.c -- the DBA's commands on events: replay, dead-letters list,
+ * show (status is cmd_status.c).
  *
- *   pgeventd status [--json]
  *   pgeventd replay --id ID... | --type T [--since TS] [--until TS] | --dead-letters [--type T]
  *                   [--dry-run] [--json]
  *   pgeventd dead-letters list [--type T] [--since TS] [--limit N] [--json]
@@ -25,8 +25,6 @@
 
 #include "cli.h"
 
-/* status shows what it could get: each figure gives up after this. */
-#define STATUS_TIMEOUT_MS 5000
 /* show and dead-letters list read a few rows through indexes. */
 #define READ_TIMEOUT_MS 10000
 /* One UPDATE may touch many rows (the trigger runs for each); past this
@@ -37,14 +35,6 @@
 
 #define SQLSTATE_QUERY_CANCELED "57014"
 #define SQLSTATE_BAD_TEXT       "22P02"
-
-const char cmd_status_usage[] =
-    "status [--json]\n"
-    "  The queue (pending events: due now or scheduled later, the oldest one's age,\n"
-    "  how many are retrying), events processed in the last hour, dead letters by\n"
-    "  event type and webhook deliveries by status. A figure that takes more than\n"
-    "  5 s is shown as unknown (null in --json, named in \"timed_out\").\n"
-    "  Exit: 0 shown, 1 database error, 64 usage, 69 database unavailable.";
 
 const char cmd_replay_usage[] =
     "replay --id ID [ID...] [--dry-run] [--json]\n"
@@ -83,28 +73,6 @@ const char cmd_show_usage[] =
     "  with that id, 69 database unavailable.";
 
 /* ---- shared -------------------------------------------------------------- */
-
-/* "pgeventd CMD: unexpected argument X" and the usage: for stray operands. */
-static int extra_argument(const char *cmd, const char *arg, const char *usage)
-{
-	fprintf(stderr, "pgeventd %s: unexpected argument %s\n", cmd, arg);
-	return cli_usage(usage);
-}
-
-/* Connect and set the session up for a command; NULL (already told) means
- * exit `*rc`. */
-static PGconn *dba_connect(const struct config *cfg, const char *app_name, int timeout_ms, int *rc)
-{
-	PGconn *conn = cli_connect(cfg, app_name);
-
-	*rc = EX_UNAVAILABLE;
-	if (conn && !cli_session(conn, timeout_ms)) {
-		PQfinish(conn);
-		conn = NULL;
-		*rc = 1;
-	}
-	return conn;
-}
 
 /*
  * Let the server read a timestamp given to option `opt` (so that whatever
@@ -168,257 +136,6 @@ static int check_event(PGconn *conn, const char *cmd, const char *id)
 		rc = EX_NOINPUT;
 	}
 	PQclear(res);
-	return rc;
-}
-
-static long long int_of(const json_t *v)
-{
-	return (long long)json_integer_value(v);
-}
-
-/* ---- status -------------------------------------------------------------- */
-
-/* The queue, through events_due_idx: it holds only unprocessed rows, so
- * this costs the backlog, not the table. "Due" is the claim's own
- * condition (src/worker.c): next_attempt_at, else created_at, is past. */
-static const char status_queue_sql[] =
-    "SELECT count(*) AS pending,"
-    " count(*) FILTER (WHERE coalesce(next_attempt_at, created_at) <= now()) AS due_now,"
-    " count(*) FILTER (WHERE coalesce(next_attempt_at, created_at) > now()) AS scheduled_later,"
-    " count(*) FILTER (WHERE attempts > 0) AS retrying,"
-    " min(created_at) AS oldest_pending_created_at,"
-    " floor(extract(epoch FROM now() - min(created_at)))::bigint AS oldest_pending_age_s"
-    " FROM events WHERE NOT processed";
-
-/* The keys status_queue_sql fills, null when it timed out. */
-static const char *const status_queue_keys[] = { "pending",
-	                                         "due_now",
-	                                         "scheduled_later",
-	                                         "retrying",
-	                                         "oldest_pending_created_at",
-	                                         "oldest_pending_age_s",
-	                                         NULL };
-
-/* Served by events_processed_at_idx (migration 0003); without it a scan
- * of the whole table, the figure most likely to time out on a big one. */
-static const char status_processed_sql[] =
-    "SELECT count(*) FROM events WHERE processed AND processed_at >= now() - interval '1 hour'";
-
-static const char status_dead_sql[] =
-    "SELECT event_type, count(*) AS count, max(created_at) AS latest"
-    " FROM event_dead_letters GROUP BY event_type ORDER BY count(*) DESC, event_type";
-
-static const char status_deliveries_sql[] =
-    "SELECT count(*) FILTER (WHERE status = 'pending') AS pending,"
-    " count(*) FILTER (WHERE status = 'in_flight') AS in_flight,"
-    " count(*) FILTER (WHERE status = 'delivered') AS delivered,"
-    " count(*) FILTER (WHERE status = 'failed') AS failed,"
-    " count(*) FILTER (WHERE status = 'dead') AS dead"
-    " FROM deliveries";
-
-/* Run one figure's query: 1 with `*res` set, 0 when it timed out, -1 on
- * any other error (printed). */
-static int status_figure(PGconn *conn, const char *sql, PGresult **res)
-{
-	char state[CLI_SQLSTATE_LEN], err[512];
-
-	*res = cli_try_exec(conn, sql, 0, NULL, state, err, sizeof(err));
-	if (*res)
-		return 1;
-	if (strcmp(state, SQLSTATE_QUERY_CANCELED) == 0)
-		return 0;
-	fprintf(stderr, "pgeventd: %s\n", err);
-	return -1;
-}
-
-/* 7265 -> "2h 01m 05s" */
-static void format_age(long long s, char *buf, size_t len)
-{
-	long long d = s / 86400, h = s / 3600 % 24, m = s / 60 % 60, sec = s % 60;
-
-	if (d > 0)
-		snprintf(buf, len, "%lldd %lldh %02lldm", d, h, m);
-	else if (h > 0)
-		snprintf(buf, len, "%lldh %02lldm %02llds", h, m, sec);
-	else if (m > 0)
-		snprintf(buf, len, "%lldm %02llds", m, sec);
-	else
-		snprintf(buf, len, "%llds", s < 0 ? 0 : s);
-}
-
-/* A time of the JSON document (RFC 3339) as the screen shows times:
- * "YYYY-MM-DD HH:MM:SS", in the session's time zone like the rest. */
-static const char *screen_time(const json_t *v, char *buf, size_t len)
-{
-	const char *s = json_string_value(v);
-
-	if (!s)
-		return "-";
-	if (strlen(s) < 19 || s[10] != 'T')
-		return s;
-	snprintf(buf, len, "%.10s %.8s", s, s + 11);
-	return buf;
-}
-
-#define STATUS_UNKNOWN "unknown (timed out after 5 s)"
-
-/* Labels are padded to `w` columns: 22, or the longest event type. */
-static void print_figure(int w, const char *label, const json_t *v)
-{
-	if (json_is_null(v))
-		printf("  %-*s %s\n", w, label, STATUS_UNKNOWN);
-	else
-		printf("  %-*s %lld\n", w, label, int_of(v));
-}
-
-/* The text screen, read back from the JSON document: one source of figures. */
-static void print_status(const json_t *doc)
-{
-	const json_t *ev = json_object_get(doc, "events");
-	const json_t *dead = json_object_get(doc, "dead_letters");
-	const json_t *del = json_object_get(doc, "deliveries");
-	const json_t *pending = json_object_get(ev, "pending");
-	const json_t *oldest = json_object_get(ev, "oldest_pending_created_at");
-	static const char *const statuses[] = { "pending", "in_flight", "delivered",
-		                                "failed",  "dead",      NULL };
-	const json_t *types = json_object_get(dead, "by_type"), *t;
-	char age[64], when[32];
-	size_t i;
-	int w = 22;
-
-	json_array_foreach(types, i, t)
-	{
-		const char *type = json_string_value(json_object_get(t, "event_type"));
-
-		if (type && (int)strlen(type) > w)
-			w = (int)strlen(type);
-	}
-	printf("events\n");
-	if (json_is_null(pending)) {
-		printf("  %-*s %s\n", w, "pending", STATUS_UNKNOWN);
-	} else {
-		printf("  %-*s %lld (%lld due now, %lld scheduled later)\n", w, "pending",
-		       int_of(pending), int_of(json_object_get(ev, "due_now")),
-		       int_of(json_object_get(ev, "scheduled_later")));
-		if (json_is_string(oldest)) {
-			format_age(int_of(json_object_get(ev, "oldest_pending_age_s")), age,
-			           sizeof(age));
-			printf("  %-*s %s (created %s)\n", w, "oldest pending", age,
-			       screen_time(oldest, when, sizeof(when)));
-		} else {
-			printf("  %-*s -\n", w, "oldest pending");
-		}
-		print_figure(w, "retrying", json_object_get(ev, "retrying"));
-	}
-	print_figure(w, "processed, last hour", json_object_get(ev, "processed_last_hour"));
-
-	if (json_is_null(dead)) {
-		printf("%-*s %s\n", w + 2, "dead letters", STATUS_UNKNOWN);
-	} else {
-		printf("%-*s %lld\n", w + 2, "dead letters",
-		       int_of(json_object_get(dead, "total")));
-		json_array_foreach(types, i, t)
-		{
-			printf("  %-*s %lld (latest %s)\n", w,
-			       json_string_value(json_object_get(t, "event_type")),
-			       int_of(json_object_get(t, "count")),
-			       screen_time(json_object_get(t, "latest"), when, sizeof(when)));
-		}
-	}
-
-	printf("deliveries\n");
-	for (int k = 0; statuses[k]; k++)
-		print_figure(w, statuses[k],
-		             json_is_null(del) ? del : json_object_get(del, statuses[k]));
-}
-
-int cmd_status_main(const struct config *cfg, int argc, char **argv)
-{
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ NULL, 0, NULL, 0 },
-	};
-	json_t *doc = NULL, *events = NULL, *timed_out = NULL, *v;
-	PGresult *res = NULL;
-	PGconn *conn = NULL;
-	bool json = false;
-	int opt, got, rc;
-
-	optind = 0;
-	while ((opt = cli_getopt(argc, argv, opts, "status")) != -1) {
-		if (opt != 'j')
-			return cli_usage(cmd_status_usage);
-		json = true;
-	}
-	if (optind < argc)
-		return extra_argument("status", argv[optind], cmd_status_usage);
-	conn = dba_connect(cfg, "pgeventd status", STATUS_TIMEOUT_MS, &rc);
-	if (!conn)
-		return rc;
-	rc = 1;
-	doc = json_object();
-	events = json_object();
-	timed_out = json_array();
-	json_object_set(doc, "events", events);
-
-	if ((got = status_figure(conn, status_queue_sql, &res)) < 0)
-		goto out;
-	if (got) {
-		v = cli_row_json(res, 0);
-		json_object_update(events, v);
-		json_decref(v);
-	} else {
-		for (int i = 0; status_queue_keys[i]; i++)
-			json_object_set_new(events, status_queue_keys[i], json_null());
-		json_array_append_new(timed_out, json_string("queue"));
-	}
-	PQclear(res);
-
-	if ((got = status_figure(conn, status_processed_sql, &res)) < 0)
-		goto out;
-	json_object_set_new(events, "processed_last_hour",
-	                    got ? cli_value_json(res, 0, 0) : json_null());
-	if (!got)
-		json_array_append_new(timed_out, json_string("processed_last_hour"));
-	PQclear(res);
-
-	if ((got = status_figure(conn, status_dead_sql, &res)) < 0)
-		goto out;
-	if (got) {
-		json_t *dead = json_object();
-		long long total = 0;
-
-		for (int r = 0; r < PQntuples(res); r++)
-			total += strtoll(PQgetvalue(res, r, 1), NULL, 10);
-		json_object_set_new(dead, "total", json_integer(total));
-		json_object_set_new(dead, "by_type", cli_rows_json(res));
-		json_object_set_new(doc, "dead_letters", dead);
-	} else {
-		json_object_set_new(doc, "dead_letters", json_null());
-		json_array_append_new(timed_out, json_string("dead_letters"));
-	}
-	PQclear(res);
-
-	if ((got = status_figure(conn, status_deliveries_sql, &res)) < 0)
-		goto out;
-	json_object_set_new(doc, "deliveries", got ? cli_row_json(res, 0) : json_null());
-	if (!got)
-		json_array_append_new(timed_out, json_string("deliveries"));
-	PQclear(res);
-	res = NULL;
-
-	json_object_set(doc, "timed_out", timed_out);
-	if (json)
-		cli_print_json(doc);
-	else
-		print_status(doc);
-	rc = 0;
-out:
-	PQclear(res);
-	json_decref(timed_out);
-	json_decref(events);
-	json_decref(doc);
-	PQfinish(conn);
 	return rc;
 }
 
@@ -562,7 +279,7 @@ int cmd_replay_main(const struct config *cfg, int argc, char **argv)
 	/* "--id A B C": the operands are more ids, and only after --id. */
 	for (; optind < argc; optind++) {
 		if (json_array_size(ids) == 0) {
-			extra_argument("replay", argv[optind], cmd_replay_usage);
+			cli_extra_argument("replay", argv[optind], cmd_replay_usage);
 			goto out;
 		}
 		if (!add_id(ids, argv[optind]))
@@ -579,7 +296,7 @@ int cmd_replay_main(const struct config *cfg, int argc, char **argv)
 		cli_usage(cmd_replay_usage);
 		goto out;
 	}
-	conn = dba_connect(cfg, "pgeventd replay", REPLAY_TIMEOUT_MS, &rc);
+	conn = cli_connect_for(cfg, "pgeventd replay", REPLAY_TIMEOUT_MS, &rc);
 	if (!conn)
 		goto out;
 	/* Refuse the whole replay on one bad value: a typo must not replay
@@ -673,8 +390,8 @@ int cmd_dead_letters_main(const struct config *cfg, int argc, char **argv)
 		}
 	}
 	if (optind < argc - 1)
-		return extra_argument("dead-letters list", argv[1 + optind],
-		                      cmd_dead_letters_usage);
+		return cli_extra_argument("dead-letters list", argv[1 + optind],
+		                          cmd_dead_letters_usage);
 	if (!limit_ok(limit)) {
 		fprintf(stderr, "pgeventd dead-letters list: --limit wants 1 to 10000, got %s\n",
 		        limit);
@@ -682,7 +399,7 @@ int cmd_dead_letters_main(const struct config *cfg, int argc, char **argv)
 	}
 	if (!timestamp_given("dead-letters list", "--since", since))
 		return cli_usage(cmd_dead_letters_usage);
-	conn = dba_connect(cfg, "pgeventd dead-letters", READ_TIMEOUT_MS, &rc);
+	conn = cli_connect_for(cfg, "pgeventd dead-letters", READ_TIMEOUT_MS, &rc);
 	if (!conn)
 		return rc;
 	if ((rc = check_timestamp(conn, "dead-letters list", "--since", since)) != 0)
@@ -761,7 +478,7 @@ int cmd_show_main(const struct config *cfg, int argc, char **argv)
 		return cli_usage(cmd_show_usage);
 	}
 	if (optind + 1 < argc)
-		return extra_argument("show", argv[optind + 1], cmd_show_usage);
+		return cli_extra_argument("show", argv[optind + 1], cmd_show_usage);
 	const char *p[1] = { argv[optind] };
 
 	/* Before connecting: a malformed id is a usage error whether or not
@@ -771,7 +488,7 @@ int cmd_show_main(const struct config *cfg, int argc, char **argv)
 		return EX_USAGE;
 	}
 
-	conn = dba_connect(cfg, "pgeventd show", READ_TIMEOUT_MS, &rc);
+	conn = cli_connect_for(cfg, "pgeventd show", READ_TIMEOUT_MS, &rc);
 	if (!conn)
 		return rc;
 	rc = 1;
