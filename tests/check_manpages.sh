@@ -19,11 +19,18 @@ srcdir=${PGEVENTD_SRCDIR:-$(dirname "$0")/..}
 conf5=$srcdir/doc/pgeventd.conf.5
 man8=$srcdir/doc/pgeventd.8
 failed=0
+# Counted for the closing "# assertions: P passed, F failed" line.
+oks=0
+fails=0
 
-ok() { echo "ok: $*"; }
+ok() {
+	echo "ok: $*"
+	oks=$((oks + 1))
+}
 fail() {
 	echo "FAIL: $*"
 	failed=1
+	fails=$((fails + 1))
 }
 
 if [ -z "$bin" ] || [ ! -x "$bin" ]; then
@@ -205,6 +212,7 @@ else
 	done
 fi
 
+echo "# assertions: $oks passed, $fails failed"
 if [ "$failed" -ne 0 ]; then
 	echo "FAIL: the man pages do not match the binary (see above)"
 	exit 1

@@ -4,6 +4,11 @@
 # scripts/test (PGHOST/PGPORT exported, PGEVENTD_TEST_PG=1), its own
 # config files and log files under $T, and kills its daemons on exit.
 # Without a cluster the test exits 77 (skipped), e.g. under make distcheck.
+#
+# Every `log "ok: ..."` is a passed assertion and every `fail` (also through
+# die) a failed one; on exit the test prints the counts (cleanup, the EXIT trap),
+#   # assertions: P passed, F failed
+# which scripts/test sums from the test's .log.
 
 set -u
 if [ -z "${PGEVENTD_TEST_PG:-}" ]; then
@@ -17,6 +22,7 @@ T=$(mktemp -d "/tmp/pgeventd-$TEST_NAME.XXXXXX")
 export PGDATABASE="t_${TEST_NAME}_$$"
 PIDS=""
 FAILS=0
+OKS=0
 ulimit -c 0 2>/dev/null || true
 
 cleanup() {
@@ -25,10 +31,14 @@ cleanup() {
 	wait 2>/dev/null
 	dropdb --if-exists -f "$PGDATABASE" >/dev/null 2>&1
 	if [ "$FAILS" = 0 ]; then rm -rf "$T"; else echo "artifacts kept in $T"; fi
+	printf '# assertions: %d passed, %d failed\n' "$OKS" "$FAILS"
 }
 trap cleanup EXIT
 
-log() { printf '# %s\n' "$*"; }
+log() {
+	case "$*" in ok:*) OKS=$((OKS + 1)) ;; esac
+	printf '# %s\n' "$*"
+}
 
 fail() {
 	printf 'FAIL: %s\n' "$*"

@@ -30,6 +30,7 @@ cleanup() {
 trap cleanup EXIT
 LOG=$T/log.jsonl
 FAILS=0
+OKS=0 # passed expect()s; printed with FAILS as "# assertions: P passed, F failed"
 fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 
 # Config and shell variables from the vectors (python3 does the JSON and the quoting).
@@ -96,7 +97,7 @@ last() {
 	tail -n 1 "$LOG" | sed -n "s/.*\"$1\": \(\"[^\"]*\"\|[^,}]*\).*/\1/p"
 }
 expect() { # expect WHAT GOT WANT
-	[ "$2" = "$3" ] || fail "$1: got '$2', want '$3'"
+	if [ "$2" = "$3" ]; then OKS=$((OKS + 1)); else fail "$1: got '$2', want '$3'"; fi
 }
 std_post() { # std_post KEY ID TS BODY SIG [curl args...]
 	post "$1" "$4" -H "webhook-id: $2" -H "webhook-timestamp: $3" -H "webhook-signature: $5" "${@:6}"
@@ -197,6 +198,7 @@ else
 fi
 [ -s "$T/sink.err" ] && fail "sink wrote to stderr: $(head -5 "$T/sink.err")"
 
+echo "# assertions: $OKS passed, $FAILS failed"
 if [ "$FAILS" -gt 0 ]; then
 	echo "check_sink: $FAILS failure(s)"
 	exit 1
