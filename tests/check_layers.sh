@@ -52,5 +52,5 @@ else
 	echo "ok: no file of handlers/ includes a header of src/"
 fi
 rm -f "$B/layers.src" "$B/layers.handlers"
-echo "$((checks - fails)) passed, $fails failed"
+echo "# assertions: $((checks - fails)) passed, $fails failed"
 [ "$fails" = 0 ]
