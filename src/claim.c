@@ -44,12 +44,17 @@
 #define DUE "coalesce(e.next_attempt_at, e.created_at)"
 
 /* $1 limit, $2 the claim's lower bound on the due time ('-infinity' for a
- * full claim). lag is measured from the moment the event fell due. */
+ * full claim). lag is measured from the moment the event fell due. The
+ * crash marks are read by a subquery per claimed row, an index probe of
+ * pgeventd_inflight's key: as a join the planner may read that table whole,
+ * and while a held snapshot keeps vacuum from it, it is mostly dead rows,
+ * one per event processed since (measured: claims of 1 to 15 s). */
 static const char claim_sql[] =
     "SELECT e.id, e.event_type, e.aggregate_id, e.aggregate_type, e.payload::text,"
-    " e.metadata::text, e.attempts, e.created_at, e.created_by, coalesce(m.runs, 0),"
+    " e.metadata::text, e.attempts, e.created_at, e.created_by,"
+    " coalesce((SELECT m.runs FROM pgeventd_inflight m WHERE m.event_id = e.id), 0),"
     " greatest(extract(epoch from clock_timestamp() - " DUE "), 0)::float8, " DUE "::text"
-    " FROM events e LEFT JOIN pgeventd_inflight m ON m.event_id = e.id"
+    " FROM events e"
     " WHERE NOT e.processed AND " DUE " >= $2::timestamptz - interval '1 second'"
     " AND " DUE " <= now()"
     " ORDER BY " DUE ", e.id"

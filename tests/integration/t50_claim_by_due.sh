@@ -24,7 +24,8 @@ assert_eq "$(q "SELECT count(*) FROM test_effects")" 10 "exactly the due events 
 q "INSERT INTO events (event_type, payload) SELECT 'test.effect', '{}' FROM generate_series(1, 10)"
 PLAN=$(psql -X -q -A -t <<'EOF'
 PREPARE c(int, timestamptz) AS
-SELECT e.id FROM events e LEFT JOIN pgeventd_inflight m ON m.event_id = e.id
+SELECT e.id, coalesce((SELECT m.runs FROM pgeventd_inflight m WHERE m.event_id = e.id), 0)
+  FROM events e
  WHERE NOT e.processed
    AND coalesce(e.next_attempt_at, e.created_at) >= $2 - interval '1 second'
    AND coalesce(e.next_attempt_at, e.created_at) <= now()
