@@ -20,29 +20,30 @@ DROP INDEX IF EXISTS events_unprocessed_idx;
 -- sent a NOTIFY (a cluster-wide lock held through the commit's WAL flush),
 -- so a producer notifies only when a pgeventd worker is asleep and needs
 -- it. A worker about to sleep takes the session advisory lock
--- (1885824374, 2) exclusively; a producer's trigger tries to take it
--- shared for the rest of its transaction:
+-- (1885824374, 2) exclusively; each inserted row tries to take it shared
+-- for the rest of the producer's transaction, in the trigger's WHEN clause:
 --   - it gets it: no worker is asleep, and none can fall asleep before
 --     this transaction ends (the exclusive lock waits for it), so the
---     worker's last look before sleeping sees this row: no NOTIFY needed;
+--     worker's last look before sleeping sees this row: the WHEN is false,
+--     the trigger does not even fire, no NOTIFY;
 --   - it does not: a worker is asleep (or falling asleep) listening, so
---     NOTIFY.
--- A statement that inserts nothing wakes nobody and takes no lock.
+--     the trigger fires and notifies.
+-- A row trigger's WHEN is evaluated only for rows really inserted, so a
+-- statement that inserts nothing (ON CONFLICT DO NOTHING) takes no lock and
+-- wakes nobody. (Measured, 32 producers with fsync on: within a few per
+-- cent of a table without triggers; a statement trigger running PL/pgSQL
+-- for every INSERT cost about 12 %.)
 CREATE OR REPLACE FUNCTION pgeventd_notify_insert() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF EXISTS (SELECT FROM pgeventd_inserted) THEN
-        IF NOT pg_try_advisory_xact_lock_shared(1885824374, 2) THEN
-            PERFORM pg_notify('pgeventd_events', '');
-        END IF;
-    END IF;
+    PERFORM pg_notify('pgeventd_events', '');
     RETURN NULL;
 END $$;
 
 DROP TRIGGER IF EXISTS events_notify_insert ON events;
 CREATE TRIGGER events_notify_insert AFTER INSERT ON events
-    REFERENCING NEW TABLE AS pgeventd_inserted
-    FOR EACH STATEMENT EXECUTE FUNCTION pgeventd_notify_insert();
+    FOR EACH ROW WHEN (NOT pg_try_advisory_xact_lock_shared(1885824374, 2))
+    EXECUTE FUNCTION pgeventd_notify_insert();
 
 -- Replay: a DBA's `UPDATE events SET processed = false` gives the event a
 -- fresh start, due now, and wakes a sleeping worker the same way.
