@@ -128,7 +128,7 @@ PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 	PGresult *res[5];
 	char limit[16], timeout[16];
 	const char *claim_p[2], *timeout_p[1] = { timeout };
-	int n = 0, arm_at = -1, released_at = -1;
+	int n = 0, arm_at = -1, released_at = -1, claim_at;
 	bool ok;
 
 	snprintf(limit, sizeof(limit), "%d", w->claim_limit);
@@ -160,11 +160,24 @@ PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 			                    ") THEN 'busy' ELSE 'other' END",
 			                    0, NULL, PGRES_TUPLES_OK };
 	}
+	claim_at = n;
 	st[n++] = (struct db_stmt){ "claim", NULL, 2, claim_p, PGRES_TUPLES_OK };
+	if (w->sleep_lock && arm) {
+		/* Woken while holding the lock: this claim looked after the
+		 * wake-up, so let go of the lock in the same round trip rather
+		 * than one more before the first handler runs; should it have
+		 * found nothing, the worker's next claim takes the lock again
+		 * first (w->rearm). */
+		released_at = n;
+		st[n++] = (struct db_stmt){ NULL, "SELECT pg_advisory_unlock_all()", 0, NULL,
+			                    PGRES_TUPLES_OK };
+	}
 
 	double t0 = util_mono_s();
 	ok = db_pipeline(w->conn, st, n, res, err, DB_ERRLEN);
 	w->last_claim_full = *full;
+	if (released_at > claim_at)
+		w->rearm = true;
 	if (released_at >= 0)
 		w->sleep_lock = false;
 	if (ok)
@@ -175,18 +188,17 @@ PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 		w->sleep_state = v[0] == 'm' ? SLEEP_MINE : v[0] == 'o' ? SLEEP_OTHER : SLEEP_BUSY;
 		if (w->sleep_state == SLEEP_MINE)
 			w->sleep_lock = true;
-	} else if (arm && w->sleep_lock) {
-		w->sleep_state = SLEEP_MINE;
 	}
 	if (ok && *full)
 		schedule_full_claim(w, util_mono_s() - t0);
-	for (int i = 0; i < n - 1; i++)
-		PQclear(res[i]);
+	for (int i = 0; i < n; i++)
+		if (i != claim_at)
+			PQclear(res[i]);
 	if (!ok) {
-		PQclear(res[n - 1]);
+		PQclear(res[claim_at]);
 		return NULL;
 	}
-	return res[n - 1];
+	return res[claim_at];
 }
 
 bool claim_commit_empty(struct worker *w, char *err)

@@ -146,6 +146,7 @@ static bool connect_worker(struct worker *w)
 	/* A new session: no wake-up lock, no time limit set yet, and a claim
 	 * from the start of the index first. */
 	w->sleep_lock = false;
+	w->rearm = false;
 	w->timeout_applied_ms = 0;
 	w->cursor[0] = '\0';
 	set_cancel(w);
@@ -308,8 +309,16 @@ static void *worker_main(void *arg)
 		}
 		progressed(w);
 		errors = 0;
-		if (more || n > 0)
+		if (more || n > 0) {
+			w->rearm = false;
 			continue;
+		}
+		/* Woken for nothing (another worker took it): look again holding
+		 * the wake-up lock before sleeping on. */
+		if (w->rearm) {
+			w->rearm = false;
+			continue;
+		}
 		/* Nothing due from where the last claim ended: before stopping or
 		 * sleeping, look once from the start of the index, for rows that
 		 * committed after later ones. */

@@ -40,6 +40,7 @@ struct worker {
 	double next_full_claim; /* monotonic s: the next claim reads the index from its start */
 	bool last_claim_full;   /* the last claim read the index from its start */
 	bool sleep_lock;        /* holds the wake-up advisory lock (migration 0004) */
+	bool rearm;             /* let go of it on waking: the next look takes it first */
 	enum worker_sleep_state sleep_state; /* what the last armed claim found */
 	int short_wait_ms;      /* wait before looking again while producers hold the lock */
 	int timeout_applied_ms; /* handler_timeout_ms set on `conn`; 0 none yet */
