@@ -380,6 +380,7 @@ static void log_outcomes(struct worker *w, const struct batch *b)
 {
 	double now = util_real_s();
 
+	log_hold();
 	for (int i = 0; i < b->n; i++) {
 		const struct record *rec = &b->recs[i];
 		char attempt[16], dur[32], delay[32];
@@ -417,6 +418,7 @@ static void log_outcomes(struct worker *w, const struct batch *b)
 		       rec->outcome == OUT_RETRY ? delay : NULL, "error",
 		       rec->error && rec->error[0] ? rec->error : NULL, NULL);
 	}
+	log_release();
 	atomic_store(&stats.last_processed_at, now);
 }
 

@@ -143,26 +143,36 @@ static void put_logfmt_value(struct line *l, const char *v)
 	line_put(l, "\"", 1);
 }
 
+/* "2026-12-01T10:00:00.123Z". The part up to the second is formatted once
+ * per second per thread: gmtime and strftime cost more than the rest of a
+ * line. */
 static void format_time(char *buf, size_t len)
 {
+	static _Thread_local time_t cached_sec = -1;
+	static _Thread_local char cached[24];
 	struct timespec ts;
-	struct tm tm;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, len - n, ".%03ldZ", ts.tv_nsec / 1000000);
+	if (ts.tv_sec != cached_sec) {
+		struct tm tm;
+
+		gmtime_r(&ts.tv_sec, &tm);
+		if (strftime(cached, sizeof(cached), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+			cached[0] = '\0';
+		cached_sec = ts.tv_sec;
+	}
+	snprintf(buf, len, "%s.%03ldZ", cached, ts.tv_nsec / 1000000);
 }
 
-/* Serialises the writes of all threads: a line longer than the pipe's
+/* Serialises the writes of all threads: a write longer than the pipe's
  * atomic size (journald's stream) could otherwise interleave with another
  * thread's. */
 static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Write the whole line with one write(2) (more only if the kernel takes
- * it in parts), so that no other line, and no crash after the call,
- * leaves half of it. */
-static void write_line(const char *p, size_t n)
+/* Write whole lines with one write(2) (more only if the kernel takes them
+ * in parts), so that no other line, and no crash after the call, leaves
+ * half of one. */
+static void write_lines(const char *p, size_t n)
 {
 	pthread_mutex_lock(&write_lock);
 	while (n > 0) {
@@ -176,6 +186,74 @@ static void write_line(const char *p, size_t n)
 		n -= (size_t)w;
 	}
 	pthread_mutex_unlock(&write_lock);
+}
+
+/* Lines held back by log_hold(), per thread: written together (still
+ * whole) when they fill HOLD_MAX or at log_release(). */
+#define HOLD_MAX 65536
+static _Thread_local char *held;
+static _Thread_local size_t held_len, held_cap;
+static _Thread_local int hold_depth;
+
+static void flush_held(void)
+{
+	if (held_len > 0)
+		write_lines(held, held_len);
+	held_len = 0;
+}
+
+/* One finished line: written now, or held. */
+static void put_line(const char *p, size_t n)
+{
+	if (hold_depth == 0) {
+		write_lines(p, n);
+		return;
+	}
+	if (held_len + n > HOLD_MAX)
+		flush_held();
+	if (held_len + n > held_cap) {
+		size_t cap = held_cap ? held_cap : 4096;
+		char *nb;
+
+		while (cap < held_len + n)
+			cap *= 2;
+		nb = realloc(held, cap);
+		if (!nb) {
+			flush_held();
+			write_lines(p, n);
+			return;
+		}
+		held = nb;
+		held_cap = cap;
+	}
+	memcpy(held + held_len, p, n);
+	held_len += n;
+}
+
+void log_hold(void)
+{
+	hold_depth++;
+}
+
+void log_release(void)
+{
+	if (hold_depth > 0 && --hold_depth == 0) {
+		flush_held();
+		if (held_cap > HOLD_MAX) {
+			free(held);
+			held = NULL;
+			held_cap = 0;
+		}
+	}
+}
+
+void log_thread_done(void)
+{
+	flush_held();
+	free(held);
+	held = NULL;
+	held_len = held_cap = 0;
+	hold_depth = 0;
 }
 
 static void emit(enum log_level level, const char *msg, va_list ap)
@@ -209,7 +287,7 @@ static void emit(enum log_level level, const char *msg, va_list ap)
 			line_put(&l, text, n);
 			line_put(&l, "\n", 1);
 			if (!l.oom)
-				write_line(l.p, l.len);
+				put_line(l.p, l.len);
 			line_release(&l);
 			free(text);
 		}
@@ -233,7 +311,7 @@ static void emit(enum log_level level, const char *msg, va_list ap)
 	}
 	line_put(&l, "\n", 1);
 	if (!l.oom)
-		write_line(l.p, l.len);
+		put_line(l.p, l.len);
 	line_release(&l);
 }
 

@@ -26,6 +26,17 @@ bool log_enabled(enum log_level level);
  */
 void log_kv(enum log_level level, const char *msg, ...) __attribute__((sentinel));
 
+/*
+ * Hold this thread's lines back until log_release() (calls nest), then
+ * write them together: one write(2) for a batch's outcomes instead of one
+ * per event. Lines stay whole and in order; another thread's lines go
+ * between, never inside, them. log_thread_done() frees what a thread kept
+ * (call it before the thread returns).
+ */
+void log_hold(void);
+void log_release(void);
+void log_thread_done(void);
+
 /* The names of the levels and formats, indexed by the enums, NULL-ended
  * (the configuration's log.level and log.format take them). */
 extern const char *const log_level_names[];

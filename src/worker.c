@@ -334,6 +334,7 @@ static void *worker_main(void *arg)
 out:
 	runtime_config_put(w->rt, w->cfg);
 	w->cfg = NULL;
+	log_thread_done();
 	atomic_fetch_add(&w->rt->finished, 1);
 	return NULL;
 }
