@@ -24,7 +24,6 @@ static const char *const event_types[] = {
 };
 static const char *const outcomes[] = { "ok", "retry", "dead_letter", "skipped" };
 
-
 static void *need(void *p, const char *what)
 {
 	if (!p) {

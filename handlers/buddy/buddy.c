@@ -30,7 +30,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 extern const struct migration buddy_migrations[];
 
 enum field_kind {
