@@ -174,6 +174,13 @@ static bool reconnect(struct worker *w, bool first)
 			}
 			return true;
 		}
+		/* The database is out of reach: /health says so (degraded, then
+		 * down) and /health/ready fails, but the loop is alive and doing
+		 * the one useful thing, so liveness and the watchdog stay fed --
+		 * restarting the process would not bring the database back. A
+		 * loop that is connected and still cannot complete a batch (a
+		 * missing grant, say) is what reads as stalled. */
+		heartbeat_now(w);
 		delay = backoff_reconnect_ms(delay, 100, 30000);
 		sleep_after_failure(w, delay);
 	}
