@@ -7,7 +7,7 @@
 # One psql session INSERTs N events (default 500) of type test.stamp, each
 # in its own transaction, 20 ms apart so that the daemon is idle each time;
 # the payload carries the inserting transaction's id. test.stamp's first act
-# is to store clock_timestamp() in test_stamps, so
+# is to store the time it started (read in C, as it starts) in test_stamps, so
 #     latency = stamp - pg_xact_commit_timestamp(the producer's xid)
 # both read from the server's clock. The commit timestamp is taken as the
 # commit record is written, so the figure includes the producer's WAL

@@ -81,16 +81,24 @@ static enum handler_result test_slow(struct handler_ctx *ctx, const struct event
 	return write_effect(ctx, ev);
 }
 
-/* Records the moment its handler started, by the server's clock, in
+/* Records the moment its handler started in
  * test_stamps: scripts/bench latency subtracts the producer's commit
- * timestamp from it. One statement, so the stamp is the handler's start. */
+ * timestamp from it. The time is read here, as the handler starts (the
+ * same machine's clock as the server's), not by the INSERT, which runs
+ * after the savepoint handler_exec takes first. */
 static enum handler_result test_stamp(struct handler_ctx *ctx, const struct event *ev)
 {
-	const char *p[1] = { ev->id };
-	PGresult *res = handler_exec(
-	    ctx, "INSERT INTO test_stamps (event_id, started_at) VALUES ($1, clock_timestamp())", 1,
-	    p);
+	struct timespec now;
+	char at[64];
+	const char *p[2] = { ev->id, at };
+	PGresult *res;
 
+	clock_gettime(CLOCK_REALTIME, &now);
+	snprintf(at, sizeof(at), "%lld.%06ld", (long long)now.tv_sec, now.tv_nsec / 1000);
+	res = handler_exec(ctx,
+	                   "INSERT INTO test_stamps (event_id, started_at)"
+	                   " VALUES ($1, to_timestamp($2::float8))",
+	                   2, p);
 	if (!res)
 		return HANDLER_RETRY;
 	PQclear(res);
