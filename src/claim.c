@@ -176,10 +176,14 @@ PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 	double t0 = util_mono_s();
 	ok = db_pipeline(w->conn, st, n, res, err, DB_ERRLEN);
 	w->last_claim_full = *full;
-	if (released_at > claim_at)
-		w->rearm = true;
-	if (released_at >= 0)
+	/* Let go only if the unlock ran: a pipeline that failed before it
+	 * leaves the lock held, for the failure path to release. */
+	if (released_at >= 0 && res[released_at] &&
+	    PQresultStatus(res[released_at]) == PGRES_TUPLES_OK) {
 		w->sleep_lock = false;
+		if (released_at > claim_at)
+			w->rearm = true;
+	}
 	if (ok)
 		w->timeout_applied_ms = claim_handler_timeout(cfg);
 	if (arm_at >= 0 && res[arm_at] && PQresultStatus(res[arm_at]) == PGRES_TUPLES_OK) {
