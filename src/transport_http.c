@@ -5,8 +5,6 @@
 
 #include "transport.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +17,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "netaddr.h"
 #include "sign.h"
 #include "util.h"
 
@@ -52,49 +51,13 @@ struct http_transfer {
 	char curl_error[CURL_ERROR_SIZE];
 };
 
-/* ---- addresses (relay.block_private_networks) ------------------------------ */
-
-static bool ipv4_blocked(uint32_t a)
-{
-	return (a >> 24) == 0 ||                /* 0.0.0.0/8 */
-	       (a >> 24) == 10 ||               /* 10/8 */
-	       (a >> 24) == 127 ||              /* loopback */
-	       (a >> 22) == (100 << 2 | 1) ||   /* 100.64/10 carrier-grade NAT */
-	       (a >> 16) == (169 << 8 | 254) || /* link-local, cloud metadata */
-	       (a >> 20) == (172 << 4 | 1) ||   /* 172.16/12 */
-	       (a >> 16) == (192 << 8 | 168) || /* 192.168/16 */
-	       (a >> 28) >= 14;                 /* multicast, reserved, broadcast */
-}
-
-/* Loopback, private, carrier-grade NAT, link-local (cloud metadata),
- * unspecified, multicast, and their IPv4-mapped IPv6 forms. */
-static bool address_blocked(const struct sockaddr *sa)
-{
-	if (sa->sa_family == AF_INET)
-		return ipv4_blocked(
-		    ntohl(((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr));
-	if (sa->sa_family == AF_INET6) {
-		const struct in6_addr *a =
-		    &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
-		const uint8_t *b = a->s6_addr;
-
-		if (IN6_IS_ADDR_V4MAPPED(a) || IN6_IS_ADDR_V4COMPAT(a))
-			return ipv4_blocked((uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 |
-			                    (uint32_t)b[14] << 8 | b[15]);
-		return IN6_IS_ADDR_LOOPBACK(a) || IN6_IS_ADDR_UNSPECIFIED(a) ||
-		       IN6_IS_ADDR_LINKLOCAL(a) || IN6_IS_ADDR_MULTICAST(a) ||
-		       (b[0] & 0xfe) == 0xfc; /* fc00::/7 unique local */
-	}
-	return true; /* not an internet address at all */
-}
-
 /* curl resolves the name, then asks us for the socket of the address it
  * will connect to: vetting it here pins the vetted address. */
 static curl_socket_t open_vetted_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
 {
 	struct http_transfer *t = arg;
 
-	if (purpose == CURLSOCKTYPE_IPCXN && address_blocked(&a->addr)) {
+	if (purpose == CURLSOCKTYPE_IPCXN && netaddr_blocked(&a->addr)) {
 		t->blocked = true;
 		return CURL_SOCKET_BAD;
 	}
