@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "figures.h"
 
 /* status shows what it could get: each figure gives up after this. */
 #define STATUS_TIMEOUT_MS 5000
@@ -24,25 +25,15 @@ const char cmd_status_usage[] =
     "status [--json]\n"
     "  The queue (pending events: due now or scheduled later, the oldest one's age,\n"
     "  how many are retrying), events processed in the last hour, dead letters by\n"
-    "  event type and webhook deliveries by status. A figure that takes more than\n"
-    "  5 s is shown as unknown (null in --json, named in \"timed_out\").\n"
+    "  event type and webhook deliveries by status (delivered ones counted up to\n"
+    "  100000, then estimated; and those of the last hour). Each figure reads an\n"
+    "  index; one that takes more than 5 s is shown as unknown (null in --json,\n"
+    "  named in \"timed_out\").\n"
     "  Exit: 0 shown, 1 database error, 64 usage, 69 database unavailable.";
 
 /* ---- status -------------------------------------------------------------- */
 
-/* The queue, through events_due_idx: it holds only unprocessed rows, so
- * this costs the backlog, not the table. "Due" is the claim's own
- * condition (src/worker.c): next_attempt_at, else created_at, is past. */
-static const char status_queue_sql[] =
-    "SELECT count(*) AS pending,"
-    " count(*) FILTER (WHERE coalesce(next_attempt_at, created_at) <= now()) AS due_now,"
-    " count(*) FILTER (WHERE coalesce(next_attempt_at, created_at) > now()) AS scheduled_later,"
-    " count(*) FILTER (WHERE attempts > 0) AS retrying,"
-    " min(created_at) AS oldest_pending_created_at,"
-    " floor(extract(epoch FROM now() - min(created_at)))::bigint AS oldest_pending_age_s"
-    " FROM events WHERE NOT processed";
-
-/* The keys status_queue_sql fills, null when it timed out. */
+/* The keys figures_status_queue_sql fills, null when it timed out. */
 static const char *const status_queue_keys[] = { "pending",
 	                                         "due_now",
 	                                         "scheduled_later",
@@ -50,23 +41,6 @@ static const char *const status_queue_keys[] = { "pending",
 	                                         "oldest_pending_created_at",
 	                                         "oldest_pending_age_s",
 	                                         NULL };
-
-/* Served by events_processed_at_idx (migration 0003); without it a scan
- * of the whole table, the figure most likely to time out on a big one. */
-static const char status_processed_sql[] =
-    "SELECT count(*) FROM events WHERE processed AND processed_at >= now() - interval '1 hour'";
-
-static const char status_dead_sql[] =
-    "SELECT event_type, count(*) AS count, max(created_at) AS latest"
-    " FROM event_dead_letters GROUP BY event_type ORDER BY count(*) DESC, event_type";
-
-static const char status_deliveries_sql[] =
-    "SELECT count(*) FILTER (WHERE status = 'pending') AS pending,"
-    " count(*) FILTER (WHERE status = 'in_flight') AS in_flight,"
-    " count(*) FILTER (WHERE status = 'delivered') AS delivered,"
-    " count(*) FILTER (WHERE status = 'failed') AS failed,"
-    " count(*) FILTER (WHERE status = 'dead') AS dead"
-    " FROM deliveries";
 
 /* Run one figure's query: 1 with `*res` set, 0 when it timed out, -1 on
  * any other error (printed). */
@@ -179,9 +153,21 @@ static void print_status(const json_t *doc)
 	}
 
 	printf("deliveries\n");
-	for (int k = 0; statuses[k]; k++)
-		print_figure(w, statuses[k],
-		             json_is_null(del) ? del : json_object_get(del, statuses[k]));
+	for (int k = 0; statuses[k]; k++) {
+		const json_t *v = json_is_null(del) ? del : json_object_get(del, statuses[k]);
+
+		if (strcmp(statuses[k], "delivered") == 0 &&
+		    json_is_true(json_object_get(del, "delivered_estimated")))
+			printf(
+			    "  %-*s about %lld (counted up to %d, then the planner's estimate)\n",
+			    w, statuses[k], cli_int_of(v), FIGURES_EXACT_UP_TO);
+		else
+			print_figure(w, statuses[k], v);
+		if (strcmp(statuses[k], "delivered") == 0)
+			print_figure(
+			    w, "delivered, last hour",
+			    json_is_null(del) ? del : json_object_get(del, "delivered_last_hour"));
+	}
 }
 
 int cmd_status_main(const struct config *cfg, int argc, char **argv)
@@ -213,7 +199,7 @@ int cmd_status_main(const struct config *cfg, int argc, char **argv)
 	timed_out = json_array();
 	json_object_set(doc, "events", events);
 
-	if ((got = status_figure(conn, status_queue_sql, &res)) < 0)
+	if ((got = status_figure(conn, figures_status_queue_sql, &res)) < 0)
 		goto out;
 	if (got) {
 		v = cli_row_json(res, 0);
@@ -226,7 +212,7 @@ int cmd_status_main(const struct config *cfg, int argc, char **argv)
 	}
 	PQclear(res);
 
-	if ((got = status_figure(conn, status_processed_sql, &res)) < 0)
+	if ((got = status_figure(conn, figures_status_processed_sql, &res)) < 0)
 		goto out;
 	json_object_set_new(events, "processed_last_hour",
 	                    got ? cli_value_json(res, 0, 0) : json_null());
@@ -234,7 +220,7 @@ int cmd_status_main(const struct config *cfg, int argc, char **argv)
 		json_array_append_new(timed_out, json_string("processed_last_hour"));
 	PQclear(res);
 
-	if ((got = status_figure(conn, status_dead_sql, &res)) < 0)
+	if ((got = status_figure(conn, figures_status_dead_letters_sql, &res)) < 0)
 		goto out;
 	if (got) {
 		json_t *dead = json_object();
@@ -251,7 +237,7 @@ int cmd_status_main(const struct config *cfg, int argc, char **argv)
 	}
 	PQclear(res);
 
-	if ((got = status_figure(conn, status_deliveries_sql, &res)) < 0)
+	if ((got = status_figure(conn, figures_status_deliveries_sql, &res)) < 0)
 		goto out;
 	json_object_set_new(doc, "deliveries", got ? cli_row_json(res, 0) : json_null());
 	if (!got)

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "db.h"
+#include "figures.h"
 #include "log.h"
 #include "migrate.h"
 #include "telemetry.h"
@@ -36,27 +37,6 @@ struct sampler {
 	bool stop; /* under stop_lock */
 };
 
-/* How late the queue is: how long the oldest due event has been due (an
- * event in backoff or scheduled for later is not late). min() reads the
- * claim index (events_due_idx) from its start: cheap whatever the backlog.
- * The count reads the whole index and may hit the timeout on a huge
- * backlog; the age alone still tells how late the queue is. */
-static const char oldest_sql[] =
-    "SELECT coalesce(extract(epoch from now() - min(coalesce(next_attempt_at, created_at))),"
-    " 0)::float8 FROM events WHERE NOT processed AND coalesce(next_attempt_at, created_at) <= "
-    "now()";
-static const char pending_sql[] = "SELECT count(*) FROM events WHERE NOT processed";
-static const char dead_sql[] = "SELECT count(*) FROM event_dead_letters";
-static const char deliveries_sql[] =
-    "SELECT (SELECT count(*) FROM deliveries WHERE status = 'pending'),"
-    " (SELECT count(*) FROM deliveries WHERE status = 'dead')";
-static const char subscriptions_sql[] =
-    "SELECT name, enabled, coalesce(disabled_reason, ''), coalesce(disabled_at::text, '')"
-    " FROM subscriptions ORDER BY name";
-/* When the exact count times out on a huge table, the planner's estimate. */
-static const char dead_estimate_sql[] = "SELECT greatest(reltuples, 0)::bigint FROM pg_class"
-                                        " WHERE oid = 'event_dead_letters'::regclass";
-
 /* A query that returns one row; NULL with err otherwise. */
 static PGresult *query_one_row(PGconn *conn, const char *sql, char *err, size_t errlen)
 {
@@ -77,7 +57,7 @@ static void take_sample(struct sampler *sp, PGconn *conn, struct sample *s)
 {
 	char err[256] = "";
 	char names[sizeof(s->pending_names)];
-	PGresult *res = query_one_row(conn, oldest_sql, err, sizeof(err));
+	PGresult *res = query_one_row(conn, figures_events_oldest_due_sql, err, sizeof(err));
 	int n;
 
 	s->valid = res != NULL;
@@ -87,27 +67,28 @@ static void take_sample(struct sampler *sp, PGconn *conn, struct sample *s)
 		PQclear(res);
 	}
 	s->pending = -1;
-	if (!db_broken(conn) && (res = query_one_row(conn, pending_sql, err, sizeof(err)))) {
+	if (!db_broken(conn) &&
+	    (res = query_one_row(conn, figures_events_pending_sql, err, sizeof(err)))) {
 		s->pending = atoll(PQgetvalue(res, 0, 0));
 		PQclear(res);
 	}
 	s->dead_letters = -1;
 	if (!db_broken(conn) &&
-	    ((res = query_one_row(conn, dead_sql, err, sizeof(err))) ||
-	     (res = query_one_row(conn, dead_estimate_sql, err, sizeof(err))))) {
+	    ((res = query_one_row(conn, figures_dead_letters_sql, err, sizeof(err))) ||
+	     (res = query_one_row(conn, figures_dead_letters_estimate_sql, err, sizeof(err))))) {
 		s->dead_letters = atoll(PQgetvalue(res, 0, 0));
 		PQclear(res);
 	}
 	s->deliveries_pending = s->deliveries_dead = -1;
 	if (sp->relay_on && !db_broken(conn) &&
-	    (res = query_one_row(conn, deliveries_sql, err, sizeof(err)))) {
+	    (res = query_one_row(conn, figures_deliveries_sql, err, sizeof(err)))) {
 		s->deliveries_pending = atoll(PQgetvalue(res, 0, 0));
 		s->deliveries_dead = atoll(PQgetvalue(res, 0, 1));
 		PQclear(res);
 		telemetry_deliveries_pending((double)s->deliveries_pending);
 	}
 	if (sp->relay_on && !db_broken(conn)) {
-		res = PQexec(conn, subscriptions_sql);
+		res = PQexec(conn, figures_subscriptions_sql);
 		if (db_ok(conn, res, PGRES_TUPLES_OK, err, sizeof(err))) {
 			s->disabled = json_array();
 			for (int i = 0; i < PQntuples(res); i++) {

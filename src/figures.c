@@ -1,0 +1,127 @@
+/* figures.c -- the SQL of the sampler's and `pgeventd status`'s figures (figures.h). */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "figures.h"
+
+#include <stddef.h>
+
+#define STR_(x) #x
+#define STR(x)  STR_(x)
+#define UP_TO   STR(FIGURES_EXACT_UP_TO)
+
+/*
+ * Capped counts, for figures over history that only grows. CAPPED_N is a
+ * FROM item "c" with one column n: at most FIGURES_EXACT_UP_TO + 1 rows of
+ * `from_where`, read in the order `order_by` of an index (so the planner
+ * walks that index and stops), counted. CAPPED_VALUE is n while it is within
+ * the limit, else the larger of n and reltuples of `estimate_of`, a table or
+ * a partial index (-1, or no such relation, when never analysed: then the
+ * limit itself).
+ */
+#define CAPPED_N(from_where, order_by)                                                             \
+	"(SELECT count(*) AS n FROM (SELECT 1 FROM " from_where " ORDER BY " order_by              \
+	" LIMIT " UP_TO " + 1) s) c"
+#define CAPPED_VALUE(estimate_of)                                                                  \
+	"CASE WHEN c.n <= " UP_TO " THEN c.n ELSE greatest(c.n,"                                   \
+	" (SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass('" estimate_of "')))"    \
+	" END"
+
+/* min() reads the claim index (events_due_idx, migration 0004) from its
+ * start: cheap whatever the backlog. An event in backoff or scheduled for
+ * later is not late. */
+const char figures_events_oldest_due_sql[] =
+    "SELECT coalesce(extract(epoch from now() - min(coalesce(next_attempt_at, created_at))),"
+    " 0)::float8 FROM events WHERE NOT processed AND coalesce(next_attempt_at, created_at) <= "
+    "now()";
+
+/* events_due_idx holds the unprocessed rows only: this costs the backlog. */
+const char figures_events_pending_sql[] = "SELECT count(*) FROM events WHERE NOT processed";
+
+/* Through event_dead_letters_type_created_idx (migration 0001). */
+const char figures_dead_letters_sql[] = "SELECT " CAPPED_VALUE(
+    "event_dead_letters") " FROM " CAPPED_N("event_dead_letters", "event_type, created_at");
+
+const char figures_dead_letters_estimate_sql[] =
+    "SELECT greatest(reltuples, 0)::bigint FROM pg_class"
+    " WHERE oid = 'event_dead_letters'::regclass";
+
+/* Pending through any partial index on status = 'pending' (the claim's);
+ * dead through deliveries_dead_idx (migration 0006). */
+const char figures_deliveries_sql[] =
+    "SELECT (SELECT count(*) FROM deliveries WHERE status = 'pending'), " CAPPED_VALUE(
+        "deliveries_dead_idx") " FROM " CAPPED_N("deliveries WHERE status = 'dead'",
+                                                 "finished_at, id");
+
+const char figures_subscriptions_sql[] =
+    "SELECT name, enabled, coalesce(disabled_reason, ''), coalesce(disabled_at::text, '')"
+    " FROM subscriptions ORDER BY name";
+
+/* The queue, through events_due_idx: it holds only unprocessed rows, so
+ * this costs the backlog, not the table. "Due" is the claim's own
+ * condition (src/claim.c): next_attempt_at, else created_at, is past. */
+const char figures_status_queue_sql[] =
+    "SELECT count(*) AS pending,"
+    " count(*) FILTER (WHERE coalesce(next_attempt_at, created_at) <= now()) AS due_now,"
+    " count(*) FILTER (WHERE coalesce(next_attempt_at, created_at) > now()) AS scheduled_later,"
+    " count(*) FILTER (WHERE attempts > 0) AS retrying,"
+    " min(created_at) AS oldest_pending_created_at,"
+    " floor(extract(epoch FROM now() - min(created_at)))::bigint AS oldest_pending_age_s"
+    " FROM events WHERE NOT processed";
+
+/* Through events_processed_at_idx (migration 0003). */
+const char figures_status_processed_sql[] =
+    "SELECT count(*) FROM events WHERE processed AND processed_at >= now() - interval '1 hour'";
+
+/*
+ * By event type, through event_dead_letters_type_created_idx: the types
+ * one index probe each (a loose index scan: each step the first type after
+ * the last), then per type its count (the type's entries) and its latest
+ * (the last entry). A GROUP BY over the table would read every row.
+ */
+const char figures_status_dead_letters_sql[] =
+    "WITH RECURSIVE t(event_type) AS ("
+    " (SELECT event_type FROM event_dead_letters ORDER BY event_type LIMIT 1)"
+    " UNION ALL"
+    " SELECT (SELECT d.event_type FROM event_dead_letters d WHERE d.event_type > t.event_type"
+    " ORDER BY d.event_type LIMIT 1) FROM t WHERE t.event_type IS NOT NULL)"
+    " SELECT t.event_type,"
+    " (SELECT count(*) FROM event_dead_letters d WHERE d.event_type = t.event_type) AS count,"
+    " (SELECT max(d.created_at) FROM event_dead_letters d WHERE d.event_type = t.event_type)"
+    " AS latest"
+    " FROM t WHERE t.event_type IS NOT NULL ORDER BY 2 DESC, 1";
+
+/* Each status through its partial index: pending and in_flight the
+ * claim's and the lease's (migration 0002), delivered, failed and dead
+ * their own (migration 0006). Delivered deliveries are the history: their
+ * total is counted up to the limit, then estimated. */
+const char figures_status_deliveries_sql[] =
+    "SELECT (SELECT count(*) FROM deliveries WHERE status = 'pending') AS pending,"
+    " (SELECT count(*) FROM deliveries WHERE status = 'in_flight') AS in_flight,"
+    " " CAPPED_VALUE(
+        "deliveries_delivered_idx") " AS delivered,"
+                                    " c.n > " UP_TO " AS delivered_estimated,"
+                                    " (SELECT count(*) FROM deliveries WHERE status = 'delivered'"
+                                    " AND finished_at >= now() - interval '1 hour') AS "
+                                    "delivered_last_hour,"
+                                    " (SELECT count(*) FROM deliveries WHERE status = 'failed') AS "
+                                    "failed,"
+                                    " (SELECT count(*) FROM deliveries WHERE status = 'dead') AS "
+                                    "dead"
+                                    " FROM " CAPPED_N("deliveries WHERE status = 'delivered'",
+                                                      "finished_at, id");
+
+const struct figure_query figures_queries[] = {
+	{ "sampler.events_oldest_due", figures_events_oldest_due_sql },
+	{ "sampler.events_pending", figures_events_pending_sql },
+	{ "sampler.dead_letters", figures_dead_letters_sql },
+	{ "sampler.dead_letters_estimate", figures_dead_letters_estimate_sql },
+	{ "sampler.deliveries", figures_deliveries_sql },
+	{ "sampler.subscriptions", figures_subscriptions_sql },
+	{ "status.queue", figures_status_queue_sql },
+	{ "status.processed", figures_status_processed_sql },
+	{ "status.dead_letters", figures_status_dead_letters_sql },
+	{ "status.deliveries", figures_status_deliveries_sql },
+	{ NULL, NULL },
+};
