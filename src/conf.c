@@ -124,6 +124,10 @@ const struct cfg_key conf_keys[] = {
 	{ "retention.delivery_attempts_after", CFG_DURATION,
 	  OFF(retention.delivery_attempts_after_ms), 0, 0, "", 0, 3153600000000.0, NULL, CFG_RELOAD,
 	  "delete webhook attempt logs older than this, e.g. \"14d\"; \"\" = keep them" },
+	{ "retention.deliveries_after", CFG_DURATION, OFF(retention.deliveries_after_ms), 0, 0, "",
+	  0, 3153600000000.0, NULL, CFG_RELOAD,
+	  "delete deliveries finished (delivered, failed, dead) longer ago than this, with their "
+	  "attempt logs, e.g. \"30d\"; \"\" = keep them" },
 	{ "retention.interval", CFG_DURATION, OFF(retention.interval_ms), 0, 0, "10m", 1000,
 	  2678400000.0, NULL, CFG_RELOAD, "how often a retention pass runs" },
 	{ "retention.batch_size", CFG_INT, OFF(retention.batch_size), 1000, 0, NULL, 1, 100000,

@@ -48,6 +48,7 @@ struct relay_config {
 struct retention_config {
 	long long processed_after_ms;         /* processed events, by processed_at */
 	long long delivery_attempts_after_ms; /* delivery_attempts, by started_at */
+	long long deliveries_after_ms;        /* finished deliveries, by finished_at */
 	long long interval_ms;                /* between passes */
 	int batch_size;                       /* rows per DELETE */
 };

@@ -1,6 +1,6 @@
 /*
- * retention.c -- delete processed events and webhook attempt logs that
- * are older than retention.* allows.
+ * retention.c -- delete processed events, webhook attempt logs and
+ * finished deliveries that are older than retention.* allows.
  *
  * A pass runs on its own connection, one transaction per batch. Each
  * batch first takes the transaction-scoped advisory lock
@@ -60,6 +60,32 @@ static const char attempts_sql[] =
     " RETURNING started_at AS k, id)"
     " SELECT count(*), (array_agg(k ORDER BY k DESC, id DESC))[1]::text,"
     " (array_agg(id ORDER BY k DESC, id DESC))[1]::text FROM d";
+
+/*
+ * Deliveries finished (delivered, failed or dead) longer ago than the age,
+ * one status at a time through its partial index (migration 0006), so a
+ * pass never reads a pending or in-flight row: their status is in no such
+ * index. FOR UPDATE re-reads the status of a row changed since the scan
+ * (`deliveries retry` puts a dead one back to pending): such a row is left.
+ * Its attempt logs go with each delivery (ON DELETE CASCADE: one probe of
+ * delivery_attempts_delivery_idx per delivery, in the same statement).
+ */
+#define DELIVERIES_SQL(status)                                                                     \
+	"WITH d AS (DELETE FROM deliveries WHERE id IN ("                                          \
+	" SELECT x.id FROM deliveries x"                                                           \
+	" WHERE x.status = '" status "'"                                                           \
+	" AND x.finished_at < now() - $1::bigint * interval '1 millisecond'"                       \
+	" AND (x.finished_at, x.id) > ($3::timestamptz, $4::uuid)"                                 \
+	" ORDER BY x.finished_at, x.id LIMIT $2 FOR UPDATE SKIP LOCKED)"                           \
+	" RETURNING finished_at AS k, id)"                                                         \
+	" SELECT count(*), (array_agg(k ORDER BY k DESC, id DESC))[1]::text,"                      \
+	" (array_agg(id ORDER BY k DESC, id DESC))[1]::text FROM d"
+
+static const char *const deliveries_sql[] = {
+	DELIVERIES_SQL("delivered"),
+	DELIVERIES_SQL("failed"),
+	DELIVERIES_SQL("dead"),
+};
 
 /* The lock is a transaction's, taken again by every batch: it holds
  * through PgBouncer in transaction pooling mode too, where a session lock
@@ -158,6 +184,14 @@ bool retention_pass(PGconn *conn, const struct retention_config *rc, const atomi
 		ok = delete_batches(conn, attempts_sql, "0", rc->delivery_attempts_after_ms,
 		                    rc->batch_size, stop, &out->delivery_attempts, &out->locked_out,
 		                    err, errlen);
+	for (size_t i = 0; i < sizeof(deliveries_sql) / sizeof(deliveries_sql[0]); i++) {
+		if (!ok || out->locked_out || rc->deliveries_after_ms <= 0 ||
+		    (stop && atomic_load(stop)))
+			break;
+		ok = delete_batches(conn, deliveries_sql[i], "00000000-0000-0000-0000-000000000000",
+		                    rc->deliveries_after_ms, rc->batch_size, stop, &out->deliveries,
+		                    &out->locked_out, err, errlen);
+	}
 	return ok;
 }
 
@@ -195,22 +229,25 @@ static void run_pass(struct retention *r, const struct config *cfg)
 		log_kv(LOG_WARNING, "retention pass failed", "error", err, NULL);
 	else if (res.locked_out)
 		log_kv(LOG_DEBUG, "retention: another instance holds the lock, pass skipped", NULL);
-	telemetry_retention(res.events, res.delivery_attempts);
-	if (res.events || res.delivery_attempts || log_enabled(LOG_DEBUG)) {
-		char ev[32], at[32], ms[32];
+	telemetry_retention(res.events, res.delivery_attempts, res.deliveries);
+	if (res.events || res.delivery_attempts || res.deliveries || log_enabled(LOG_DEBUG)) {
+		char ev[32], at[32], dl[32], ms[32];
 
 		snprintf(ev, sizeof(ev), "%lld", res.events);
 		snprintf(at, sizeof(at), "%lld", res.delivery_attempts);
+		snprintf(dl, sizeof(dl), "%lld", res.deliveries);
 		snprintf(ms, sizeof(ms), "%.0f", (util_mono_s() - t0) * 1000.0);
 		log_kv(LOG_INFO, "retention pass", "events_deleted", ev,
-		       "delivery_attempts_deleted", at, "duration_ms", ms, NULL);
+		       "delivery_attempts_deleted", at, "deliveries_deleted", dl, "duration_ms", ms,
+		       NULL);
 	}
 }
 
 static bool retention_on(const struct config *cfg)
 {
 	return cfg->retention.processed_after_ms > 0 ||
-	       cfg->retention.delivery_attempts_after_ms > 0;
+	       cfg->retention.delivery_attempts_after_ms > 0 ||
+	       cfg->retention.deliveries_after_ms > 0;
 }
 
 /*

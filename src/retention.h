@@ -1,7 +1,7 @@
 /*
- * retention.h -- delete what is no longer needed: processed events and
- * webhook attempt logs older than retention.* say, in small batches, by
- * one pgeventd instance at a time.
+ * retention.h -- delete what is no longer needed: processed events,
+ * webhook attempt logs and finished deliveries older than retention.* say,
+ * in small batches, by one pgeventd instance at a time.
  */
 #ifndef PGEVENTD_RETENTION_H
 #define PGEVENTD_RETENTION_H
@@ -19,7 +19,8 @@
 
 struct retention_result {
 	long long events;            /* processed events deleted */
-	long long delivery_attempts; /* attempt logs deleted */
+	long long delivery_attempts; /* attempt logs deleted (by their own age) */
+	long long deliveries;        /* finished deliveries deleted, with their attempt logs */
 	bool locked_out;             /* another instance held the lock: the pass stopped */
 };
 
@@ -28,7 +29,8 @@ struct retention_result {
  * rows, each its own transaction that first takes the advisory lock (when
  * another instance holds it the pass stops: locked_out), stopping early
  * when *stop becomes non-zero. Never touches unprocessed events, events
- * that have a dead letter, or dead letters. Returns false with `err` on a
+ * that have a dead letter, dead letters, or pending and in-flight
+ * deliveries. Returns false with `err` on a
  * database error (what was deleted stays deleted).
  */
 bool retention_pass(PGconn *conn, const struct retention_config *rc, const atomic_int *stop,

@@ -44,8 +44,9 @@ static struct telemetry {
 	struct metric *deliveries_in_flight;
 	struct metric *deliveries_pending;
 	struct metric_family *subscription_disabled;
-	struct metric *retention_events;   /* rows deleted from events */
-	struct metric *retention_attempts; /* rows deleted from delivery_attempts */
+	struct metric *retention_events;     /* rows deleted from events */
+	struct metric *retention_attempts;   /* rows deleted from delivery_attempts */
+	struct metric *retention_deliveries; /* rows deleted from deliveries */
 } T;
 
 static struct metric_family *family(enum metric_type type, const char *name, const char *help,
@@ -173,8 +174,10 @@ bool telemetry_init(const struct registry *reg, int nworkers, const char *versio
 	    family(METRIC_GAUGE, "pgeventd_queue_oldest_pending_age_seconds",
 	           "How long the oldest due unprocessed event has been due (sampled), 0 when none.",
 	           0, NULL, NULL, 0));
-	T.dead_letters = single(family(METRIC_GAUGE, "pgeventd_dead_letters",
-	                               "Rows in event_dead_letters (sampled).", 0, NULL, NULL, 0));
+	T.dead_letters = single(
+	    family(METRIC_GAUGE, "pgeventd_dead_letters",
+	           "Rows in event_dead_letters (sampled; exact up to 100000, then estimated).", 0,
+	           NULL, NULL, 0));
 	T.reconnects =
 	    single(family(METRIC_COUNTER, "pgeventd_db_reconnects_total",
 	                  "Database reconnections after a lost connection.", 0, NULL, NULL, 0));
@@ -198,17 +201,18 @@ bool telemetry_init(const struct registry *reg, int nworkers, const char *versio
 	    family(METRIC_GAUGE, "pgeventd_subscription_disabled",
 	           "1 when the subscription is disabled (sampled).", 1, sub_only, NULL, 0);
 	static const char *const table_label[] = { "table" };
-	static const char *const t_events[] = { "events" }, *const t_attempts[] = {
-		"delivery_attempts"
-	};
+	static const char *const t_events[] = { "events" },
+	                         *const t_attempts[] = { "delivery_attempts" },
+	                         *const t_deliveries[] = { "deliveries" };
 	struct metric_family *retention =
 	    family(METRIC_COUNTER, "pgeventd_retention_deleted_total",
 	           "Rows deleted by retention (retention.*), by table.", 1, table_label, NULL, 0);
 	T.retention_events = retention ? metrics_series(retention, t_events) : NULL;
 	T.retention_attempts = retention ? metrics_series(retention, t_attempts) : NULL;
-	if (!T.retention_events || !T.retention_attempts || !T.lag || !T.batch_duration ||
-	    !T.batch_size || !T.pending || !T.oldest || !T.dead_letters || !T.reconnects ||
-	    !T.deliveries || !T.delivery_duration || !T.deliveries_in_flight ||
+	T.retention_deliveries = retention ? metrics_series(retention, t_deliveries) : NULL;
+	if (!T.retention_events || !T.retention_attempts || !T.retention_deliveries || !T.lag ||
+	    !T.batch_duration || !T.batch_size || !T.pending || !T.oldest || !T.dead_letters ||
+	    !T.reconnects || !T.deliveries || !T.delivery_duration || !T.deliveries_in_flight ||
 	    !T.deliveries_pending || !T.subscription_disabled || !init_workers(nworkers) ||
 	    !init_process(version))
 		goto fail;
@@ -262,12 +266,13 @@ void telemetry_connected(int worker_id, bool connected)
 		metric_set(T.connected[worker_id - 1], connected ? 1 : 0);
 }
 
-void telemetry_retention(long long events, long long delivery_attempts)
+void telemetry_retention(long long events, long long delivery_attempts, long long deliveries)
 {
 	if (!T.m)
 		return;
 	metric_add(T.retention_events, (double)events);
 	metric_add(T.retention_attempts, (double)delivery_attempts);
+	metric_add(T.retention_deliveries, (double)deliveries);
 }
 
 void telemetry_reconnect(void)

@@ -31,8 +31,9 @@ void telemetry_event(int type_index, enum telemetry_outcome outcome, double dura
 void telemetry_batch(int size, double duration_s);
 void telemetry_connected(int worker_id, bool connected);
 void telemetry_reconnect(void);
-/* Rows a retention pass deleted. */
-void telemetry_retention(long long events, long long delivery_attempts);
+/* Rows a retention pass deleted (the attempt logs deleted with their
+ * deliveries count under deliveries only). */
+void telemetry_retention(long long events, long long delivery_attempts, long long deliveries);
 void telemetry_queue(double pending, double oldest_age_s, double dead_letters);
 
 /* Webhook deliveries. Subscription label values are the names operators

@@ -510,11 +510,13 @@ START_TEST(test_conf_retention_keys_load_and_bad_ones_name_the_key)
 	char err[512] = "";
 
 	ck_assert_msg(load("retention = { processed_after = \"30d\"; interval = \"1s\";\n"
-	                   "  delivery_attempts_after = \"14d\"; batch_size = 50; };\n",
+	                   "  delivery_attempts_after = \"14d\"; batch_size = 50;\n"
+	                   "  deliveries_after = \"1w\"; };\n",
 	                   &cfg, err, sizeof(err)),
 	              "%s", err);
 	ck_assert_int_eq(cfg.retention.processed_after_ms, 30LL * 86400000);
 	ck_assert_int_eq(cfg.retention.delivery_attempts_after_ms, 14LL * 86400000);
+	ck_assert_int_eq(cfg.retention.deliveries_after_ms, 7LL * 86400000);
 	ck_assert_int_eq(cfg.retention.interval_ms, 1000);
 	ck_assert_int_eq(cfg.retention.batch_size, 50);
 	conf_release(&cfg);
@@ -522,6 +524,11 @@ START_TEST(test_conf_retention_keys_load_and_bad_ones_name_the_key)
 	ck_assert(
 	    !load("retention = {\n processed_after = \"30 days\"; };\n", &cfg, err, sizeof(err)));
 	ck_assert_msg(strstr(err, ":2: retention.processed_after: \"30 days\" is not a duration"),
+	              "%s", err);
+	conf_release(&cfg);
+	ck_assert(
+	    !load("retention = {\n deliveries_after = \"a month\"; };\n", &cfg, err, sizeof(err)));
+	ck_assert_msg(strstr(err, ":2: retention.deliveries_after: \"a month\" is not a duration"),
 	              "%s", err);
 	conf_release(&cfg);
 	ck_assert(!load("retention = { processed_after = 30; };\n", &cfg, err, sizeof(err)));
