@@ -3,7 +3,8 @@
  * SAMPLER_INTERVAL_S by a thread of their own on their own connection
  * (statement timeout 2 s), never on the request path: how late the queue
  * is, pending events, dead letters, deliveries and disabled subscriptions
- * (relay on), pending migrations.
+ * (relay on), pending migrations. Each figure reads an index, not a table
+ * (the statements are in figures.h).
  */
 #ifndef PGEVENTD_SAMPLER_H
 #define PGEVENTD_SAMPLER_H
@@ -23,10 +24,10 @@ struct sample {
 	double at;                    /* wall clock of the last valid sample, 0 = never */
 	long long pending;            /* unprocessed events; -1 unknown (the count timed out) */
 	double oldest_age_s;          /* age of the oldest of them, 0 when none */
-	long long dead_letters;       /* -1 unknown */
+	long long dead_letters;       /* -1 unknown; estimated past FIGURES_EXACT_UP_TO */
 	int migrations_pending;       /* last known; -1 never checked */
 	long long deliveries_pending; /* -1 unknown or relay off */
-	long long deliveries_dead;    /* -1 unknown or relay off */
+	long long deliveries_dead;    /* -1 unknown or relay off; as dead_letters */
 	json_t *disabled;             /* [{name, reason, disabled_at}], owned; NULL unknown */
 	char pending_names[256];
 	char error[256]; /* why the last attempt failed */

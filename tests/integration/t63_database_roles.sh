@@ -39,7 +39,7 @@ relay='relay = { event_types = ["job.*"]; };'
 conf "$T/owner.conf" "database = { conninfo = \"user=$OWNER\"; };" "$relay"
 conf "$T/runtime.conf" "database = { conninfo = \"user=$RUNTIME\"; };" "$relay"
 conf "$T/daemon.conf" "database = { conninfo = \"user=$RUNTIME\"; };" "$relay" \
-	'health = { listen = "127.0.0.1:0"; };' 'retention = { processed_after = "30d"; delivery_attempts_after = "1s"; interval = "1s"; };'
+	'health = { listen = "127.0.0.1:0"; };' 'retention = { processed_after = "30d"; delivery_attempts_after = "1s"; deliveries_after = "30d"; interval = "1s"; };'
 conf "$T/reader.conf" "database = { conninfo = \"user=$READER\"; };" "$relay"
 O=("$BIN" -c "$T/owner.conf")
 R=("$BIN" -c "$T/runtime.conf")
