@@ -14,8 +14,9 @@ setup_db
 
 # A month of history: 200,000 processed events and 2,000 unprocessed (half
 # due, half scheduled for tomorrow), 60,000 dead letters of six types,
-# 200,000 deliveries (170,000 delivered, 10,000 failed, 15,000 dead, 4,900
-# pending, 100 in flight) with one attempt log each.
+# 200,000 deliveries (170,000 delivered, 1,700 of them in the last half
+# hour, 10,000 failed, 15,000 dead, 4,900 pending, 100 in flight) with one
+# attempt log each.
 psql -X -q -v ON_ERROR_STOP=1 <<'SQL' || die "loading the tables"
 INSERT INTO subscriptions (name, url, secret) VALUES ('s', 'http://127.0.0.1:1/', 'x');
 INSERT INTO events (event_type, payload, processed, processed_at, created_at)
@@ -32,7 +33,9 @@ INSERT INTO event_dead_letters (event_id, event_type, payload, error_message, re
 INSERT INTO deliveries (event_id, subscription_id, event_type, body, status, attempt, finished_at,
                         locked_until, lease)
   SELECT gen_random_uuid(), (SELECT id FROM subscriptions), 'test.effect', '{"n":1}', s, 1,
-         CASE WHEN s IN ('delivered', 'failed', 'dead') THEN now() - random() * interval '30 days' END,
+         CASE WHEN s NOT IN ('delivered', 'failed', 'dead') THEN NULL
+              WHEN g % 100 = 0 THEN now() - random() * interval '30 minutes'
+              ELSE now() - interval '2 hours' - random() * interval '30 days' END,
          CASE WHEN s = 'in_flight' THEN now() + interval '1 minute' END,
          CASE WHEN s = 'in_flight' THEN g END
     FROM (SELECT g, CASE WHEN g <= 170000 THEN 'delivered' WHEN g <= 180000 THEN 'failed'
@@ -90,8 +93,7 @@ assert_eq "$(jget "$J" 'deliveries,pending')|$(jget "$J" 'deliveries,in_flight')
 assert_eq "$(jget "$J" 'deliveries,delivered_estimated')" true "status: 170,000 delivered is past the limit: an estimate"
 assert_eq "$(q "SELECT abs($(jget "$J" 'deliveries,delivered') - 170000) <= 5100")" t \
 	"status: the estimate is within 3 % ($(jget "$J" 'deliveries,delivered'))"
-assert_eq "$(q "SELECT count(*) = $(jget "$J" 'deliveries,delivered_last_hour') FROM deliveries
-                WHERE status = 'delivered' AND finished_at >= now() - interval '1 hour'")" t "status: delivered in the last hour"
+assert_eq "$(jget "$J" 'deliveries,delivered_last_hour')" 1700 "status: delivered in the last hour"
 assert_eq "$(jget "$J" 'dead_letters,total')" 60000 "status: dead letters"
 assert_eq "$(q "SELECT string_agg(event_type || '=' || n, ',' ORDER BY n DESC, event_type) FROM
                 (SELECT event_type, count(*) n FROM event_dead_letters GROUP BY event_type) x")" \
