@@ -17,8 +17,8 @@
  * `from_where`, read in the order `order_by` of an index (so the planner
  * walks that index and stops), counted. CAPPED_VALUE is n while it is within
  * the limit, else the larger of n and reltuples of `estimate_of`, a table or
- * a partial index (-1, or no such relation, when never analysed: then the
- * limit itself).
+ * a partial index (-1, or no such relation, when never analysed: then n,
+ * one past the limit).
  */
 #define CAPPED_N(from_where, order_by)                                                             \
 	"(SELECT count(*) AS n FROM (SELECT 1 FROM " from_where " ORDER BY " order_by              \
