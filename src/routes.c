@@ -34,7 +34,7 @@ static const char resolve_sql[] =
     " SELECT (SELECT rowtype FROM t), f.oid, n.nspname, p.proname, p.prokind, p.proretset,"
     "  CASE WHEN f.oid IS NOT NULL THEN has_function_privilege(f.oid, 'EXECUTE') END,"
     "  CASE WHEN f.oid IS NOT NULL THEN has_schema_privilege(n.oid, 'USAGE') END,"
-    "  current_user,"
+    "  current_user, f.oid::regprocedure::text,"
     "  (SELECT string_agg(q.oid::regprocedure::text, ', ' ORDER BY q.oid)"
     "   FROM pg_proc q JOIN pg_namespace qn ON qn.oid = q.pronamespace, id"
     "   WHERE q.proname = id.parts[array_length(id.parts, 1)]"
@@ -43,7 +43,7 @@ static const char resolve_sql[] =
     " FROM f LEFT JOIN pg_proc p ON p.oid = f.oid"
     " LEFT JOIN pg_namespace n ON n.oid = p.pronamespace";
 
-enum { R_ROWTYPE, R_OID, R_NSP, R_NAME, R_KIND, R_RETSET, R_EXEC, R_USAGE, R_USER, R_OTHERS };
+enum { R_ROWTYPE, R_OID, R_NSP, R_NAME, R_KIND, R_RETSET, R_EXEC, R_USAGE, R_USER, R_SIG, R_OTHERS };
 
 /* Build the two statements that call the function `ident` (quoted). */
 static bool build_sql(struct route *r, const char *ident)
@@ -109,9 +109,8 @@ static bool resolve_one(PGconn *conn, struct route *r, const char *file, char *e
 	}
 	const char *kind = PQgetvalue(res, 0, R_KIND);
 	if (strcmp(kind, "f") != 0) {
-		snprintf(err, errlen, "%s is a %s, not a function",
-		         strcmp(kind, "p") == 0 ? "procedure" : "aggregate or window function",
-		         r->call);
+		snprintf(err, errlen, "%s is a %s, not a function", r->call,
+		         strcmp(kind, "p") == 0 ? "procedure" : "aggregate or window function");
 		goto out;
 	}
 	if (strcmp(PQgetvalue(res, 0, R_RETSET), "t") == 0) {
@@ -139,8 +138,7 @@ static bool resolve_one(PGconn *conn, struct route *r, const char *file, char *e
 		goto out;
 	}
 	free(r->signature);
-	if (asprintf(&r->signature, "%s(%s)", ident, rowtype) < 0)
-		r->signature = NULL;
+	r->signature = strdup(PQgetvalue(res, 0, R_SIG));
 	if (!r->signature || !build_sql(r, ident)) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
