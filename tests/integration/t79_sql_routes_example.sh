@@ -11,7 +11,7 @@ setup_db
 psql -X -q -v ON_ERROR_STOP=1 -f "$EX/sql-routes.sql" >/dev/null || die "the example's SQL failed"
 PGOPTIONS="-c client_min_messages=warning" psql -X -q -v ON_ERROR_STOP=1 -f "$EX/sql-routes.sql" >/dev/null || die "the example's SQL is not re-runnable"
 # The example's routes, verbatim, plus test settings.
-conf "$T/a.conf" "$(grep -v '^#' "$EX/sql-routes.conf")" 'workers = 1;' \
+conf "$T/a.conf" "$(grep -v '^#' "$EX/sql-routes.conf")" 'workers = 1;' 'max_attempts = 1000;' \
 	'backoff = { base_ms = 200; cap_ms = 200; jitter = 0.0; };'
 "$BIN" -c "$T/a.conf" check-config >/dev/null 2>&1 || die "the example's routes are not a valid configuration"
 U1=11111111-1111-1111-1111-111111111111
@@ -35,7 +35,7 @@ assert_eq "$(q "SELECT count(*) FROM app.credit_awards")" 1 "one award row"
 assert_eq "$(q "SELECT status FROM app.intros WHERE id = '$I1'")" completed "the intro is completed"
 assert_eq "$(q "SELECT last_active_at = (SELECT max(created_at) FROM events WHERE event_type = 'user.message.received') FROM app.users WHERE id = '$U2'")" t \
 	"last activity is the newest message, not the late one"
-assert_eq "$(q "SELECT error_message FROM event_dead_letters")" \
+assert_eq "$(q "SELECT error_message FROM event_dead_letters WHERE payload ? 'intro'")" \
 	'function app.on_intro_completed: SQLSTATE 22023: intro.completed: payload.intro_id must be a string (detail: payload: {"intro": 1}; hint: publish {"intro_id": "<uuid>"})' \
 	"a bad payload is dead-lettered with the function's SQLSTATE, detail and hint"
 # The intro that was not there yet: retried, then awarded once it exists.
