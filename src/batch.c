@@ -624,6 +624,12 @@ int batch_run(struct worker *w, bool arm, bool *more)
 		rec->type_index = registry_index(w->rt->reg, PQgetvalue(b.claim, 0, C_TYPE));
 		const struct handler_entry *e =
 		    rec->type_index >= 0 ? w->rt->reg->entries[rec->type_index] : NULL;
+		const struct route *rt =
+		    e ? NULL
+		      : routes_match(&cfg->routes, PQgetvalue(b.claim, 0, C_TYPE),
+		                     &rec->route_pattern);
+		if (rt)
+			e = &rt->entry;
 		if (!record_failure(w, &b, rec, HANDLER_FAIL, e ? e->name : "", prior, err))
 			goto fail;
 	} else {

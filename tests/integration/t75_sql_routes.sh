@@ -21,23 +21,26 @@ BEGIN
 END \$\$;
 CREATE FUNCTION app.transient(ev events) RETURNS void LANGUAGE plpgsql AS \$\$
 BEGIN RAISE EXCEPTION 'could not serialize' USING ERRCODE = '40001'; END \$\$;
+CREATE FUNCTION app.slow(ev events) RETURNS void LANGUAGE plpgsql AS \$\$
+BEGIN INSERT INTO app.seen VALUES (ev.id, 0); PERFORM pg_sleep(3); END \$\$;
 CREATE FUNCTION app.broken(ev events) RETURNS void LANGUAGE plpgsql AS \$\$
 BEGIN
   INSERT INTO app.seen VALUES (ev.id, 99);
   RAISE EXCEPTION 'rating must be 1..5' USING ERRCODE = '22023', DETAIL = 'got 9', HINT = 'fix the producer';
 END \$\$;"
-conf "$T/a.conf" 'workers = 1;' 'max_attempts = 3;' \
+conf "$T/a.conf" 'workers = 1;' 'max_attempts = 3;' 'handler_timeout_ms = 1000;' \
 	'backoff = { base_ms = 300; cap_ms = 300; jitter = 0.0; };' \
 	'health = { listen = "127.0.0.1:0"; };' \
 	'routes = (' \
 	'  { events = ["app.ok", "app.ok.*"]; call = "app.ok"; },' \
 	'  { events = ["app.retry"]; call = "app.retry_me"; },' \
 	'  { events = ["app.transient"]; call = "app.transient"; },' \
+	'  { events = ["app.slow"]; call = "app.slow"; },' \
 	'  { events = ["app.broken"]; call = "app.broken"; }' \
 	');'
 
 out=$("$BIN" -c "$T/a.conf" check-config --print 2>&1)
-assert_match "$out" $'^routes +reload +5 patterns' "check-config --print: the routes key"
+assert_match "$out" $'^routes +reload +6 patterns' "check-config --print: the routes key"
 assert_match "$out" '^app\.ok\.\* +sql +app\.ok \(routes\[1\], line [0-9]+\)' "check-config --print: a route marked sql"
 assert_match "$out" '^test\.effect +c +test_effect \(pack test\)' "check-config --print: a C handler marked c"
 
@@ -69,6 +72,16 @@ assert_match "$(grep "event_id=$TR" "$T/a.log" | head -n 1)" 'attempt=1 .*outcom
 wait_for "SELECT count(*) FROM event_dead_letters WHERE event_id = '$TR'" 1 10 || fail "transient: never gave up"
 assert_match "$(q "SELECT error_message FROM event_dead_letters WHERE event_id = '$TR'")" \
 	'^gave up after 3 attempts: function app.transient: SQLSTATE 40001: could not serialize' "gave up after max_attempts"
+
+# The handler time limit (57014) is a retry too, and the writes are undone.
+S=$(q "INSERT INTO events (event_type, payload) VALUES ('app.slow', '{}') RETURNING id")
+wait_for "SELECT attempts >= 1 FROM events WHERE id = '$S'" t 10 || fail "slow: never stopped"
+assert_match "$(q "SELECT last_error FROM events WHERE id = '$S'")" \
+	'^handler time limit exceeded \(handler_timeout_ms = 1000\): function app\.slow: SQLSTATE 57014: canceling statement due to statement timeout' \
+	"57014 from the time limit: a retry that names the limit"
+assert_eq "$(q "SELECT processed FROM events WHERE id = '$S'")" f "the slow event is not dead-lettered"
+assert_eq "$(q "SELECT count(*) FROM app.seen WHERE event_id = '$S'")" 0 "its write was rolled back"
+q "UPDATE events SET processed = true WHERE id = '$S'"
 
 # Permanent: dead-lettered at once with SQLSTATE, message, detail, hint; no writes.
 B=$(q "INSERT INTO events (event_type, payload) VALUES ('app.broken', '{}') RETURNING id")
