@@ -332,7 +332,7 @@ static void run_route_group(struct worker *w, struct batch *b, struct record *re
 			free(ids);
 			return;
 		}
-	bool ok = routes_call_group(w->conn, rt, ids, end - rec->row, &wrote);
+	bool ok = routes_call_group(w->conn, rt, ids, &wrote);
 	double each_ms = (util_mono_s() - t0) * 1000.0 / (end - rec->row);
 
 	free(ids);

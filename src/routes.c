@@ -43,7 +43,19 @@ static const char resolve_sql[] =
     " FROM f LEFT JOIN pg_proc p ON p.oid = f.oid"
     " LEFT JOIN pg_namespace n ON n.oid = p.pronamespace";
 
-enum { R_ROWTYPE, R_OID, R_NSP, R_NAME, R_KIND, R_RETSET, R_EXEC, R_USAGE, R_USER, R_SIG, R_OTHERS };
+enum {
+	R_ROWTYPE,
+	R_OID,
+	R_NSP,
+	R_NAME,
+	R_KIND,
+	R_RETSET,
+	R_EXEC,
+	R_USAGE,
+	R_USER,
+	R_SIG,
+	R_OTHERS
+};
 
 /* Build the two statements that call the function `ident` (quoted). */
 static bool build_sql(struct route *r, const char *ident)
@@ -233,7 +245,7 @@ enum handler_result routes_call_one(struct handler_ctx *ctx, const struct event 
 	return out;
 }
 
-bool routes_call_group(PGconn *conn, const struct route *r, const char *ids, int n, bool *wrote)
+bool routes_call_group(PGconn *conn, const struct route *r, const char *ids, bool *wrote)
 {
 	const char *p[1] = { ids };
 	struct db_stmt st[2] = {
@@ -244,7 +256,6 @@ bool routes_call_group(PGconn *conn, const struct route *r, const char *ids, int
 	char err[DB_ERRLEN];
 	bool ok;
 
-	(void)n;
 	ok = db_pipeline(conn, st, 2, res, err, sizeof(err));
 	*wrote = res[0] && PQresultStatus(res[0]) == PGRES_COMMAND_OK;
 	PQclear(res[0]);

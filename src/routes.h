@@ -84,7 +84,7 @@ void routes_error_text(const PGresult *res, char *buf, size_t len);
 enum handler_result routes_call_one(struct handler_ctx *ctx, const struct event *ev);
 
 /*
- * Run the route's function for the events `ids` ("{id,...}", n of them)
+ * Run the route's function for the events `ids` ("{id,...}")
  * in that order, in one statement behind one savepoint: the fast path
  * for a run of consecutive events of a batch that the same route takes.
  * True when every call returned: their writes stand. False when one
@@ -93,6 +93,6 @@ enum handler_result routes_call_one(struct handler_ctx *ctx, const struct event 
  * connection broke (db_broken tells). *wrote says whether a
  * subtransaction was used (the savepoint, when the group wrote).
  */
-bool routes_call_group(PGconn *conn, const struct route *r, const char *ids, int n, bool *wrote);
+bool routes_call_group(PGconn *conn, const struct route *r, const char *ids, bool *wrote);
 
 #endif
