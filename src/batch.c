@@ -305,10 +305,16 @@ static const struct route *row_route(const struct worker *w, const struct batch 
 	return routes_match(&w->cfg->routes, type, pattern);
 }
 
+/* Most events of a run called in one statement: the statement is under
+ * the handler time limit as a whole, so a long run of slow calls would
+ * time out together and then run again one by one. */
+#define ROUTE_GROUP_MAX 256
+
 /*
  * Row `rec` is the first of a run of consecutive rows that route `rt`
- * takes: call its function for the whole run in one statement (one round
- * trip, one savepoint) instead of one per event. When every call returns,
+ * takes: call its function for the whole run (at most ROUTE_GROUP_MAX)
+ * in one statement (one round trip, one savepoint) instead of one per
+ * event. When every call returns,
  * the rows are OK; when one fails, nothing of the run remains and each
  * row is then run alone, to find its own outcome.
  */
@@ -321,7 +327,7 @@ static void run_route_group(struct worker *w, struct batch *b, struct record *re
 	bool wrote = false;
 	double t0 = util_mono_s();
 
-	while (end < b->n && row_route(w, b, end, NULL) == rt)
+	while (end < b->n && end - rec->row < ROUTE_GROUP_MAX && row_route(w, b, end, NULL) == rt)
 		end++;
 	for (int k = rec->row; k < end; k++)
 		b->recs[k].group_tried = true;
