@@ -42,6 +42,7 @@
 #include "dispatch.h"
 #include "enqueue.h"
 #include "log.h"
+#include "routes.h"
 #include "stats.h"
 #include "telemetry.h"
 #include "util.h"
@@ -104,6 +105,11 @@ struct record {
 	int64_t delay_ms; /* RETRY */
 	double duration_ms;
 	char *error; /* malloc'd, or NULL */
+	/* A SQL route's event (routes.c): the pattern that matched, its metrics
+	 * label (borrowed from the batch's configuration); whether its run of
+	 * the route was tried in one statement, and returned. */
+	const char *route_pattern;
+	bool group_tried, group_ok;
 };
 
 struct batch {
@@ -288,6 +294,63 @@ static json_t *parse_payload(const struct batch *b, int r, const char *handler, 
 	return payload;
 }
 
+/* The route that takes row `i`, when no C handler does. */
+static const struct route *row_route(const struct worker *w, const struct batch *b, int i,
+                                     const char **pattern)
+{
+	const char *type = PQgetvalue(b->claim, i, C_TYPE);
+
+	if (registry_index(w->rt->reg, type) >= 0)
+		return NULL;
+	return routes_match(&w->cfg->routes, type, pattern);
+}
+
+/* Most events of a run called in one statement: the statement is under
+ * the handler time limit as a whole, so a long run of slow calls would
+ * time out together and then run again one by one. */
+#define ROUTE_GROUP_MAX 256
+
+/*
+ * Row `rec` is the first of a run of consecutive rows that route `rt`
+ * takes: call its function for the whole run (at most ROUTE_GROUP_MAX)
+ * in one statement (one round trip, one savepoint) instead of one per
+ * event. When every call returns,
+ * the rows are OK; when one fails, nothing of the run remains and each
+ * row is then run alone, to find its own outcome.
+ */
+static void run_route_group(struct worker *w, struct batch *b, struct record *rec,
+                            const struct route *rt)
+{
+	char *ids = NULL;
+	size_t len = 0;
+	int end = rec->row;
+	bool wrote = false;
+	double t0 = util_mono_s();
+
+	while (end < b->n && end - rec->row < ROUTE_GROUP_MAX && row_route(w, b, end, NULL) == rt)
+		end++;
+	for (int k = rec->row; k < end; k++)
+		b->recs[k].group_tried = true;
+	if (end - rec->row < 2)
+		return;
+	for (int k = rec->row; k < end; k++)
+		if (!array_add(&ids, &len, PQgetvalue(b->claim, k, C_ID))) {
+			free(ids);
+			return;
+		}
+	bool ok = routes_call_group(w->conn, rt, ids, &wrote);
+	double each_ms = (util_mono_s() - t0) * 1000.0 / (end - rec->row);
+
+	free(ids);
+	rec->savepoint = wrote;
+	if (!ok)
+		return;
+	for (int k = rec->row; k < end; k++) {
+		b->recs[k].group_ok = true;
+		b->recs[k].duration_ms = each_ms;
+	}
+}
+
 /* Run the handler of row `rec` and record its outcome. Returns false if
  * the batch must be abandoned (connection broken or an outcome statement
  * failed), with `err`. */
@@ -308,6 +371,26 @@ static bool handle_row(struct worker *w, struct batch *b, struct record *rec, ch
 	if (rec->type_index >= 0)
 		entry = w->rt->reg->entries[rec->type_index];
 	rec->lag_s = atof(PQgetvalue(res, r, C_LAG_S)) + (t0 - b->claim_mono);
+	if (!entry) {
+		/* A SQL route (routes.c) runs behind the same savepoint as a C
+		 * handler; a run of events it takes goes in one statement first. */
+		const struct route *rt = routes_match(&cfg->routes, type, &rec->route_pattern);
+
+		if (rt && rt->entry.fn) {
+			entry = &rt->entry;
+			if (!rec->group_tried)
+				run_route_group(w, b, rec, rt);
+			if (db_broken(w->conn)) {
+				db_conn_error(w->conn, err, DB_ERRLEN);
+				return false;
+			}
+			if (rec->group_ok) {
+				rec->ran = true;
+				worker_event_ran(w);
+				return record_ok(b, rec, enqueue_wants(&cfg->relay, type), err);
+			}
+		}
+	}
 	/* An event type may have its own handler, be handed to the relay, or
 	 * both: the handler runs first, and the relay's deliveries are queued
 	 * for the OK ones in one statement at the end of the batch. */
@@ -404,8 +487,13 @@ static void log_outcomes(struct worker *w, const struct batch *b)
 			break;
 		}
 		atomic_fetch_add(&stats.processed, 1);
-		telemetry_event(rec->type_index, tm_outcome[rec->outcome],
-		                rec->ran ? rec->duration_ms / 1000.0 : -1, rec->lag_s);
+		if (rec->route_pattern)
+			telemetry_route_event(rec->route_pattern, tm_outcome[rec->outcome],
+			                      rec->ran ? rec->duration_ms / 1000.0 : -1,
+			                      rec->lag_s);
+		else
+			telemetry_event(rec->type_index, tm_outcome[rec->outcome],
+			                rec->ran ? rec->duration_ms / 1000.0 : -1, rec->lag_s);
 		if (!log_enabled(lvl))
 			continue;
 		snprintf(attempt, sizeof(attempt), "%d", rec->attempt);
@@ -542,6 +630,12 @@ int batch_run(struct worker *w, bool arm, bool *more)
 		rec->type_index = registry_index(w->rt->reg, PQgetvalue(b.claim, 0, C_TYPE));
 		const struct handler_entry *e =
 		    rec->type_index >= 0 ? w->rt->reg->entries[rec->type_index] : NULL;
+		const struct route *rt =
+		    e ? NULL
+		      : routes_match(&cfg->routes, PQgetvalue(b.claim, 0, C_TYPE),
+		                     &rec->route_pattern);
+		if (rt)
+			e = &rt->entry;
 		if (!record_failure(w, &b, rec, HANDLER_FAIL, e ? e->name : "", prior, err))
 			goto fail;
 	} else {
@@ -559,7 +653,9 @@ int batch_run(struct worker *w, bool arm, bool *more)
 				snprintf(err, sizeof(err), "aborted by a second signal");
 				goto fail;
 			}
-			if (subxacts >= SUBXACT_BUDGET) {
+			/* (A row whose route already ran it with others must be
+			 * recorded: its writes stand.) */
+			if (subxacts >= SUBXACT_BUDGET && !b.recs[i].group_ok) {
 				/* The rest stay claimed but untouched until COMMIT, then
 				 * come with the next claim. */
 				b.n = i;

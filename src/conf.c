@@ -29,6 +29,7 @@
 #include <libpq-fe.h>
 
 #include "handlers/registry.h"
+#include "src/routes.h"
 #include "src/db.h"
 #include "src/util.h"
 
@@ -221,6 +222,7 @@ void conf_release(struct config *cfg)
 			conf_strlist_release(p);
 		}
 	}
+	routes_release(&cfg->routes);
 }
 
 static const struct cfg_key *find_key(const char *path)
@@ -497,7 +499,10 @@ static bool read_group(struct config *cfg, const config_setting_t *g, const char
 
 		snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", name);
 		k = find_key(path);
-		if (k) {
+		if (!*prefix && strcmp(name, "routes") == 0) {
+			if (!conf_routes_read(cfg, s, e->file, e->buf, e->len))
+				return false;
+		} else if (k) {
 			if (!read_key(cfg, k, s, e))
 				return false;
 		} else if (is_group(path)) {
@@ -520,7 +525,7 @@ static bool validate(const struct config *cfg, struct load_err *e)
 	if (cfg->relay.backoff.cap_ms < cfg->relay.backoff.base_ms)
 		return fail(e, NULL, "relay.backoff.cap_ms",
 		            "must not be below relay.backoff.base_ms");
-	return true;
+	return conf_routes_check(cfg, e->file, e->buf, e->len);
 }
 
 bool conf_load(struct config *cfg, const char *path, char *err, size_t errlen)

@@ -53,6 +53,14 @@ struct retention_config {
 	int batch_size;                       /* rows per DELETE */
 };
 
+/* SQL routes (routes = ( ... )), in the file's order; struct route is
+ * in routes.h. Applied by SIGHUP once routes_resolve accepts them. */
+struct route;
+struct route_list {
+	struct route *items; /* owned */
+	int n;
+};
+
 struct config {
 	char *path;     /* file it was read from, or NULL for defaults; owned */
 	char *conninfo; /* database.conninfo; NULL = DATABASE_URL or PG* env; owned */
@@ -72,6 +80,7 @@ struct config {
 	char *health_listen; /* "host:port", "" disables; owned */
 	struct relay_config relay;
 	struct retention_config retention;
+	struct route_list routes;
 };
 
 /* Fill `cfg` with the defaults of config_keys. */

@@ -128,4 +128,15 @@ void conf_syntax_error(const config_t *lc, const struct scan *sc, const char *pa
  * "host:port", "[ipv6]:port"); if not, why. */
 bool conf_listen_address_ok(const char *spec, char *why, size_t len);
 
+/* ---- routes (conf_routes.c) --------------------------------------------- */
+
+/* Read the `routes` setting `s` into cfg->routes; "FILE:LINE: routes[N].key:
+ * what is wrong" in err when it is not a list of { events; call; }. */
+bool conf_routes_read(struct config *cfg, const config_setting_t *s, const char *file, char *err,
+                      size_t errlen);
+
+/* No pattern twice, and none that takes an event type a C handler of an
+ * enabled pack routes (the message names both). */
+bool conf_routes_check(const struct config *cfg, const char *file, char *err, size_t errlen);
+
 #endif

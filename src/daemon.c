@@ -33,6 +33,7 @@
 #include "relay.h"
 #include "reload.h"
 #include "retention.h"
+#include "routes.h"
 #include "runtime.h"
 #include "supervisor.h"
 #include "telemetry.h"
@@ -106,9 +107,10 @@ static PGconn *connect_startup(const struct config *cfg, const sigset_t *sigs, i
  * applied and unchanged. True to go on; false with the exit status in
  * `rc` (when a signal stopped it meanwhile: 0, or 69 for run --once).
  */
-static bool wait_for_schema(struct daemon *d, const struct config *cfg, int *rc)
+static bool wait_for_schema(struct daemon *d, struct config *cfg, int *rc)
 {
-	char err[1024], pending[1024];
+	bool routes_ok = true;
+	char err[1024], pending[1024], routes_err[1024];
 	int64_t give_up_at = 0;
 	int npending;
 
@@ -126,6 +128,14 @@ static bool wait_for_schema(struct daemon *d, const struct config *cfg, int *rc)
 			return false;
 		}
 		npending = migrate_pending(conn, cfg, pending, sizeof(pending), err, sizeof(err));
+		/* Every routed function must be there, with its signature, and
+		 * ours to execute: else the configuration is wrong (exit 78). */
+		if (npending == 0) {
+			routes_ok = routes_resolve(conn, &cfg->routes, cfg->path, routes_err,
+			                           sizeof(routes_err));
+			if (!routes_ok && db_broken(conn))
+				npending = -1;
+		}
 		lost = npending == -1 && db_broken(conn);
 		PQfinish(conn);
 		if (!lost)
@@ -150,6 +160,15 @@ static bool wait_for_schema(struct daemon *d, const struct config *cfg, int *rc)
 		*rc = EX_TEMPFAIL;
 		return false;
 	}
+	if (!routes_ok) {
+		log_kv(LOG_ERROR, "configuration error: a routed function cannot be called",
+		       "error", routes_err, NULL);
+		*rc = EX_CONFIG;
+		return false;
+	}
+	for (int i = 0; i < cfg->routes.n; i++)
+		log_kv(LOG_INFO, "SQL route", "route", cfg->routes.items[i].call, "function",
+		       cfg->routes.items[i].signature, NULL);
 	return true;
 }
 
@@ -190,6 +209,7 @@ static bool start_threads(struct daemon *d, const struct config *cfg, int *rc)
 		*rc = EX_SOFTWARE;
 		return false;
 	}
+	routes_telemetry(NULL, &cfg->routes);
 	if (cfg->relay.event_types.n > 0) {
 		d->relay = relay_start(&d->rt);
 		if (!d->relay) {

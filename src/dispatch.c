@@ -43,9 +43,17 @@ static void note_timeout(struct handler_ctx *ctx, const PGresult *res)
 PGresult *handler_exec(struct handler_ctx *ctx, const char *sql, int nparams,
                        const char *const *params)
 {
+	return dispatch_exec(ctx, sql, nparams, params, NULL);
+}
+
+PGresult *dispatch_exec(struct handler_ctx *ctx, const char *sql, int nparams,
+                        const char *const *params, PGresult **failed)
+{
 	PGresult *res;
 	ExecStatusType st;
 
+	if (failed)
+		*failed = NULL;
 	if (ctx->sql_failed) {
 		snprintf(ctx->error, sizeof(ctx->error),
 		         "handler ran a statement after a failed one");
@@ -74,7 +82,10 @@ PGresult *handler_exec(struct handler_ctx *ctx, const char *sql, int nparams,
 		return res;
 	db_ok(ctx->conn, res, PGRES_COMMAND_OK, ctx->error, sizeof(ctx->error));
 	note_timeout(ctx, res);
-	PQclear(res);
+	if (failed)
+		*failed = res;
+	else
+		PQclear(res);
 	ctx->sql_failed = true;
 	return NULL;
 }
@@ -149,6 +160,7 @@ bool dispatch_run(PGconn *conn, const struct handler_entry *const *entries, size
 		const struct handler_entry *entry = entries[i];
 
 		ctx.handler = entry->name;
+		ctx.entry = entry;
 		r = entry->fn(&ctx, ev);
 		if (r == HANDLER_OK && ctx.sql_failed) {
 			r = HANDLER_RETRY;

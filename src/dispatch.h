@@ -15,14 +15,15 @@
 #define DISPATCH_ERROR_MAX 1024
 
 struct handler_ctx {
-	PGconn *conn;           /* the batch connection, borrowed */
-	const struct event *ev; /* borrowed */
-	const char *handler;    /* handler name, for logs */
-	int timeout_ms;         /* handler_timeout_ms, for messages */
-	double deadline;        /* monotonic seconds after which no statement starts; 0 none */
-	bool savepoint;         /* a savepoint was taken before the first statement */
-	bool sql_failed;        /* a statement failed: the savepoint must be rolled back */
-	bool timed_out;         /* the time limit stopped a statement: the outcome is RETRY */
+	PGconn *conn;                      /* the batch connection, borrowed */
+	const struct event *ev;            /* borrowed */
+	const char *handler;               /* handler name, for logs */
+	const struct handler_entry *entry; /* the row being run, borrowed */
+	int timeout_ms;                    /* handler_timeout_ms, for messages */
+	double deadline; /* monotonic seconds after which no statement starts; 0 none */
+	bool savepoint;  /* a savepoint was taken before the first statement */
+	bool sql_failed; /* a statement failed: the savepoint must be rolled back */
+	bool timed_out;  /* the time limit stopped a statement: the outcome is RETRY */
 	char error[DISPATCH_ERROR_MAX];
 };
 
@@ -33,6 +34,15 @@ struct dispatch_result {
 	bool savepoint;                 /* a subtransaction was used (a handler wrote) */
 	char error[DISPATCH_ERROR_MAX]; /* the message of a RETRY/FAIL, else "" */
 };
+
+/*
+ * handler_exec() for the daemon's own handlers (SQL routes): the same,
+ * except that on a statement's error the failed result is handed over in
+ * *failed (the caller PQclear()s it) for its SQLSTATE and fields. *failed
+ * stays NULL when no statement ran (the savepoint or the time limit).
+ */
+PGresult *dispatch_exec(struct handler_ctx *ctx, const char *sql, int nparams,
+                        const char *const *params, PGresult **failed);
 
 /*
  * Call the handlers `entries[0..n)` for `ev`, in order, behind one shared

@@ -17,6 +17,7 @@
 #include "httpd.h"
 #include "liveness.h"
 #include "log.h"
+#include "routes.h"
 #include "sampler.h"
 #include "stats.h"
 #include "telemetry.h"
@@ -35,6 +36,7 @@ struct health {
 
 	pthread_mutex_t lock; /* config */
 	json_t *config;       /* rendered config, owned */
+	json_t *routes;       /* the SQL routes in force, as registry rows; owned */
 };
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -236,17 +238,39 @@ static json_t *queue_json(const struct sample *s)
 	return q;
 }
 
-static json_t *registry_json(const struct registry *reg)
+/* The C handlers, then the SQL routes (kind "sql", one row per pattern). */
+static json_t *registry_json(const struct registry *reg, json_t *routes)
 {
 	json_t *a = json_array();
 
 	for (size_t i = 0; i < reg->n; i++) {
 		const struct handler_entry *e = reg->entries[i];
 
-		json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s}", "event_type",
-		                                   e->event_type, "handler", e->name, "pack",
-		                                   reg->packs[i]->name, "description",
+		json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:s}", "event_type",
+		                                   e->event_type, "handler", e->name, "kind", "c",
+		                                   "pack", reg->packs[i]->name, "description",
 		                                   e->description ? e->description : ""));
+	}
+	if (routes)
+		json_array_extend(a, routes);
+	json_decref(routes);
+	return a;
+}
+
+static json_t *routes_json(const struct route_list *l)
+{
+	json_t *a = json_array();
+
+	for (int i = 0; a && i < l->n; i++) {
+		const struct route *r = &l->items[i];
+
+		for (int k = 0; k < r->events.n; k++)
+			json_array_append_new(
+			    a, json_pack(
+			           "{s:s, s:s, s:s, s:s, s:s}", "event_type", r->events.items[k],
+			           "handler", r->name, "kind", "sql", "function",
+			           r->signature ? r->signature : r->call, "description",
+			           "SQL route: calls the function inside the batch transaction"));
 	}
 	return a;
 }
@@ -271,12 +295,13 @@ static json_t *relay_json(const struct relay_state *r, const struct sample *s)
 static void serve_health(struct health *h, struct http_response *resp)
 {
 	struct sample s;
-	json_t *config, *o;
+	json_t *config, *routes, *o;
 	double now = util_real_s();
 
 	sampler_read(h->sampler, &s);
 	pthread_mutex_lock(&h->lock);
 	config = json_deep_copy(h->config);
+	routes = json_deep_copy(h->routes);
 	pthread_mutex_unlock(&h->lock);
 
 	struct verdict v = assess_health(h, &s);
@@ -285,7 +310,7 @@ static void serve_health(struct health *h, struct http_response *resp)
 	              "version", PACKAGE_VERSION, "uptime_s", (json_int_t)(now - h->started_real),
 	              "started_at", json_time(h->started_real), "workers", workers_json(h), "stats",
 	              stats_json(), "queue", queue_json(&s), "config",
-	              config ? config : json_object(), "registry", registry_json(h->d.reg));
+	              config ? config : json_object(), "registry", registry_json(h->d.reg, routes));
 	if (o && h->d.relay)
 		json_object_set_new(o, "relay", relay_json(h->d.relay, &s));
 	sample_release(&s);
@@ -396,9 +421,12 @@ void health_config_changed(struct health *h)
 	if (!h || !(c = json_object()))
 		return;
 	conf_visit(runtime_config(h->d.rt), add_config_key, c);
+	json_t *routes = routes_json(&runtime_config(h->d.rt)->routes);
 	pthread_mutex_lock(&h->lock);
 	json_decref(h->config);
 	h->config = c;
+	json_decref(h->routes);
+	h->routes = routes;
 	pthread_mutex_unlock(&h->lock);
 }
 
@@ -458,6 +486,7 @@ void health_stop(struct health *h)
 	httpd_stop(h->httpd);
 	sampler_free(h->sampler);
 	json_decref(h->config);
+	json_decref(h->routes);
 	runtime_config_put(h->d.rt, h->boot);
 	pthread_mutex_destroy(&h->lock);
 	free(h);

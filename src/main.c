@@ -31,6 +31,8 @@
 #include "db.h"
 #include "log.h"
 #include "migrate.h"
+#include "handlers/registry.h"
+#include "routes.h"
 #include "runtime.h"
 
 #ifndef SYSCONFDIR
@@ -227,6 +229,35 @@ static void print_config_key(void *arg, const char *key, const char *value, cons
 	                               : "\"\"");
 }
 
+/* After the keys, a blank line, then every event type routed: the C
+ * handlers of the enabled packs, then the SQL routes (their functions are
+ * looked up only when the daemon starts or reloads). */
+static void print_routing(const struct config *cfg)
+{
+	struct registry reg;
+	char err[256];
+	int nroutes = 0;
+
+	for (int i = 0; i < cfg->routes.n; i++)
+		nroutes += cfg->routes.items[i].events.n;
+	printf("%-34s %-8s %d pattern%s\n", "routes", "reload", nroutes, nroutes == 1 ? "" : "s");
+	printf("\n# event types routed: type, kind (c handler or sql route), handler\n");
+	if (registry_build(&reg, (const char *const *)cfg->packs.items, cfg->packs.n, err,
+	                   sizeof(err))) {
+		for (size_t i = 0; i < reg.n; i++)
+			printf("%-34s %-8s %s (pack %s)\n", reg.entries[i]->event_type, "c",
+			       reg.entries[i]->name, reg.packs[i]->name);
+		registry_release(&reg);
+	}
+	for (int i = 0; i < cfg->routes.n; i++) {
+		const struct route *r = &cfg->routes.items[i];
+
+		for (int k = 0; k < r->events.n; k++)
+			printf("%-34s %-8s %s (routes[%d], line %d)\n", r->events.items[k], "sql",
+			       r->call, r->index, r->line);
+	}
+}
+
 static int cmd_check_config(struct cli *cli, int argc, char **argv)
 {
 	struct config cfg;
@@ -238,9 +269,10 @@ static int cmd_check_config(struct cli *cli, int argc, char **argv)
 		return command_usage("check-config", stderr, EX_USAGE);
 	if (!load_config(cli, &cfg))
 		return EX_CONFIG;
-	if (print)
+	if (print) {
 		conf_visit(&cfg, print_config_key, NULL);
-	else
+		print_routing(&cfg);
+	} else
 		printf("configuration OK (%s)\n",
 		       cli->config_path ? cli->config_path : "built-in defaults");
 	conf_release(&cfg);

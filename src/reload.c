@@ -6,7 +6,9 @@
 #include "reload.h"
 
 #include "conf.h"
+#include "db.h"
 #include "log.h"
+#include "routes.h"
 
 static void log_reload_key(const char *key, const char *why)
 {
@@ -15,6 +17,33 @@ static void log_reload_key(const char *key, const char *why)
 		       NULL);
 	else
 		log_kv(LOG_NOTICE, "SIGHUP: changed key applied", "key", key, NULL);
+}
+
+/*
+ * The new routes' functions, looked up on a connection of their own (the
+ * workers' are busy with batches): a route whose function is missing, of
+ * the wrong signature or not ours to execute rejects the whole reload.
+ * Frees `next` and returns false then.
+ */
+static bool resolve_routes(struct config *next, const struct config *cur)
+{
+	char err[1024];
+	PGconn *conn;
+	bool ok;
+
+	if (!routes_same(&next->routes, &cur->routes))
+		log_reload_key("routes", NULL);
+	if (next->routes.n == 0)
+		return true;
+	conn = db_connect(conf_conninfo(next), "pgeventd-reload", err, sizeof(err));
+	ok = conn && routes_resolve(conn, &next->routes, next->path, err, sizeof(err));
+	PQfinish(conn);
+	if (!ok) {
+		log_kv(LOG_ERROR, "SIGHUP: new configuration rejected, keeping the old one",
+		       "error", err, NULL);
+		runtime_config_free(next);
+	}
+	return ok;
 }
 
 void reload_config(const char *config_path, struct runtime *rt)
@@ -43,7 +72,10 @@ void reload_config(const char *config_path, struct runtime *rt)
 		runtime_config_free(next);
 		return;
 	}
+	if (!resolve_routes(next, runtime_config(rt)))
+		return;
 	log_configure(next->log_level, next->log_format);
+	routes_telemetry(&runtime_config(rt)->routes, &next->routes);
 	runtime_publish(rt, next);
 	log_kv(LOG_NOTICE, "SIGHUP: configuration re-read", "file", config_path, NULL);
 }

@@ -39,6 +39,9 @@ static struct telemetry {
 	struct metric **connected; /* nworkers */
 	int nworkers;
 	struct metric *reconnects;
+	struct metric_family *events_family;   /* pgeventd_events_total */
+	struct metric_family *duration_family; /* pgeventd_event_duration_seconds */
+	struct metric_family *sql_route;       /* pgeventd_sql_route */
 	struct metric_family *deliveries;
 	struct metric *delivery_duration;
 	struct metric *deliveries_in_flight;
@@ -76,6 +79,8 @@ static bool init_events(const struct registry *reg)
 
 	if (!ev || !dur)
 		return false;
+	T.events_family = ev;
+	T.duration_family = dur;
 	T.ntypes = reg->n + 2; /* + "relay", "unknown" */
 	T.events = calloc(T.ntypes * TM_NOUTCOMES, sizeof(*T.events));
 	T.duration = calloc(T.ntypes, sizeof(*T.duration));
@@ -181,6 +186,11 @@ bool telemetry_init(const struct registry *reg, int nworkers, const char *versio
 	T.reconnects =
 	    single(family(METRIC_COUNTER, "pgeventd_db_reconnects_total",
 	                  "Database reconnections after a lost connection.", 0, NULL, NULL, 0));
+	static const char *const route_labels[] = { "event_type", "function" };
+	T.sql_route = family(METRIC_GAUGE, "pgeventd_sql_route",
+	                     "1 for each event-type pattern routed to a SQL function (routes in "
+	                     "the configuration), 0 once a reload removed it.",
+	                     2, route_labels, NULL, 0);
 	static const char *const sub_outcome[] = { "subscription", "outcome" };
 	static const char *const sub_only[] = { "subscription" };
 	T.deliveries = family(METRIC_COUNTER, "pgeventd_deliveries_total",
@@ -250,6 +260,29 @@ void telemetry_event(int type_index, enum telemetry_outcome outcome, double dura
 		metric_observe(T.duration[i], duration_s);
 		metric_observe(T.lag, lag_s < 0 ? 0 : lag_s);
 	}
+}
+
+void telemetry_route_event(const char *pattern, enum telemetry_outcome outcome, double duration_s,
+                           double lag_s)
+{
+	const char *lv[2] = { pattern, NULL };
+
+	if (!T.m || outcome < 0 || outcome >= TM_NOUTCOMES)
+		return;
+	lv[1] = outcome_labels[outcome];
+	metric_add(metrics_series(T.events_family, lv), 1);
+	if (duration_s >= 0) {
+		metric_observe(metrics_series(T.duration_family, lv), duration_s);
+		metric_observe(T.lag, lag_s < 0 ? 0 : lag_s);
+	}
+}
+
+void telemetry_sql_route(const char *pattern, const char *function, bool active)
+{
+	const char *lv[2] = { pattern, function };
+
+	if (T.m && T.sql_route)
+		metric_set(metrics_series(T.sql_route, lv), active ? 1 : 0);
 }
 
 void telemetry_batch(int size, double duration_s)

@@ -28,6 +28,14 @@ void telemetry_free(void);
  * the event type's registry index, or -1 for a type with no handler. */
 void telemetry_event(int type_index, enum telemetry_outcome outcome, double duration_s,
                      double lag_s);
+/* An event a SQL route took, labelled event_type=<the route's pattern that
+ * matched it> (the series appear as routes are used; their number is
+ * bounded by the patterns in the configuration). */
+void telemetry_route_event(const char *pattern, enum telemetry_outcome outcome, double duration_s,
+                           double lag_s);
+/* pgeventd_sql_route{event_type=pattern, function} = 1 while the route is
+ * in force, 0 after a reload removed it: what marks a label as a SQL route. */
+void telemetry_sql_route(const char *pattern, const char *function, bool active);
 void telemetry_batch(int size, double duration_s);
 void telemetry_connected(int worker_id, bool connected);
 void telemetry_reconnect(void);

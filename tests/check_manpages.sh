@@ -57,7 +57,8 @@ rc=$?
 if [ "$rc" -ne 0 ]; then
 	fail "pgeventd check-config --print exited $rc: $(cat "$tmp/print.err")"
 fi
-awk 'NF { print $1, $2 }' "$tmp/print" >"$tmp/bin-keys"
+# The keys end at the first blank line (the event types routed follow).
+awk '!NF { exit } { print $1, $2 }' "$tmp/print" >"$tmp/bin-keys"
 if [ ! -s "$tmp/bin-keys" ]; then
 	fail "pgeventd check-config --print listed no key"
 fi

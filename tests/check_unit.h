@@ -25,5 +25,6 @@ Suite *buddy_suite(void);
 Suite *sign_suite(void);
 Suite *webhook_suite(void);
 Suite *netaddr_suite(void);
+Suite *routes_suite(void);
 
 #endif
