@@ -447,23 +447,20 @@ static void *relay_main(void *arg)
 		if (r->conn && !stopping) {
 			if (util_mono_s() - r->last_reclaim >= RECLAIM_EVERY_S)
 				reclaim_expired(r);
-			/* While a backlog drains, claim in batches: a claim is a round
-			 * trip, so wait until a quarter of the slots are free. */
-			int free_slots = r->cfg->relay.concurrency - r->ninflight;
-			int min_batch = r->more ? (r->cfg->relay.concurrency + 3) / 4 : 1;
-
-			if (now >= r->next_claim_ms && free_slots < min_batch) {
-				/* not worth a round trip yet: collect_finished() wakes us */
+			/* Claim into whatever slots are free: each subscription is
+			 * capped in the claim (max_in_flight, rate limit), and the
+			 * subscriptions with due work share the free slots fairly. */
+			if (now >= r->next_claim_ms && r->ninflight >= r->cfg->relay.concurrency) {
+				/* no free slot: collect_finished() wakes us */
 				r->next_claim_ms = now + r->cfg->poll_interval_ms;
 			} else if (now >= r->next_claim_ms) {
-				int asked = r->cfg->relay.concurrency - r->ninflight;
 				int n = claim_deliveries(r);
 
 				r->notified = false;
-
-				/* A full claim means more may be due: claim again as soon as
-				 * a slot frees up (collect_finished() resets next_claim_ms). */
-				r->more = n == asked;
+				/* A claim that got something may have left more behind (a
+				 * subscription at its cap, or more due than free slots):
+				 * claim again as soon as a slot frees up. */
+				r->more = n > 0;
 				r->next_claim_ms = now + r->cfg->poll_interval_ms;
 				/* run --once: done when the workers are and nothing is due */
 				if (r->rt->once && n == 0 && r->ninflight == 0 &&
