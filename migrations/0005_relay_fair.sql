@@ -24,6 +24,11 @@ ALTER TABLE subscriptions
 -- CONCURRENTLY and the same names.
 CREATE INDEX IF NOT EXISTS deliveries_sub_due_idx
     ON deliveries (subscription_id, next_attempt_at) WHERE status = 'pending';
+-- The old claim's index, ordered by due time alone: stranded rows of
+-- paused or disabled subscriptions sat at its head, and the planner may
+-- still prefer it for the claim above. The new index serves everything it
+-- did (a count of pending deliveries reads either).
+DROP INDEX IF EXISTS deliveries_due_idx;
 -- How many of a subscription's deliveries are in flight (at most its
 -- max_in_flight entries are read).
 CREATE INDEX IF NOT EXISTS deliveries_sub_in_flight_idx

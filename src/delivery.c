@@ -19,7 +19,8 @@
  * share the free slots ($1) round-robin, oldest first within a turn. The
  * subscription rows are locked (SKIP LOCKED: two instances do not claim for
  * the same subscription at once), so the token bucket is exact. Pending rows
- * of disabled or paused subscriptions are never read.
+ * of disabled or paused subscriptions are never read (deliveries_sub_due_idx
+ * keeps them under their own subscription_id).
  * $1 how many, $2 lease margin in ms (added to the subscription's timeout)
  */
 static const char claim_sql[] =
