@@ -34,11 +34,17 @@ DROP INDEX IF EXISTS deliveries_due_idx;
 CREATE INDEX IF NOT EXISTS deliveries_sub_in_flight_idx
     ON deliveries (subscription_id) WHERE status = 'in_flight';
 
--- An operational event, in the caller's transaction.
-CREATE OR REPLACE FUNCTION pgeventd_subscription_event(p_type text, p_sub uuid, p_payload jsonb)
+-- An operational event, in the caller's transaction. p_route: the relay
+-- routes such events (relay.event_types matches them); when it does not,
+-- the event is recorded as processed, so that no worker dead-letters it
+-- for want of a handler.
+CREATE OR REPLACE FUNCTION pgeventd_subscription_event(p_type text, p_sub uuid, p_payload jsonb,
+                                                       p_route boolean)
 RETURNS void LANGUAGE sql AS $$
-    INSERT INTO events (event_type, aggregate_id, aggregate_type, payload, created_by)
-    VALUES (p_type, p_sub, 'subscription', p_payload, 'pgeventd relay')
+    INSERT INTO events (event_type, aggregate_id, aggregate_type, payload, created_by, processed,
+                        processed_at)
+    VALUES (p_type, p_sub, 'subscription', p_payload, 'pgeventd relay', NOT p_route,
+            CASE WHEN NOT p_route THEN now() END)
 $$;
 
 -- What one applied result does to its subscription: the breaker, automatic
@@ -46,7 +52,8 @@ $$;
 -- goes from enabled to disabled, or from closed to open).
 CREATE OR REPLACE FUNCTION pgeventd_subscription_result(
     p_sub uuid, p_delivery uuid, p_outcome text, p_http_status int, p_error text,
-    p_breaker_failures int, p_breaker_cooldown_ms bigint, p_disable_after_ms bigint)
+    p_breaker_failures int, p_breaker_cooldown_ms bigint, p_disable_after_ms bigint,
+    p_route_events boolean)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     s subscriptions%ROWTYPE;
@@ -72,7 +79,8 @@ BEGIN
              WHERE id = p_sub;
             PERFORM pgeventd_subscription_event('pgeventd.subscription.disabled', p_sub,
                 jsonb_build_object('subscription', s.name, 'reason', 'endpoint answered 410 Gone',
-                                   'delivery_id', p_delivery, 'http_status', p_http_status));
+                                   'delivery_id', p_delivery, 'http_status', p_http_status),
+            p_route_events);
         END IF;
         RETURN;
     END IF;
@@ -85,7 +93,8 @@ BEGIN
                                    'consecutive_failures', s.consecutive_failures,
                                    'paused_for_ms', p_breaker_cooldown_ms,
                                    'delivery_id', p_delivery, 'http_status', p_http_status,
-                                   'error', p_error));
+                                   'error', p_error),
+            p_route_events);
         END IF;
         s.paused_until := now() + p_breaker_cooldown_ms * interval '1 millisecond';
     END IF;
@@ -97,7 +106,8 @@ BEGIN
                                     now() - s.failing_since, p_error);
         PERFORM pgeventd_subscription_event('pgeventd.subscription.disabled', p_sub,
             jsonb_build_object('subscription', s.name, 'reason', s.disabled_reason,
-                               'delivery_id', p_delivery, 'http_status', p_http_status));
+                               'delivery_id', p_delivery, 'http_status', p_http_status),
+            p_route_events);
     END IF;
     UPDATE subscriptions
        SET consecutive_failures = s.consecutive_failures, failing_since = s.failing_since,
@@ -111,11 +121,12 @@ END $$;
 -- logged (applied false) and changes nothing. The arrays run in parallel,
 -- one element per result; returns whether each was applied, in order.
 -- outcome: delivered | retry | failed | gone. started_at in epoch seconds.
+-- p_route_events: see pgeventd_subscription_event.
 CREATE OR REPLACE FUNCTION pgeventd_finish_deliveries(
     p_id uuid[], p_lease bigint[], p_attempt int[], p_outcome text[], p_http_status int[],
     p_error text[], p_response text[], p_started_at float8[], p_duration_ms float8[],
     p_retry_in_ms bigint[], p_breaker_failures int, p_breaker_cooldown_ms bigint,
-    p_disable_after_ms bigint)
+    p_disable_after_ms bigint, p_route_events boolean)
 RETURNS boolean[] LANGUAGE plpgsql AS $$
 DECLARE
     v_applied boolean[];
@@ -195,7 +206,7 @@ BEGIN
                 PERFORM pgeventd_subscription_result(v_sub[i], v_delivery[i], v_outcome[i],
                                                      v_status[i], v_error[i],
                                                      p_breaker_failures, p_breaker_cooldown_ms,
-                                                     p_disable_after_ms);
+                                                     p_disable_after_ms, p_route_events);
             END IF;
         END LOOP;
     END IF;

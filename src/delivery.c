@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "db.h"
+#include "enqueue.h"
 #include "util.h"
 
 /*
@@ -79,7 +80,7 @@ static const char reclaim_sql[] =
 static const char finish_sql[] =
     "SELECT pgeventd_finish_deliveries($1::uuid[], $2::bigint[], $3::int[], $4::text[],"
     " $5::int[], $6::text[], $7::text[], $8::float8[], $9::float8[], $10::bigint[],"
-    " $11::int, $12::bigint, $13::bigint)";
+    " $11::int, $12::bigint, $13::bigint, $14::boolean)";
 
 /* Shutdown: requests not sent or not finished go back, attempt uncounted. */
 static const char release_sql[] =
@@ -90,7 +91,7 @@ bool delivery_prepare(PGconn *conn, char *err, size_t errlen)
 {
 	return db_prepare(conn, "claim", claim_sql, 2, err, errlen) &&
 	       db_prepare(conn, "reclaim", reclaim_sql, 0, err, errlen) &&
-	       db_prepare(conn, "finish", finish_sql, 13, err, errlen) &&
+	       db_prepare(conn, "finish", finish_sql, 14, err, errlen) &&
 	       db_prepare(conn, "release", release_sql, 2, err, errlen);
 }
 
@@ -164,7 +165,7 @@ static bool finish_round(PGconn *conn, const struct relay_config *rc, struct del
 	enum { ID, LEASE, ATTEMPT, OUTCOME, STATUS, ERROR, RESPONSE, STARTED, DURATION, RETRY, NA };
 	struct buf a[NA] = { { 0 } };
 	char bf[16], cool[32], dis[32];
-	const char *p[13];
+	const char *p[14];
 	PGresult *res = NULL;
 	bool ok = false;
 
@@ -196,7 +197,12 @@ static bool finish_round(PGconn *conn, const struct relay_config *rc, struct del
 	p[10] = bf;
 	p[11] = cool;
 	p[12] = dis;
-	res = PQexecPrepared(conn, "finish", 13, p, NULL, NULL, 0);
+	/* operational events go to the relay's subscriptions when it routes them */
+	p[13] = rc && (enqueue_wants(rc, "pgeventd.subscription.disabled") ||
+	               enqueue_wants(rc, "pgeventd.subscription.breaker_opened"))
+	            ? "t"
+	            : "f";
+	res = PQexecPrepared(conn, "finish", 14, p, NULL, NULL, 0);
 	if (!db_ok(conn, res, PGRES_TUPLES_OK, err, errlen))
 		goto out;
 	if (PQntuples(res) != 1) {
