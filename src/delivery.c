@@ -158,75 +158,126 @@ static void buf_elem(struct buf *b, const char *v)
 	buf_put(b, "\"", 1);
 }
 
-/* The whole round in one statement; false when it did not run (err). */
-static bool finish_round(PGconn *conn, const struct relay_config *rc, struct delivery **ds, int n,
-                         char *err, size_t errlen)
-{
-	enum { ID, LEASE, ATTEMPT, OUTCOME, STATUS, ERROR, RESPONSE, STARTED, DURATION, RETRY, NA };
-	struct buf a[NA] = { { 0 } };
+/* The parameters of one pgeventd_finish_deliveries() call. */
+enum {
+	R_ID,
+	R_LEASE,
+	R_ATTEMPT,
+	R_OUTCOME,
+	R_STATUS,
+	R_ERROR,
+	R_RESPONSE,
+	R_STARTED,
+	R_DURATION,
+	R_RETRY,
+	R_NARRAYS
+};
+struct round {
+	struct buf a[R_NARRAYS];
 	char bf[16], cool[32], dis[32];
 	const char *p[14];
-	PGresult *res = NULL;
-	bool ok = false;
+};
 
-	snprintf(bf, sizeof(bf), "%d", rc ? rc->breaker_failures : 0);
-	snprintf(cool, sizeof(cool), "%d", rc ? rc->breaker_cooldown_ms : 0);
-	snprintf(dis, sizeof(dis), "%d", rc ? rc->disable_after_ms : 0);
+static void round_free(struct round *rd)
+{
+	for (int k = 0; k < R_NARRAYS; k++)
+		free(rd->a[k].p);
+}
+
+/* Build the call's parameters for `n` results; false with why in `err`. */
+static bool round_build(struct round *rd, const struct relay_config *rc, struct delivery **ds,
+                        int n, char *err, size_t errlen)
+{
+	*rd = (struct round){ 0 };
+	snprintf(rd->bf, sizeof(rd->bf), "%d", rc ? rc->breaker_failures : 0);
+	snprintf(rd->cool, sizeof(rd->cool), "%d", rc ? rc->breaker_cooldown_ms : 0);
+	snprintf(rd->dis, sizeof(rd->dis), "%d", rc ? rc->disable_after_ms : 0);
 	for (int i = 0; i < n; i++) {
 		struct delivery *d = ds[i];
 
-		buf_elem(&a[ID], d->id);
-		buf_elem(&a[LEASE], d->lease);
-		buf_elem(&a[ATTEMPT], d->s_attempt);
-		buf_elem(&a[OUTCOME], d->outcome);
-		buf_elem(&a[STATUS], d->res.status ? d->s_status : NULL);
-		buf_elem(&a[ERROR], d->res.error[0] ? d->res.error : NULL);
-		buf_elem(&a[RESPONSE], d->res.response_len ? d->res.response : NULL);
-		buf_elem(&a[STARTED], d->s_started);
-		buf_elem(&a[DURATION], d->s_duration);
-		buf_elem(&a[RETRY], d->s_retry);
+		buf_elem(&rd->a[R_ID], d->id);
+		buf_elem(&rd->a[R_LEASE], d->lease);
+		buf_elem(&rd->a[R_ATTEMPT], d->s_attempt);
+		buf_elem(&rd->a[R_OUTCOME], d->outcome);
+		buf_elem(&rd->a[R_STATUS], d->res.status ? d->s_status : NULL);
+		buf_elem(&rd->a[R_ERROR], d->res.error[0] ? d->res.error : NULL);
+		buf_elem(&rd->a[R_RESPONSE], d->res.response_len ? d->res.response : NULL);
+		buf_elem(&rd->a[R_STARTED], d->s_started);
+		buf_elem(&rd->a[R_DURATION], d->s_duration);
+		buf_elem(&rd->a[R_RETRY], d->s_retry);
 	}
-	for (int k = 0; k < NA; k++) {
-		buf_put(&a[k], "}", 1);
-		if (a[k].oom) {
+	for (int k = 0; k < R_NARRAYS; k++) {
+		buf_put(&rd->a[k], "}", 1);
+		if (rd->a[k].oom) {
 			snprintf(err, errlen, "out of memory");
-			goto out;
+			return false;
 		}
-		p[k] = a[k].p;
+		rd->p[k] = rd->a[k].p;
 	}
-	p[10] = bf;
-	p[11] = cool;
-	p[12] = dis;
+	rd->p[10] = rd->bf;
+	rd->p[11] = rd->cool;
+	rd->p[12] = rd->dis;
 	/* operational events go to the relay's subscriptions when it routes them */
-	p[13] = rc && (enqueue_wants(rc, "pgeventd.subscription.disabled") ||
-	               enqueue_wants(rc, "pgeventd.subscription.breaker_opened"))
-	            ? "t"
-	            : "f";
-	res = PQexecPrepared(conn, "finish", 14, p, NULL, NULL, 0);
+	rd->p[13] = rc && (enqueue_wants(rc, "pgeventd.subscription.disabled") ||
+	                   enqueue_wants(rc, "pgeventd.subscription.breaker_opened"))
+	                ? "t"
+	                : "f";
+	return true;
+}
+
+/* Read the call's answer into each result's applied; false with why. */
+static bool round_applied(PGconn *conn, const PGresult *res, struct delivery **ds, int n, char *err,
+                          size_t errlen)
+{
+	const char *v;
+	int i = 0;
+
 	if (!db_ok(conn, res, PGRES_TUPLES_OK, err, errlen))
-		goto out;
+		return false;
 	if (PQntuples(res) != 1) {
 		snprintf(err, errlen, "pgeventd_finish_deliveries returned %d rows",
 		         PQntuples(res));
-		goto out;
+		return false;
 	}
 	/* "{t,f,...}": one flag per result, in order */
-	const char *v = PQgetvalue(res, 0, 0);
-	int i = 0;
-
+	v = PQgetvalue(res, 0, 0);
 	for (const char *c = v; *c && i < n; c++)
 		if (*c == 't' || *c == 'f')
 			ds[i++]->applied = *c == 't';
 	if (i != n) {
 		snprintf(err, errlen, "pgeventd_finish_deliveries returned %s", v);
-		goto out;
+		return false;
 	}
-	ok = true;
-out:
+	return true;
+}
+
+/* The whole round in one statement; false when it did not run (err). */
+static bool finish_round(PGconn *conn, const struct relay_config *rc, struct delivery **ds, int n,
+                         char *err, size_t errlen)
+{
+	struct round rd;
+	PGresult *res = NULL;
+	bool ok = false;
+
+	if (round_build(&rd, rc, ds, n, err, errlen)) {
+		res = PQexecPrepared(conn, "finish", 14, rd.p, NULL, NULL, 0);
+		ok = round_applied(conn, res, ds, n, err, errlen);
+	}
 	PQclear(res);
-	for (int k = 0; k < NA; k++)
-		free(a[k].p);
+	round_free(&rd);
 	return ok;
+}
+
+/* Mark each result written (or not, with `err`). */
+static void mark_written(struct delivery **ds, int n, bool ok, const char *err)
+{
+	for (int i = 0; i < n; i++) {
+		ds[i]->written = ok;
+		if (ok)
+			ds[i]->dberr[0] = '\0';
+		else
+			snprintf(ds[i]->dberr, sizeof(ds[i]->dberr), "%s", err);
+	}
 }
 
 /* A deadlock or a serialization failure: the round can simply run again. */
@@ -256,14 +307,98 @@ bool delivery_write_results(PGconn *conn, const struct relay_config *rc, struct 
 	ok = finish_round(conn, rc, ds, n, err, sizeof(err));
 	if (!ok && !db_broken(conn) && retryable(err))
 		ok = finish_round(conn, rc, ds, n, err, sizeof(err));
-	for (int i = 0; i < n; i++) {
-		ds[i]->written = ok;
-		if (ok)
-			ds[i]->dberr[0] = '\0';
-		else
-			snprintf(ds[i]->dberr, sizeof(ds[i]->dberr), "%s", err);
-	}
+	mark_written(ds, n, ok, err);
 	return true;
+}
+
+/*
+ * A round of results and the next claim in one pipeline: one round trip,
+ * one transaction (the statements before a pipeline's sync run as one), so
+ * one commit. When the results fail, the claim does not run either.
+ */
+PGresult *delivery_finish_and_claim(PGconn *conn, const struct relay_config *rc,
+                                    struct delivery **ds, int n, int limit, int margin_ms,
+                                    bool *broken, char *err, size_t errlen)
+{
+	char s_limit[16], s_margin[16];
+	const char *cp[2] = { s_limit, s_margin };
+	struct round rd;
+	PGresult *res, *claimed = NULL;
+	bool finished = false, synced = false;
+	int got = 0;
+
+	*broken = false;
+	for (int i = 0; i < n; i++) {
+		snprintf(ds[i]->dberr, sizeof(ds[i]->dberr), "no database connection");
+		ds[i]->written = ds[i]->applied = false;
+	}
+	snprintf(s_limit, sizeof(s_limit), "%d", limit);
+	snprintf(s_margin, sizeof(s_margin), "%d", margin_ms);
+	if (!round_build(&rd, rc, ds, n, err, errlen)) {
+		round_free(&rd);
+		mark_written(ds, n, false, err);
+		return NULL;
+	}
+	if (PQenterPipelineMode(conn) != 1 ||
+	    !PQsendQueryPrepared(conn, "finish", 14, rd.p, NULL, NULL, 0) ||
+	    !PQsendQueryPrepared(conn, "claim", 2, cp, NULL, NULL, 0) ||
+	    PQpipelineSync(conn) != 1) {
+		snprintf(err, errlen, "%s", PQerrorMessage(conn));
+		round_free(&rd);
+		*broken = true;
+		return NULL;
+	}
+	round_free(&rd);
+	/* finish's result, NULL, claim's result, NULL, the sync; two NULLs in
+	 * a row: nothing more will come (the connection is gone) */
+	for (int nulls = 0; !synced && nulls < 2;) {
+		res = PQgetResult(conn);
+		if (!res) {
+			nulls++;
+			continue;
+		}
+		nulls = 0;
+		switch (PQresultStatus(res)) {
+		case PGRES_PIPELINE_SYNC:
+			synced = true;
+			PQclear(res);
+			break;
+		case PGRES_PIPELINE_ABORTED:
+			PQclear(res);
+			got++;
+			break;
+		default:
+			if (got++ == 0) {
+				finished = round_applied(conn, res, ds, n, err, errlen);
+				PQclear(res);
+			} else if (finished && db_ok(conn, res, PGRES_TUPLES_OK, err, errlen)) {
+				claimed = res;
+			} else {
+				if (finished)
+					db_ok(conn, res, PGRES_TUPLES_OK, err, errlen);
+				PQclear(res);
+			}
+			break;
+		}
+	}
+	if (!synced || PQexitPipelineMode(conn) != 1) {
+		*broken = true;
+		if (!synced)
+			snprintf(err, errlen, "the connection was lost");
+	}
+	/* A claim that failed undid the results too: nothing was written. */
+	mark_written(ds, n, finished && claimed, err);
+	if (!(finished && claimed))
+		for (int i = 0; i < n; i++)
+			ds[i]->applied = false;
+	/* A deadlock with the lease reclaim: the results alone, again. */
+	if (!claimed && !*broken && retryable(err)) {
+		char err2[DB_ERRLEN];
+		bool ok = finish_round(conn, rc, ds, n, err2, sizeof(err2));
+
+		mark_written(ds, n, ok, err2);
+	}
+	return claimed;
 }
 
 void delivery_fail_unsendable(PGconn *conn, const PGresult *claimed, int row, const char *why)

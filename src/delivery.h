@@ -79,6 +79,17 @@ PGresult *delivery_claim(PGconn *conn, int limit, int margin_ms, char *err, size
 bool delivery_write_results(PGconn *conn, const struct relay_config *rc, struct delivery **ds,
                             int n);
 
+/*
+ * delivery_write_results() and delivery_claim() in one round trip and one
+ * transaction (a pipeline with one sync): the claim's rows, or NULL with
+ * why in `err` (then no result was written either, unless the error was a
+ * deadlock, after which the results alone are written again). `*broken`:
+ * the connection is unusable, the caller reconnects.
+ */
+PGresult *delivery_finish_and_claim(PGconn *conn, const struct relay_config *rc,
+                                    struct delivery **ds, int n, int limit, int margin_ms,
+                                    bool *broken, char *err, size_t errlen);
+
 /* Record row `row` of a claim as failed for good with `why` (it cannot
  * even be sent); best effort: an unrecorded one is retried after its lease. */
 void delivery_fail_unsendable(PGconn *conn, const PGresult *claimed, int row, const char *why);
