@@ -22,6 +22,8 @@
  * the same subscription at once), so the token bucket is exact. Pending rows
  * of disabled or paused subscriptions are never read (deliveries_sub_due_idx
  * keeps them under their own subscription_id).
+ * The rows are updated by id from an array (a join with `chosen` would be
+ * planned, generically, as a scan of the table: see delivery_prepare).
  * $1 how many, $2 lease margin in ms (added to the subscription's timeout)
  */
 static const char claim_sql[] =
@@ -57,7 +59,8 @@ static const char claim_sql[] =
     "UPDATE deliveries d SET status = 'in_flight', attempt = d.attempt + 1, "
     "  lease = nextval('deliveries_lease_seq'), "
     "  locked_until = now() + (s.timeout_ms + $2::int) * interval '1 millisecond' "
-    " FROM chosen c, subscriptions s WHERE d.id = c.id AND s.id = d.subscription_id "
+    " FROM subscriptions s WHERE d.id = ANY (ARRAY(SELECT id FROM chosen)) "
+    "  AND s.id = d.subscription_id "
     "RETURNING d.id, d.attempt, d.body, s.id, s.name, s.url, s.secret, s.signature_scheme, "
     "  s.id_header, s.timestamp_header, s.signature_header, s.headers::text, s.timeout_ms, d.lease";
 
@@ -87,9 +90,15 @@ static const char release_sql[] =
     "UPDATE deliveries SET status = 'pending', attempt = attempt - 1, locked_until = NULL,"
     " next_attempt_at = now() WHERE id = $1 AND lease = $2::bigint AND status = 'in_flight'";
 
+/*
+ * The claim and the round of results are planned once, generically, for
+ * the session: a custom plan for each call cost as much as running it
+ * (PostgreSQL kept choosing them: their parameters are arrays and limits).
+ */
 bool delivery_prepare(PGconn *conn, char *err, size_t errlen)
 {
-	return db_prepare(conn, "claim", claim_sql, 2, err, errlen) &&
+	return db_exec(conn, "SET plan_cache_mode = force_generic_plan", err, errlen) &&
+	       db_prepare(conn, "claim", claim_sql, 2, err, errlen) &&
 	       db_prepare(conn, "reclaim", reclaim_sql, 0, err, errlen) &&
 	       db_prepare(conn, "finish", finish_sql, 14, err, errlen) &&
 	       db_prepare(conn, "release", release_sql, 2, err, errlen);
