@@ -22,8 +22,8 @@
  * the same subscription at once), so the token bucket is exact. Pending rows
  * of disabled or paused subscriptions are never read (deliveries_sub_due_idx
  * keeps them under their own subscription_id).
- * Whether a subscription has due work is a probe for one row (an EXISTS
- * could be planned as reading all of them). The rows are updated by id
+ * Whether a subscription has due work is a probe for its first due row in
+ * the index's order (an EXISTS could be planned as reading all of them). The rows are updated by id
  * from an array (a join with `chosen` would be
  * planned, generically, as a scan of the table: see delivery_prepare).
  * $1 how many, $2 lease margin in ms (added to the subscription's timeout)
@@ -33,7 +33,8 @@ static const char claim_sql[] =
     "  SELECT id, max_in_flight, rate_limit, rate_tokens, rate_at FROM subscriptions "
     "   WHERE enabled AND (paused_until IS NULL OR paused_until <= now()) "
     "     AND (SELECT true FROM deliveries e WHERE e.subscription_id = subscriptions.id "
-    "           AND e.status = 'pending' AND e.next_attempt_at <= now() LIMIT 1) "
+    "           AND e.status = 'pending' AND e.next_attempt_at <= now()"
+    "         ORDER BY e.next_attempt_at LIMIT 1) "
     "     FOR NO KEY UPDATE SKIP LOCKED), "
     "room AS ( "
     "  SELECT s.id, "
