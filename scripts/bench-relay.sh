@@ -40,9 +40,11 @@ sleep 0.5
 
 daemon_conf "$work/relay.conf" "" \
 	"relay = { event_types = [\"bench.*\"]; concurrency = $concurrency; };"
-sql "INSERT INTO subscriptions (name, url, secret, event_types)
+# One receiver, allowed every slot (max_in_flight defaults to 16 per
+# subscription; wrk gets C connections).
+sql "INSERT INTO subscriptions (name, url, secret, event_types, max_in_flight)
      VALUES ('bench', 'http://127.0.0.1:$nport/hook', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
-             '[\"*\"]')"
+             '[\"*\"]', $concurrency)"
 
 fill_queued() {
 	sql "TRUNCATE events, event_dead_letters, deliveries, delivery_attempts"

@@ -2,6 +2,7 @@
  * cmd_relay.c -- the operator's commands for the webhook relay:
  *
  *   pgeventd subscriptions add --name N --url U [options]
+ *   pgeventd subscriptions update NAME [--max-in-flight N] [--rate-limit N|none]
  *   pgeventd subscriptions list | disable NAME [--reason R] | enable NAME
  *   pgeventd subscriptions rotate-secret NAME [--keep-old]
  *   pgeventd deliveries list [--status S] [--subscription N] [--limit N]
@@ -68,6 +69,7 @@ static char *patterns_json(const char *list)
 /* What `subscriptions add` was asked, read and checked before connecting. */
 struct sub_new {
 	const char *name, *url, *events, *scheme_name, *secret, *timeout, *attempts;
+	const char *max_in_flight, *rate_limit; /* rate_limit NULL: none */
 	const char *id_h, *ts_h, *sig_h;
 	enum sign_scheme scheme;
 	bool json;
@@ -91,6 +93,25 @@ static bool url_ok(const char *url)
 	return strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0;
 }
 
+/* --max-in-flight and --rate-limit (either may be NULL: not given);
+ * false after printing why. */
+static bool limits_ok(const char *max_in_flight, const char *rate_limit)
+{
+	if (max_in_flight && !cli_int_ok(max_in_flight, 1, 10000)) {
+		fprintf(stderr, "pgeventd: --max-in-flight wants 1 to 10000, got %s\n",
+		        max_in_flight);
+		return false;
+	}
+	if (rate_limit && !cli_int_ok(rate_limit, 1, 100000)) {
+		fprintf(stderr,
+		        "pgeventd: --rate-limit wants 1 to 100000 (requests per second) or "
+		        "none, got %s\n",
+		        rate_limit);
+		return false;
+	}
+	return true;
+}
+
 /*
  * Read `subscriptions add`'s options into `s` (argv[0] is "add"). Returns
  * 0, or the exit status after printing why: EX_USAGE for anything on
@@ -107,6 +128,8 @@ static int sub_add_parse(struct sub_new *s, int argc, char **argv)
 		{ "secret", required_argument, NULL, 'S' },
 		{ "timeout-ms", required_argument, NULL, 't' },
 		{ "max-attempts", required_argument, NULL, 'm' },
+		{ "max-in-flight", required_argument, NULL, 'F' },
+		{ "rate-limit", required_argument, NULL, 'R' },
 		{ "header", required_argument, NULL, 'H' },
 		{ "id-header", required_argument, NULL, 'I' },
 		{ "timestamp-header", required_argument, NULL, 'T' },
@@ -121,6 +144,7 @@ static int sub_add_parse(struct sub_new *s, int argc, char **argv)
 		               .scheme_name = "standard",
 		               .timeout = "15000",
 		               .attempts = "5",
+		               .max_in_flight = "16",
 		               .headers = json_object() };
 	if (!s->headers)
 		return 1;
@@ -147,6 +171,12 @@ static int sub_add_parse(struct sub_new *s, int argc, char **argv)
 			break;
 		case 'm':
 			s->attempts = optarg;
+			break;
+		case 'F':
+			s->max_in_flight = optarg;
+			break;
+		case 'R':
+			s->rate_limit = strcmp(optarg, "none") == 0 ? NULL : optarg;
 			break;
 		case 'I':
 			s->id_h = optarg;
@@ -206,6 +236,8 @@ static int sub_add_parse(struct sub_new *s, int argc, char **argv)
 		fprintf(stderr, "pgeventd: --max-attempts wants 1 to 100, got %s\n", s->attempts);
 		return EX_USAGE;
 	}
+	if (!limits_ok(s->max_in_flight, s->rate_limit))
+		return EX_USAGE;
 	if (!sign_scheme_parse(s->scheme_name, &s->scheme)) {
 		fprintf(stderr,
 		        "pgeventd: --scheme must be standard, timestamped_hex or body_hex\n");
@@ -235,8 +267,9 @@ static int sub_add_parse(struct sub_new *s, int argc, char **argv)
 static int sub_add(PGconn *conn, const struct sub_new *s)
 {
 	char *hdrs = json_dumps(s->headers, JSON_COMPACT);
-	const char *p[11] = { s->name,     s->url, s->secret, s->pats, s->scheme_name, s->timeout,
-		              s->attempts, hdrs,   s->id_h,   s->ts_h, s->sig_h };
+	const char *p[13] = { s->name,    s->url,           s->secret,    s->pats, s->scheme_name,
+		              s->timeout, s->attempts,      hdrs,         s->id_h, s->ts_h,
+		              s->sig_h,   s->max_in_flight, s->rate_limit };
 	char state[CLI_SQLSTATE_LEN], err[512];
 	PGresult *res;
 	int rc = 1;
@@ -246,11 +279,12 @@ static int sub_add(PGconn *conn, const struct sub_new *s)
 	res = cli_try_exec(conn,
 	                   "INSERT INTO subscriptions (name, url, secret, event_types,"
 	                   " signature_scheme, timeout_ms, max_attempts, headers, id_header,"
-	                   " timestamp_header, signature_header)"
+	                   " timestamp_header, signature_header, max_in_flight, rate_limit)"
 	                   " VALUES ($1, $2, $3, $4::jsonb, $5, $6::int, $7::int, $8::jsonb, $9,"
-	                   " $10, $11) RETURNING id, name, url, event_types::text AS event_types,"
-	                   " signature_scheme",
-	                   11, p, state, err, sizeof(err));
+	                   " $10, $11, $12::int, $13::int) RETURNING id, name, url,"
+	                   " event_types::text AS event_types, signature_scheme, max_in_flight,"
+	                   " coalesce(rate_limit::text, 'none') AS rate_limit",
+	                   13, p, state, err, sizeof(err));
 	if (!res) {
 		if (strcmp(state, SQLSTATE_UNIQUE_VIOLATION) == 0) {
 			fprintf(stderr, "pgeventd: a subscription named %s exists already\n",
@@ -330,7 +364,8 @@ static int sub_list(PGconn *conn, bool json)
 	    conn,
 	    "SELECT name, CASE WHEN enabled THEN 'enabled' ELSE 'disabled' END AS state, url,"
 	    " event_types::text AS event_types, signature_scheme AS scheme,"
-	    " consecutive_failures AS failures,"
+	    " consecutive_failures AS failures, max_in_flight,"
+	    " coalesce(rate_limit::text, 'none') AS rate_limit,"
 	    " coalesce(to_char(paused_until, 'YYYY-MM-DD HH24:MI:SS'), '') AS paused_until,"
 	    " coalesce(disabled_reason, '') AS disabled_reason"
 	    " FROM subscriptions ORDER BY name",
@@ -348,10 +383,12 @@ static int sub_list(PGconn *conn, bool json)
 /* What the verbs other than add were asked: read before connecting. */
 struct sub_verb {
 	const char *verb;
-	const char *name;   /* disable, enable, rotate-secret */
-	const char *reason; /* disable */
-	bool keep_old;      /* rotate-secret */
-	bool json;          /* list */
+	const char *name;                       /* disable, enable, rotate-secret */
+	const char *reason;                     /* disable */
+	const char *max_in_flight, *rate_limit; /* update: NULL = unchanged */
+	bool rate_none;                         /* update --rate-limit none */
+	bool keep_old;                          /* rotate-secret */
+	bool json;                              /* list */
 };
 
 /* Read a verb's options: 0, or EX_USAGE after printing why. Each verb
@@ -364,11 +401,17 @@ static int sub_verb_parse(struct sub_verb *v, int argc, char **argv)
 		                                      { NULL, 0, NULL, 0 } };
 	static const struct option rotate_opts[] = { { "keep-old", no_argument, NULL, 'k' },
 		                                     { NULL, 0, NULL, 0 } };
+	static const struct option update_opts[] = {
+		{ "max-in-flight", required_argument, NULL, 'F' },
+		{ "rate-limit", required_argument, NULL, 'R' },
+		{ NULL, 0, NULL, 0 },
+	};
 	static const struct option no_opts[] = { { NULL, 0, NULL, 0 } };
 	bool list = strcmp(argv[0], "list") == 0;
 	const struct option *opts = list                                    ? list_opts
 	                            : strcmp(argv[0], "disable") == 0       ? disable_opts
 	                            : strcmp(argv[0], "rotate-secret") == 0 ? rotate_opts
+	                            : strcmp(argv[0], "update") == 0        ? update_opts
 	                                                                    : no_opts;
 	char cmd[64];
 	int opt;
@@ -387,6 +430,13 @@ static int sub_verb_parse(struct sub_verb *v, int argc, char **argv)
 		case 'k':
 			v->keep_old = true;
 			break;
+		case 'F':
+			v->max_in_flight = optarg;
+			break;
+		case 'R':
+			v->rate_none = strcmp(optarg, "none") == 0;
+			v->rate_limit = v->rate_none ? NULL : optarg;
+			break;
 		default:
 			return EX_USAGE;
 		}
@@ -400,12 +450,41 @@ static int sub_verb_parse(struct sub_verb *v, int argc, char **argv)
 		return EX_USAGE;
 	}
 	v->name = list ? NULL : argv[optind];
+	if (strcmp(v->verb, "update") == 0) {
+		if (!v->max_in_flight && !v->rate_limit && !v->rate_none) {
+			fprintf(stderr,
+			        "pgeventd %s: nothing to change: --max-in-flight N, "
+			        "--rate-limit N|none\n",
+			        cmd);
+			return EX_USAGE;
+		}
+		if (!limits_ok(v->max_in_flight, v->rate_limit))
+			return EX_USAGE;
+	}
 	return 0;
 }
 
 static int sub_change(PGconn *conn, const struct sub_verb *v)
 {
 	const char *p[2] = { v->name, v->reason };
+	int rc;
+
+	if (strcmp(v->verb, "update") == 0) {
+		const char *u[4] = { v->name, v->max_in_flight, v->rate_limit,
+			             v->rate_none || v->rate_limit ? "t" : "f" };
+
+		/* A new rate starts with a full bucket. */
+		return changed(
+		    cli_exec(conn,
+		             "UPDATE subscriptions SET"
+		             " max_in_flight = coalesce($2::int, max_in_flight),"
+		             " rate_limit = CASE WHEN $4::boolean THEN $3::int ELSE rate_limit END,"
+		             " rate_tokens = CASE WHEN $4::boolean THEN 0 ELSE rate_tokens END,"
+		             " rate_at = CASE WHEN $4::boolean THEN NULL ELSE rate_at END"
+		             " WHERE name = $1",
+		             4, u),
+		    "updated", v->name);
+	}
 
 	if (strcmp(v->verb, "disable") == 0)
 		return changed(
@@ -414,17 +493,21 @@ static int sub_change(PGconn *conn, const struct sub_verb *v)
 		             " disabled_reason = $2 WHERE name = $1",
 		             2, p),
 		    "disabled", v->name);
-	return changed(cli_exec(conn,
-	                        "UPDATE subscriptions SET enabled = true, disabled_at = NULL,"
-	                        " disabled_reason = NULL, consecutive_failures = 0,"
-	                        " failing_since = NULL, paused_until = NULL WHERE name = $1",
-	                        1, p),
-	               "enabled", v->name);
+	rc = changed(cli_exec(conn,
+	                      "UPDATE subscriptions SET enabled = true, disabled_at = NULL,"
+	                      " disabled_reason = NULL, consecutive_failures = 0,"
+	                      " failing_since = NULL, paused_until = NULL WHERE name = $1",
+	                      1, p),
+	             "enabled", v->name);
+	/* Its waiting deliveries flow again at once: wake the relays. */
+	if (rc == 0)
+		PQclear(cli_exec(conn, "SELECT pg_notify('pgeventd_deliveries', '')", 0, NULL));
+	return rc;
 }
 
 int cmd_subscriptions_main(const struct config *cfg, int argc, char **argv)
 {
-	static const char *const verbs[] = { "add",    "list",          "disable",
+	static const char *const verbs[] = { "add",    "update",        "list", "disable",
 		                             "enable", "rotate-secret", NULL };
 	struct sub_new add = { 0 };
 	struct sub_verb v = { 0 };
@@ -435,8 +518,9 @@ int cmd_subscriptions_main(const struct config *cfg, int argc, char **argv)
 	for (int i = 0; argc > 1 && verbs[i]; i++)
 		known = known || strcmp(argv[1], verbs[i]) == 0;
 	if (!known) {
-		fprintf(stderr, "pgeventd: subscriptions add|list|disable NAME|enable NAME|"
-		                "rotate-secret NAME (see pgeventd help subscriptions)\n");
+		fprintf(stderr,
+		        "pgeventd: subscriptions add|update NAME|list|disable NAME|enable NAME|"
+		        "rotate-secret NAME (see pgeventd help subscriptions)\n");
 		return EX_USAGE;
 	}
 	/* Every argument is checked before connecting: a typo is a usage

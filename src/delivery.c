@@ -7,23 +7,65 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "db.h"
+#include "enqueue.h"
 #include "util.h"
 
-/* $1 how many, $2 lease margin in ms (added to the subscription's timeout) */
+/*
+ * The claim, per enabled and unpaused subscription with due work: each may
+ * take up to its max_in_flight minus what it has in flight (counted across
+ * instances), and up to its rate limit's tokens; the subscriptions then
+ * share the free slots ($1) round-robin, oldest first within a turn. The
+ * subscription rows are locked (SKIP LOCKED: two instances do not claim for
+ * the same subscription at once), so the token bucket is exact. Pending rows
+ * of disabled or paused subscriptions are never read (deliveries_sub_due_idx
+ * keeps them under their own subscription_id).
+ * Whether a subscription has due work is a probe for its first due row in
+ * the index's order (an EXISTS could be planned as reading all of them). The rows are updated by id
+ * from an array (a join with `chosen` would be
+ * planned, generically, as a scan of the table: see delivery_prepare).
+ * $1 how many, $2 lease margin in ms (added to the subscription's timeout)
+ */
 static const char claim_sql[] =
-    "WITH c AS (SELECT d.id FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id"
-    "  WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND s.enabled"
-    "    AND (s.paused_until IS NULL OR s.paused_until <= now())"
-    "  ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED)"
-    " UPDATE deliveries d SET status = 'in_flight', attempt = d.attempt + 1,"
-    "  lease = nextval('deliveries_lease_seq'),"
-    "  locked_until = now() + (s.timeout_ms + $2::int) * interval '1 millisecond'"
-    " FROM c, subscriptions s WHERE d.id = c.id AND s.id = d.subscription_id"
-    " RETURNING d.id, d.attempt, d.body, s.id, s.name, s.url, s.secret, s.signature_scheme,"
-    "  s.id_header, s.timestamp_header, s.signature_header, s.headers::text, s.timeout_ms,"
-    "  d.lease";
+    "WITH s AS ( "
+    "  SELECT id, max_in_flight, rate_limit, rate_tokens, rate_at FROM subscriptions "
+    "   WHERE enabled AND (paused_until IS NULL OR paused_until <= now()) "
+    "     AND (SELECT true FROM deliveries e WHERE e.subscription_id = subscriptions.id "
+    "           AND e.status = 'pending' AND e.next_attempt_at <= now()"
+    "         ORDER BY e.next_attempt_at LIMIT 1) "
+    "     FOR NO KEY UPDATE SKIP LOCKED), "
+    "room AS ( "
+    "  SELECT s.id, "
+    "         CASE WHEN s.rate_limit IS NOT NULL THEN least(s.rate_limit::float8, "
+    "              coalesce(s.rate_tokens + extract(epoch FROM now() - s.rate_at) * s.rate_limit, "
+    "                       s.rate_limit)) END AS tokens, "
+    "         least($1::int, s.max_in_flight - (SELECT count(*) FROM deliveries f "
+    "                 WHERE f.subscription_id = s.id AND f.status = 'in_flight')) AS n "
+    "    FROM s), "
+    "pick AS ( "
+    "  SELECT x.id, x.sub, x.next_attempt_at, "
+    "         row_number() OVER (PARTITION BY x.sub ORDER BY x.next_attempt_at, x.id) AS rk "
+    "    FROM room, LATERAL ( "
+    "      SELECT d.id, d.subscription_id AS sub, d.next_attempt_at FROM deliveries d "
+    "       WHERE d.subscription_id = room.id AND d.status = 'pending' AND d.next_attempt_at <= "
+    "now() "
+    "       ORDER BY d.next_attempt_at "
+    "       LIMIT greatest(0, least(room.n, coalesce(floor(room.tokens), room.n))) "
+    "         FOR UPDATE OF d SKIP LOCKED) x), "
+    "chosen AS (SELECT id, sub FROM pick ORDER BY rk, next_attempt_at LIMIT $1), "
+    "bucket AS ( "
+    "  UPDATE subscriptions b SET rate_tokens = room.tokens - k.n, rate_at = now() "
+    "    FROM room, (SELECT sub, count(*) AS n FROM chosen GROUP BY sub) k "
+    "   WHERE b.id = room.id AND k.sub = room.id AND room.tokens IS NOT NULL) "
+    "UPDATE deliveries d SET status = 'in_flight', attempt = d.attempt + 1, "
+    "  lease = nextval('deliveries_lease_seq'), "
+    "  locked_until = now() + (s.timeout_ms + $2::int) * interval '1 millisecond' "
+    " FROM subscriptions s WHERE d.id = ANY (ARRAY(SELECT id FROM chosen)) "
+    "  AND s.id = d.subscription_id "
+    "RETURNING d.id, d.attempt, d.body, s.id, s.name, s.url, s.secret, s.signature_scheme, "
+    "  s.id_header, s.timestamp_header, s.signature_header, s.headers::text, s.timeout_ms, d.lease";
 
 /* Leases that ran out (a process died, or lost its database, mid-request):
  * back to pending. The lost attempt stays counted, and its late result,
@@ -39,20 +81,29 @@ static const char reclaim_sql[] =
     " FROM subscriptions s WHERE s.id = d.subscription_id"
     "  AND d.status = 'in_flight' AND d.locked_until < now()";
 
+/* A round of results, one element of each array per result (see
+ * pgeventd_finish_deliveries in 0005_relay_fair.sql): whether each applied. */
 static const char finish_sql[] =
-    "SELECT pgeventd_finish_delivery($1, $13::bigint, $2::int, $3, $4::int, $5, $6,"
-    " to_timestamp($7::float8), $8::float8, $9::bigint, $10::int, $11::bigint, $12::bigint)";
+    "SELECT pgeventd_finish_deliveries($1::uuid[], $2::bigint[], $3::int[], $4::text[],"
+    " $5::int[], $6::text[], $7::text[], $8::float8[], $9::float8[], $10::bigint[],"
+    " $11::int, $12::bigint, $13::bigint, $14::boolean)";
 
 /* Shutdown: requests not sent or not finished go back, attempt uncounted. */
 static const char release_sql[] =
     "UPDATE deliveries SET status = 'pending', attempt = attempt - 1, locked_until = NULL,"
     " next_attempt_at = now() WHERE id = $1 AND lease = $2::bigint AND status = 'in_flight'";
 
+/*
+ * The claim and the round of results are planned once, generically, for
+ * the session: a custom plan for each call cost as much as running it
+ * (PostgreSQL kept choosing them: their parameters are arrays and limits).
+ */
 bool delivery_prepare(PGconn *conn, char *err, size_t errlen)
 {
-	return db_prepare(conn, "claim", claim_sql, 2, err, errlen) &&
+	return db_exec(conn, "SET plan_cache_mode = force_generic_plan", err, errlen) &&
+	       db_prepare(conn, "claim", claim_sql, 2, err, errlen) &&
 	       db_prepare(conn, "reclaim", reclaim_sql, 0, err, errlen) &&
-	       db_prepare(conn, "finish", finish_sql, 13, err, errlen) &&
+	       db_prepare(conn, "finish", finish_sql, 14, err, errlen) &&
 	       db_prepare(conn, "release", release_sql, 2, err, errlen);
 }
 
@@ -72,98 +123,313 @@ PGresult *delivery_claim(PGconn *conn, int limit, int margin_ms, char *err, size
 	return res;
 }
 
+/* A growing string: an array literal being built. */
+struct buf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+
+static void buf_put(struct buf *b, const char *s, size_t n)
+{
+	if (b->oom)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		char *p;
+
+		while (b->len + n + 1 > cap)
+			cap *= 2;
+		p = realloc(b->p, cap);
+		if (!p) {
+			b->oom = true;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+/* Append `v` (NULL: SQL NULL) to an array literal, quoted and escaped. */
+static void buf_elem(struct buf *b, const char *v)
+{
+	buf_put(b, b->len == 0 ? "{" : ",", 1);
+	if (!v) {
+		buf_put(b, "NULL", 4);
+		return;
+	}
+	buf_put(b, "\"", 1);
+	for (const char *c = v; *c; c++) {
+		if (*c == '"' || *c == '\\')
+			buf_put(b, "\\", 1);
+		buf_put(b, c, 1);
+	}
+	buf_put(b, "\"", 1);
+}
+
+/* The parameters of one pgeventd_finish_deliveries() call. */
+enum {
+	R_ID,
+	R_LEASE,
+	R_ATTEMPT,
+	R_OUTCOME,
+	R_STATUS,
+	R_ERROR,
+	R_RESPONSE,
+	R_STARTED,
+	R_DURATION,
+	R_RETRY,
+	R_NARRAYS
+};
+struct round {
+	struct buf a[R_NARRAYS];
+	char bf[16], cool[32], dis[32];
+	const char *p[14];
+};
+
+static void round_free(struct round *rd)
+{
+	for (int k = 0; k < R_NARRAYS; k++)
+		free(rd->a[k].p);
+}
+
+/* Build the call's parameters for `n` results; false with why in `err`. */
+static bool round_build(struct round *rd, const struct relay_config *rc, struct delivery **ds,
+                        int n, char *err, size_t errlen)
+{
+	*rd = (struct round){ 0 };
+	snprintf(rd->bf, sizeof(rd->bf), "%d", rc ? rc->breaker_failures : 0);
+	snprintf(rd->cool, sizeof(rd->cool), "%d", rc ? rc->breaker_cooldown_ms : 0);
+	snprintf(rd->dis, sizeof(rd->dis), "%d", rc ? rc->disable_after_ms : 0);
+	for (int i = 0; i < n; i++) {
+		struct delivery *d = ds[i];
+
+		buf_elem(&rd->a[R_ID], d->id);
+		buf_elem(&rd->a[R_LEASE], d->lease);
+		buf_elem(&rd->a[R_ATTEMPT], d->s_attempt);
+		buf_elem(&rd->a[R_OUTCOME], d->outcome);
+		buf_elem(&rd->a[R_STATUS], d->res.status ? d->s_status : NULL);
+		buf_elem(&rd->a[R_ERROR], d->res.error[0] ? d->res.error : NULL);
+		buf_elem(&rd->a[R_RESPONSE], d->res.response_len ? d->res.response : NULL);
+		buf_elem(&rd->a[R_STARTED], d->s_started);
+		buf_elem(&rd->a[R_DURATION], d->s_duration);
+		buf_elem(&rd->a[R_RETRY], d->s_retry);
+	}
+	for (int k = 0; k < R_NARRAYS; k++) {
+		buf_put(&rd->a[k], "}", 1);
+		if (rd->a[k].oom) {
+			snprintf(err, errlen, "out of memory");
+			return false;
+		}
+		rd->p[k] = rd->a[k].p;
+	}
+	rd->p[10] = rd->bf;
+	rd->p[11] = rd->cool;
+	rd->p[12] = rd->dis;
+	/* operational events go to the relay's subscriptions when it routes them */
+	rd->p[13] = rc && (enqueue_wants(rc, "pgeventd.subscription.disabled") ||
+	                   enqueue_wants(rc, "pgeventd.subscription.breaker_opened"))
+	                ? "t"
+	                : "f";
+	return true;
+}
+
+/* Read the call's answer into each result's applied; false with why. */
+static bool round_applied(PGconn *conn, const PGresult *res, struct delivery **ds, int n, char *err,
+                          size_t errlen)
+{
+	const char *v;
+	int i = 0;
+
+	if (!db_ok(conn, res, PGRES_TUPLES_OK, err, errlen))
+		return false;
+	if (PQntuples(res) != 1) {
+		snprintf(err, errlen, "pgeventd_finish_deliveries returned %d rows",
+		         PQntuples(res));
+		return false;
+	}
+	/* "{t,f,...}": one flag per result, in order */
+	v = PQgetvalue(res, 0, 0);
+	for (const char *c = v; *c && i < n; c++)
+		if (*c == 't' || *c == 'f')
+			ds[i++]->applied = *c == 't';
+	if (i != n) {
+		snprintf(err, errlen, "pgeventd_finish_deliveries returned %s", v);
+		return false;
+	}
+	return true;
+}
+
+/* The whole round in one statement; false when it did not run (err). */
+static bool finish_round(PGconn *conn, const struct relay_config *rc, struct delivery **ds, int n,
+                         char *err, size_t errlen)
+{
+	struct round rd;
+	PGresult *res = NULL;
+	bool ok = false;
+
+	if (round_build(&rd, rc, ds, n, err, errlen)) {
+		res = PQexecPrepared(conn, "finish", 14, rd.p, NULL, NULL, 0);
+		ok = round_applied(conn, res, ds, n, err, errlen);
+	}
+	PQclear(res);
+	round_free(&rd);
+	return ok;
+}
+
+/* Mark each result written (or not, with `err`). */
+static void mark_written(struct delivery **ds, int n, bool ok, const char *err)
+{
+	for (int i = 0; i < n; i++) {
+		ds[i]->written = ok;
+		if (ok)
+			ds[i]->dberr[0] = '\0';
+		else
+			snprintf(ds[i]->dberr, sizeof(ds[i]->dberr), "%s", err);
+	}
+}
+
+/* A deadlock or a serialization failure: the round can simply run again. */
+static bool retryable(const char *err)
+{
+	return strstr(err, "deadlock detected") != NULL ||
+	       strstr(err, "could not serialize") != NULL;
+}
+
 /*
- * Record the results of a set of finished deliveries in one round trip:
- * libpq's pipeline mode sends every pgeventd_finish_delivery() call, each
- * followed by its own sync, so each is its own transaction (one failing,
- * or a deadlock, cannot undo the others). A result the database did not
- * take stays unrecorded: its lease expires and the delivery is sent again
- * (at least once).
+ * Record the results of a round of finished deliveries in one statement,
+ * one transaction. A round the database did not take stays unrecorded:
+ * each lease expires and its delivery is sent again (at least once).
  */
 bool delivery_write_results(PGconn *conn, const struct relay_config *rc, struct delivery **ds,
                             int n)
 {
-	char bf[16], cool[32], dis[32];
-	int sent = 0;
-	bool broken = false;
+	char err[DB_ERRLEN];
+	bool ok;
 
-	snprintf(bf, sizeof(bf), "%d", rc->breaker_failures);
-	snprintf(cool, sizeof(cool), "%d", rc->breaker_cooldown_ms);
-	snprintf(dis, sizeof(dis), "%d", rc->disable_after_ms);
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) {
 		snprintf(ds[i]->dberr, sizeof(ds[i]->dberr), "no database connection");
-	if (n == 0 || db_broken(conn) || PQenterPipelineMode(conn) != 1)
+		ds[i]->written = ds[i]->applied = false;
+	}
+	if (n == 0 || db_broken(conn))
 		return true;
-	for (; sent < n; sent++) {
-		struct delivery *d = ds[sent];
-		const char *p[13] = { d->id,
-			              d->s_attempt,
-			              d->outcome,
-			              d->res.status ? d->s_status : NULL,
-			              d->res.error[0] ? d->res.error : NULL,
-			              d->res.response_len ? d->res.response : NULL,
-			              d->s_started,
-			              d->s_duration,
-			              d->s_retry,
-			              bf,
-			              cool,
-			              dis,
-			              d->lease };
+	ok = finish_round(conn, rc, ds, n, err, sizeof(err));
+	if (!ok && !db_broken(conn) && retryable(err))
+		ok = finish_round(conn, rc, ds, n, err, sizeof(err));
+	mark_written(ds, n, ok, err);
+	return true;
+}
 
-		if (!PQsendQueryPrepared(conn, "finish", 13, p, NULL, NULL, 0) ||
-		    PQpipelineSync(conn) != 1)
-			break;
+/*
+ * A round of results and the next claim in one pipeline: one round trip,
+ * one transaction (the statements before a pipeline's sync run as one), so
+ * one commit. When the results fail, the claim does not run either.
+ */
+PGresult *delivery_finish_and_claim(PGconn *conn, const struct relay_config *rc,
+                                    struct delivery **ds, int n, int limit, int margin_ms,
+                                    bool *broken, char *err, size_t errlen)
+{
+	char s_limit[16], s_margin[16];
+	const char *cp[2] = { s_limit, s_margin };
+	struct round rd;
+	PGresult *res, *claimed = NULL;
+	bool finished = false, synced = false;
+	int got = 0;
+
+	*broken = false;
+	for (int i = 0; i < n; i++) {
+		snprintf(ds[i]->dberr, sizeof(ds[i]->dberr), "no database connection");
+		ds[i]->written = ds[i]->applied = false;
 	}
-	/* Per query: its result, NULL, then the sync's PGRES_PIPELINE_SYNC. */
-	for (int i = 0; i < sent && !broken; i++) {
-		struct delivery *d = ds[i];
-		PGresult *res = PQgetResult(conn);
-
+	snprintf(s_limit, sizeof(s_limit), "%d", limit);
+	snprintf(s_margin, sizeof(s_margin), "%d", margin_ms);
+	if (!round_build(&rd, rc, ds, n, err, errlen)) {
+		round_free(&rd);
+		mark_written(ds, n, false, err);
+		return NULL;
+	}
+	if (PQenterPipelineMode(conn) != 1 ||
+	    !PQsendQueryPrepared(conn, "finish", 14, rd.p, NULL, NULL, 0) ||
+	    !PQsendQueryPrepared(conn, "claim", 2, cp, NULL, NULL, 0) ||
+	    PQpipelineSync(conn) != 1) {
+		snprintf(err, errlen, "%s", PQerrorMessage(conn));
+		round_free(&rd);
+		*broken = true;
+		return NULL;
+	}
+	round_free(&rd);
+	/* finish's result, NULL, claim's result, NULL, the sync; two NULLs in
+	 * a row: nothing more will come (the connection is gone) */
+	for (int nulls = 0; !synced && nulls < 2;) {
+		res = PQgetResult(conn);
 		if (!res) {
-			broken = true;
+			nulls++;
+			continue;
+		}
+		nulls = 0;
+		switch (PQresultStatus(res)) {
+		case PGRES_PIPELINE_SYNC:
+			synced = true;
+			PQclear(res);
+			break;
+		case PGRES_PIPELINE_ABORTED:
+			PQclear(res);
+			got++;
+			break;
+		default:
+			if (got++ == 0) {
+				finished = round_applied(conn, res, ds, n, err, errlen);
+				PQclear(res);
+			} else if (finished && db_ok(conn, res, PGRES_TUPLES_OK, err, errlen)) {
+				claimed = res;
+			} else {
+				if (finished)
+					db_ok(conn, res, PGRES_TUPLES_OK, err, errlen);
+				PQclear(res);
+			}
 			break;
 		}
-		d->written = db_ok(conn, res, PGRES_TUPLES_OK, d->dberr, sizeof(d->dberr));
-		d->applied = d->written && PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
-		if (d->written)
-			d->dberr[0] = '\0';
-		PQclear(res);
-		while ((res = PQgetResult(conn)) != NULL) {
-			bool sync = PQresultStatus(res) == PGRES_PIPELINE_SYNC;
-
-			PQclear(res);
-			if (sync)
-				break;
-		}
-		if (!res) { /* the query's NULL came first: now the sync */
-			res = PQgetResult(conn);
-			broken = !res || PQresultStatus(res) != PGRES_PIPELINE_SYNC;
-			PQclear(res);
-		}
 	}
-	/* false: could not read the pipeline to its end */
-	return !broken && PQexitPipelineMode(conn) == 1;
+	if (!synced || PQexitPipelineMode(conn) != 1) {
+		*broken = true;
+		if (!synced)
+			snprintf(err, errlen, "the connection was lost");
+	}
+	/* A claim that failed undid the results too: nothing was written. */
+	mark_written(ds, n, finished && claimed, err);
+	if (!(finished && claimed))
+		for (int i = 0; i < n; i++)
+			ds[i]->applied = false;
+	/* A deadlock with the lease reclaim: the results alone, again. */
+	if (!claimed && !*broken && retryable(err)) {
+		char err2[DB_ERRLEN];
+		bool ok = finish_round(conn, rc, ds, n, err2, sizeof(err2));
+
+		mark_written(ds, n, ok, err2);
+	}
+	return claimed;
 }
 
 void delivery_fail_unsendable(PGconn *conn, const PGresult *claimed, int row, const char *why)
 {
-	char started[32];
-	const char *p[13] = { PQgetvalue(claimed, row, DELIVERY_COL_ID),
-		              PQgetvalue(claimed, row, DELIVERY_COL_ATTEMPT),
-		              "failed",
-		              NULL,
-		              why,
-		              NULL,
-		              started,
-		              "0",
-		              "0",
-		              "0",
-		              "0",
-		              "0",
-		              PQgetvalue(claimed, row, DELIVERY_COL_LEASE) };
+	struct delivery *d = calloc(1, sizeof(*d));
 
-	snprintf(started, sizeof(started), "%.6f", util_real_s());
-	PQclear(PQexecPrepared(conn, "finish", 13, p, NULL, NULL, 0));
+	if (!d)
+		return;
+	snprintf(d->id, sizeof(d->id), "%s", PQgetvalue(claimed, row, DELIVERY_COL_ID));
+	snprintf(d->lease, sizeof(d->lease), "%s", PQgetvalue(claimed, row, DELIVERY_COL_LEASE));
+	snprintf(d->s_attempt, sizeof(d->s_attempt), "%s",
+	         PQgetvalue(claimed, row, DELIVERY_COL_ATTEMPT));
+	d->outcome = "failed";
+	snprintf(d->res.error, sizeof(d->res.error), "%s", why);
+	snprintf(d->s_started, sizeof(d->s_started), "%.6f", util_real_s());
+	snprintf(d->s_duration, sizeof(d->s_duration), "0");
+	snprintf(d->s_retry, sizeof(d->s_retry), "0");
+	delivery_write_results(conn, NULL, &d, 1);
+	free(d);
 }
 
 bool delivery_release(PGconn *conn, const struct delivery *d, char *err, size_t errlen)

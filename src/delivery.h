@@ -5,9 +5,12 @@
  *
  * A claim sets status in_flight, attempt + 1, a new lease token and
  * locked_until (FOR UPDATE SKIP LOCKED, so several instances share the
- * table). A result is applied by pgeventd_finish_delivery() only while the
- * delivery is still in flight under that lease token: a result that comes
- * after its lease expired and the delivery was taken again changes nothing.
+ * table), per subscription within its max_in_flight and rate limit, the
+ * subscriptions sharing the free slots round-robin. A round of results is
+ * applied by one pgeventd_finish_deliveries() call, one transaction, each
+ * result only while its delivery is still in flight under its lease token:
+ * a result that comes after its lease expired and the delivery was taken
+ * again changes nothing.
  */
 #ifndef PGEVENTD_DELIVERY_H
 #define PGEVENTD_DELIVERY_H
@@ -61,18 +64,31 @@ struct delivery {
 /* Prepare the statements below on `conn`; false with why in `err`. */
 bool delivery_prepare(PGconn *conn, char *err, size_t errlen);
 
-/* Claim up to `limit` due deliveries of enabled, unpaused subscriptions,
+/* Claim up to `limit` due deliveries of enabled, unpaused subscriptions
+ * (each within its max_in_flight and rate limit, shared round-robin),
  * leased for their timeout plus `margin_ms`. The rows (enum
  * delivery_column), for the caller to PQclear(); NULL with why in `err`. */
 PGresult *delivery_claim(PGconn *conn, int limit, int margin_ms, char *err, size_t errlen);
 
 /*
- * Record the results of finished deliveries in one round trip, setting
- * each one's written and applied (or dberr). Returns false when the
+ * Record the results of finished deliveries in one statement and one
+ * transaction, setting each one's written and applied (or dberr). `rc`
+ * NULL: no breaker, no automatic disabling. Returns false when the
  * connection was left unusable: the caller reconnects.
  */
 bool delivery_write_results(PGconn *conn, const struct relay_config *rc, struct delivery **ds,
                             int n);
+
+/*
+ * delivery_write_results() and delivery_claim() in one round trip and one
+ * transaction (a pipeline with one sync): the claim's rows, or NULL with
+ * why in `err` (then no result was written either, unless the error was a
+ * deadlock, after which the results alone are written again). `*broken`:
+ * the connection is unusable, the caller reconnects.
+ */
+PGresult *delivery_finish_and_claim(PGconn *conn, const struct relay_config *rc,
+                                    struct delivery **ds, int n, int limit, int margin_ms,
+                                    bool *broken, char *err, size_t errlen);
 
 /* Record row `row` of a claim as failed for good with `why` (it cannot
  * even be sent); best effort: an unrecorded one is retried after its lease. */

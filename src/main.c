@@ -86,6 +86,8 @@ static const struct command commands[] = {
 	  "                       [--scheme standard|timestamped_hex|body_hex] [--secret S]\n"
 	  "                       [--timeout-ms N] [--max-attempts N] [--header 'Name: value']...\n"
 	  "                       [--id-header H] [--timestamp-header H] [--signature-header H]\n"
+	  "                       [--max-in-flight N] [--rate-limit N|none]\n"
+	  "       subscriptions update NAME [--max-in-flight N] [--rate-limit N|none]\n"
 	  "       subscriptions list [--json]\n"
 	  "       subscriptions disable NAME [--reason TEXT] | enable NAME\n"
 	  "       subscriptions rotate-secret NAME [--keep-old]\n"

@@ -248,19 +248,12 @@ static bool send_claimed(struct relay *r, const PGresult *res, int row, char *er
 	return true;
 }
 
-/* Claim up to the free slots; returns how many were claimed, -1 on error. */
-static int claim_deliveries(struct relay *r)
+/* Send what a claim returned (`res`, cleared here; NULL: the claim failed
+ * with `err`); how many were claimed, -1 on error. */
+static int take_claimed(struct relay *r, PGresult *res, char *err, size_t errlen)
 {
-	const struct relay_config *rc = &r->cfg->relay;
-	int free_slots = rc->concurrency - r->ninflight;
-	char err[DB_ERRLEN];
-	PGresult *res;
 	int n;
 
-	if (free_slots <= 0)
-		return 0;
-	res = delivery_claim(r->conn, free_slots, rc->connect_timeout_ms + rc->lease_margin_ms, err,
-	                     sizeof(err));
 	if (!res) {
 		log_kv(LOG_WARNING, "relay: claim failed", "error", err, NULL);
 		set_failing(r, err);
@@ -269,7 +262,7 @@ static int claim_deliveries(struct relay *r)
 	atomic_store(&r->st.failing, 0);
 	n = PQntuples(res);
 	for (int i = 0; i < n; i++) {
-		if (send_claimed(r, res, i, err, sizeof(err)))
+		if (send_claimed(r, res, i, err, errlen))
 			continue;
 		/* Cannot even be sent (bad header, unsignable secret): a
 		 * permanent failure of this delivery, recorded as such. */
@@ -282,6 +275,36 @@ static int claim_deliveries(struct relay *r)
 	atomic_store(&r->st.in_flight, r->ninflight);
 	telemetry_deliveries_in_flight(r->ninflight);
 	return n;
+}
+
+/* The lease margin of a claim: connecting plus the configured margin. */
+static int claim_margin_ms(const struct relay *r)
+{
+	return r->cfg->relay.connect_timeout_ms + r->cfg->relay.lease_margin_ms;
+}
+
+/* Claim up to the free slots; returns how many were claimed, -1 on error. */
+static int claim_deliveries(struct relay *r)
+{
+	int free_slots = r->cfg->relay.concurrency - r->ninflight;
+	char err[DB_ERRLEN];
+
+	if (free_slots <= 0)
+		return 0;
+	return take_claimed(
+	    r, delivery_claim(r->conn, free_slots, claim_margin_ms(r), err, sizeof(err)), err,
+	    sizeof(err));
+}
+
+/* After a claim at `now` that took `n`: when to claim next. */
+static void claimed_at(struct relay *r, int64_t now, int n)
+{
+	r->notified = false;
+	/* A claim that got something may have left more behind (a
+	 * subscription at its cap, or more due than free slots): claim
+	 * again as soon as a slot frees up. */
+	r->more = n > 0;
+	r->next_claim_ms = now + r->cfg->poll_interval_ms;
 }
 
 /* Put the leases of the deliveries still in flight back (shutdown). */
@@ -324,13 +347,37 @@ static void on_sent(void *arg, void *owner)
 /* Move every transport along, then record what finished. */
 static void collect_finished(struct relay *r)
 {
+	bool claimed = false;
 	int n;
 
 	r->nfinished = 0;
 	for (int i = 0; i < NTRANSPORTS; i++)
 		transports[i]->progress(r->tstate[i], on_sent, r);
 	n = r->nfinished;
-	if (!delivery_write_results(r->conn, &r->cfg->relay, r->finished, n)) {
+	if (n > 0 && r->conn && !db_broken(r->conn) && (r->more || r->notified) &&
+	    !atomic_load(&r->rt->stopping)) {
+		/* Slots came free and more is due: the results and the next
+		 * claim in one round trip and one commit. */
+		char err[DB_ERRLEN];
+		bool broken;
+		int64_t now = util_mono_ms();
+		PGresult *res =
+		    delivery_finish_and_claim(r->conn, &r->cfg->relay, r->finished, n,
+		                              r->cfg->relay.concurrency - r->ninflight,
+		                              claim_margin_ms(r), &broken, err, sizeof(err));
+		int got = take_claimed(r, res, err, sizeof(err));
+
+		claimed = true;
+		claimed_at(r, now, got);
+		/* run --once: let the loop see at once that nothing is left */
+		if (got <= 0 && r->ninflight == 0)
+			r->next_claim_ms = 0;
+		if (broken) {
+			log_kv(LOG_WARNING, "relay: pipeline left in a bad state, reconnecting",
+			       NULL);
+			close_db(r);
+		}
+	} else if (!delivery_write_results(r->conn, &r->cfg->relay, r->finished, n)) {
 		log_kv(LOG_WARNING, "relay: pipeline left in a bad state, reconnecting", NULL);
 		close_db(r);
 	}
@@ -341,7 +388,7 @@ static void collect_finished(struct relay *r)
 	r->nfinished = 0;
 	/* A slot came free: claim again at once if more is due, or if
 	 * deliveries were queued while every slot was busy. */
-	if (n > 0 && (r->more || r->notified))
+	if (n > 0 && !claimed && (r->more || r->notified))
 		r->next_claim_ms = 0;
 	atomic_store(&r->st.in_flight, r->ninflight);
 	telemetry_deliveries_in_flight(r->ninflight);
@@ -447,24 +494,16 @@ static void *relay_main(void *arg)
 		if (r->conn && !stopping) {
 			if (util_mono_s() - r->last_reclaim >= RECLAIM_EVERY_S)
 				reclaim_expired(r);
-			/* While a backlog drains, claim in batches: a claim is a round
-			 * trip, so wait until a quarter of the slots are free. */
-			int free_slots = r->cfg->relay.concurrency - r->ninflight;
-			int min_batch = r->more ? (r->cfg->relay.concurrency + 3) / 4 : 1;
-
-			if (now >= r->next_claim_ms && free_slots < min_batch) {
-				/* not worth a round trip yet: collect_finished() wakes us */
+			/* Claim into whatever slots are free: each subscription is
+			 * capped in the claim (max_in_flight, rate limit), and the
+			 * subscriptions with due work share the free slots fairly. */
+			if (now >= r->next_claim_ms && r->ninflight >= r->cfg->relay.concurrency) {
+				/* no free slot: collect_finished() wakes us */
 				r->next_claim_ms = now + r->cfg->poll_interval_ms;
 			} else if (now >= r->next_claim_ms) {
-				int asked = r->cfg->relay.concurrency - r->ninflight;
 				int n = claim_deliveries(r);
 
-				r->notified = false;
-
-				/* A full claim means more may be due: claim again as soon as
-				 * a slot frees up (collect_finished() resets next_claim_ms). */
-				r->more = n == asked;
-				r->next_claim_ms = now + r->cfg->poll_interval_ms;
+				claimed_at(r, now, n);
 				/* run --once: done when the workers are and nothing is due */
 				if (r->rt->once && n == 0 && r->ninflight == 0 &&
 				    atomic_load(&r->rt->finished) >= r->cfg->workers)
