@@ -98,5 +98,9 @@ struct transport_ops {
 
 /* HTTP(S) POST with libcurl's multi interface: transport_http.c. */
 extern const struct transport_ops transport_http;
+/* NATS JetStream publishes with acks, libnats: transport_nats.c. */
+extern const struct transport_ops transport_nats;
+/* Kafka, an idempotent producer, librdkafka: transport_kafka.c. */
+extern const struct transport_ops transport_kafka;
 
 #endif
