@@ -6,6 +6,7 @@
 #   nats_stop      stop it and delete the directory
 #   nats_pause     stop it (SIGTERM: it flushes its streams), keep the storage
 #   nats_resume    start it again on the same port and storage
+# NATS_EXTRA="--auth TOKEN ..." adds server options (tests of authentication).
 # Needs the Debian package nats-server.
 
 nats_bin() {
@@ -16,8 +17,9 @@ nats_bin() {
 }
 
 nats_run() { # port
+	# shellcheck disable=SC2086
 	"$NATS_BIN" -a 127.0.0.1 -p "$1" -js -sd "$NATS_DIR/store" -l "$NATS_DIR/server.log" \
-		>/dev/null 2>&1 &
+		${NATS_EXTRA:-} >/dev/null 2>&1 &
 	NATS_PID=$!
 	local i
 	for i in $(seq 1 100); do
