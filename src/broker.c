@@ -32,7 +32,8 @@ static char *percent_decode(const char *s, size_t len)
 	if (!out)
 		return NULL;
 	for (size_t i = 0; i < len; i++) {
-		if (s[i] == '%' && i + 2 < len && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
+		if (s[i] == '%' && i + 2 < len && hex_value(s[i + 1]) >= 0 &&
+		    hex_value(s[i + 2]) >= 0) {
 			*o++ = (char)(hex_value(s[i + 1]) << 4 | hex_value(s[i + 2]));
 			i += 2;
 		} else {
@@ -103,8 +104,9 @@ bool broker_url_parse(const char *target, struct broker_url *u, char *err, size_
 		*p = (char)tolower((unsigned char)*p);
 	if (u->user && strchr(u->user, ':')) {
 		/* the password is the subscription's secret, never in the url */
-		snprintf(err, errlen, "the url must not carry a password: the subscription's "
-		                      "secret is the password");
+		snprintf(err, errlen,
+		         "the url must not carry a password: the subscription's "
+		         "secret is the password");
 		goto fail;
 	}
 	if (!u->hosts[0]) {
@@ -272,8 +274,8 @@ char *broker_expand(const char *tmpl, const struct broker_event *ev, bool subjec
 			goto oom;
 		if (subject_safe)
 			for (size_t i = start; i < len; i++)
-				if ((unsigned char)out[i] <= ' ' || out[i] == '*' || out[i] == '>' ||
-				    out[i] == 0x7f)
+				if ((unsigned char)out[i] <= ' ' || out[i] == '*' ||
+				    out[i] == '>' || out[i] == 0x7f)
 					out[i] = '_';
 		p = close + 1;
 	}

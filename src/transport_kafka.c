@@ -51,8 +51,9 @@ struct kafka_producer {
 	char *servers; /* for errors: the bootstrap list */
 	rd_kafka_t *rk;
 	int64_t retry_at_ms;
-	int unfinished;          /* sends not reported yet */
-	char last_error[TRANSPORT_ERRLEN]; /* the last producer-level error (error_cb), or why creating failed */
+	int unfinished;                    /* sends not reported yet */
+	char last_error[TRANSPORT_ERRLEN]; /* the last producer-level error (error_cb), or why
+	                                      creating failed */
 };
 
 enum kafka_state { KSEND_HELD, KSEND_SENT, KSEND_DONE };
@@ -63,8 +64,8 @@ struct kafka_send {
 	struct kafka_send *predecessor;
 	struct kafka_producer *producer;
 	char id[40];
-	char *order_key; /* when the target is ordered and the event has a key; owned */
-	char *topic, *key, *body; /* owned */
+	char *order_key;             /* when the target is ordered and the event has a key; owned */
+	char *topic, *key, *body;    /* owned */
 	rd_kafka_headers_t *headers; /* owned until produced */
 	struct transport_result *res; /* the caller's; NULL once cancelled */
 	void *owner;
@@ -84,6 +85,22 @@ struct kafka_transport {
 
 static void ksend_finish(struct kafka_send *s, enum webhook_verdict v, const char *error);
 
+/* Why a message was not stored, for delivery_attempts.error. */
+static void describe_error(const struct kafka_send *s, rd_kafka_resp_err_t e, char *error,
+                           size_t len)
+{
+	if (e == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+		snprintf(error, len, "Kafka: topic %s does not exist (%s)", s->topic,
+		         rd_kafka_err2str(e));
+	else if (e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
+		snprintf(error, len, "Kafka: not authorised to write to topic %s", s->topic);
+	else if (e == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT && s->producer->last_error[0])
+		snprintf(error, len, "Kafka: %s (last error: %.300s)", rd_kafka_err2str(e),
+		         s->producer->last_error);
+	else
+		snprintf(error, len, "Kafka: %s", rd_kafka_err2str(e));
+}
+
 /* A delivery report, on the relay's thread (rd_kafka_poll in progress()). */
 static void on_delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
@@ -99,18 +116,7 @@ static void on_delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *m, void
 		ksend_finish(s, WEBHOOK_DELIVERED, NULL);
 		return;
 	}
-	if (m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
-	    m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
-		snprintf(error, sizeof(error), "Kafka: topic %s does not exist (%s)", s->topic,
-		         rd_kafka_err2str(m->err));
-	else if (m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
-		snprintf(error, sizeof(error), "Kafka: not authorised to write to topic %s",
-		         s->topic);
-	else if (m->err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT && s->producer->last_error[0])
-		snprintf(error, sizeof(error), "Kafka: %s (last error: %.300s)",
-		         rd_kafka_err2str(m->err), s->producer->last_error);
-	else
-		snprintf(error, sizeof(error), "Kafka: %s", rd_kafka_err2str(m->err));
+	describe_error(s, m->err, error, sizeof(error));
 	ksend_finish(s, WEBHOOK_RETRY, error);
 }
 
@@ -124,12 +130,12 @@ static void on_producer_error(rd_kafka_t *rk, int err, const char *reason, void 
 	snprintf(p->last_error, sizeof(p->last_error), "%s", reason);
 }
 
-/* librdkafka's own log lines (its threads): warnings and worse only. */
+/* librdkafka's own log lines (its threads), as warnings. */
 static void on_library_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
 	(void)rk;
-	log_kv(level <= 3 ? LOG_ERROR : LOG_WARNING, "relay: librdkafka", "facility", fac,
-	       "message", buf, NULL);
+	(void)level; /* a broker that is down is the deliveries' retries, not an error */
+	log_kv(LOG_WARNING, "relay: librdkafka", "facility", fac, "message", buf, NULL);
 }
 
 /* ---- producers ----------------------------------------------------------------- */
@@ -145,8 +151,8 @@ static char *producer_key(const struct broker_url *u, const char *secret, long t
 {
 	char *key = NULL, *next;
 
-	if (asprintf(&key, "%s|%s|%s|%ld", u->user ? u->user : "", u->hosts, secret,
-	             timeout_ms) < 0)
+	if (asprintf(&key, "%s|%s|%s|%ld", u->user ? u->user : "", u->hosts, secret, timeout_ms) <
+	    0)
 		return NULL;
 	for (int i = 0; i < u->nparams; i++) {
 		if (!strchr(u->keys[i], '.'))
@@ -193,12 +199,12 @@ static rd_kafka_conf_t *producer_conf(struct kafka_transport *tp, struct kafka_p
 	snprintf(num, sizeof(num), "%d", tp->rc->connect_timeout_ms);
 	if (!conf_put(conf, "socket.connection.setup.timeout.ms", num, err, errlen))
 		goto fail;
-	if (u->user && (!conf_put(conf, "sasl.username", u->user, err, errlen) ||
-	                !conf_put(conf, "sasl.password", secret, err, errlen) ||
-	                (!has_protocol &&
-	                 !conf_put(conf, "security.protocol", "SASL_SSL", err, errlen)) ||
-	                (!broker_url_param(u, "sasl.mechanisms") &&
-	                 !conf_put(conf, "sasl.mechanisms", "PLAIN", err, errlen))))
+	if (u->user &&
+	    (!conf_put(conf, "sasl.username", u->user, err, errlen) ||
+	     !conf_put(conf, "sasl.password", secret, err, errlen) ||
+	     (!has_protocol && !conf_put(conf, "security.protocol", "SASL_SSL", err, errlen)) ||
+	     (!broker_url_param(u, "sasl.mechanisms") &&
+	      !conf_put(conf, "sasl.mechanisms", "PLAIN", err, errlen))))
 		goto fail;
 	for (int i = 0; i < u->nparams; i++) {
 		if (!strchr(u->keys[i], '.'))
@@ -332,16 +338,15 @@ static void ksend_produce(struct kafka_send *s)
 	rd_kafka_resp_err_t e;
 
 	s->state = KSEND_SENT;
-	e = rd_kafka_producev(
-	    s->producer->rk, RD_KAFKA_V_TOPIC(s->topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-	    RD_KAFKA_V_VALUE(s->body, strlen(s->body)),
-	    RD_KAFKA_V_KEY(s->key, s->key ? strlen(s->key) : 0), RD_KAFKA_V_HEADERS(s->headers),
-	    RD_KAFKA_V_OPAQUE(s), RD_KAFKA_V_END);
+	e = rd_kafka_producev(s->producer->rk, RD_KAFKA_V_TOPIC(s->topic),
+	                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+	                      RD_KAFKA_V_VALUE(s->body, strlen(s->body)),
+	                      RD_KAFKA_V_KEY(s->key, s->key ? strlen(s->key) : 0),
+	                      RD_KAFKA_V_HEADERS(s->headers), RD_KAFKA_V_OPAQUE(s), RD_KAFKA_V_END);
 	if (e) {
 		char error[TRANSPORT_ERRLEN];
 
-		snprintf(error, sizeof(error), "Kafka: cannot produce to %s: %s", s->topic,
-		         rd_kafka_err2str(e));
+		describe_error(s, e, error, sizeof(error));
 		ksend_finish(s, WEBHOOK_RETRY, error);
 		return;
 	}
@@ -377,7 +382,8 @@ static void ksend_finish(struct kafka_send *s, enum webhook_verdict v, const cha
 
 static bool add_header(rd_kafka_headers_t *h, const char *name, const char *value)
 {
-	return !value[0] || rd_kafka_header_add(h, name, -1, value, -1) == RD_KAFKA_RESP_ERR_NO_ERROR;
+	return !value[0] ||
+	       rd_kafka_header_add(h, name, -1, value, -1) == RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
 /* Topic, key, value and headers (CloudEvents' Kafka binding names: ce_*). */
@@ -394,7 +400,7 @@ static bool build_record(struct kafka_send *s, const struct transport_message *m
 	if (!s->topic)
 		return false;
 	if (!s->topic[0] || strspn(s->topic, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	                                      "0123456789._-") != strlen(s->topic)) {
+	                                     "0123456789._-") != strlen(s->topic)) {
 		snprintf(err, errlen, "the topic template %s gives %s, not a Kafka topic name",
 		         u->path, s->topic);
 		return false;
@@ -415,7 +421,8 @@ static bool build_record(struct kafka_send *s, const struct transport_message *m
 		return false;
 	}
 	if (!add_header(s->headers, "ce_specversion", "1.0") ||
-	    !add_header(s->headers, "ce_id", ev->id) || !add_header(s->headers, "ce_type", ev->type) ||
+	    !add_header(s->headers, "ce_id", ev->id) ||
+	    !add_header(s->headers, "ce_type", ev->type) ||
 	    !add_header(s->headers, "ce_source", source && source[0] ? source : "pgeventd") ||
 	    !add_header(s->headers, "ce_time", ev->time) ||
 	    !add_header(s->headers, "ce_aggregatetype", ev->aggregate_type) ||

@@ -82,9 +82,9 @@ struct nats_ack {
 
 struct nats_transport {
 	const struct relay_config *rc;
-	int event_fd;              /* written by callbacks, read by progress() */
-	pthread_mutex_t lock;      /* guards acks */
-	struct nats_ack *acks;     /* newest first */
+	int event_fd;          /* written by callbacks, read by progress() */
+	pthread_mutex_t lock;  /* guards acks */
+	struct nats_ack *acks; /* newest first */
 	struct nats_pub *head, *tail;
 	struct nats_conn *conns;
 	bool used; /* libnats was opened: close it at close() */
@@ -158,8 +158,7 @@ static char *conn_key(const struct broker_url *u, const char *secret)
 		                                   "ca",   "cert",  "key",  "tls" };
 	char *key = NULL, *next;
 
-	if (asprintf(&key, "%s|%s|%s|%s", u->scheme, u->user ? u->user : "", u->hosts,
-	             secret) < 0)
+	if (asprintf(&key, "%s|%s|%s|%s", u->scheme, u->user ? u->user : "", u->hosts, secret) < 0)
 		return NULL;
 	for (size_t i = 0; i < sizeof(auth_params) / sizeof(auth_params[0]); i++) {
 		const char *v = broker_url_param(u, auth_params[i]);
@@ -386,9 +385,10 @@ static void pub_finish(struct nats_pub *p, enum webhook_verdict v, const char *e
 	} else {
 		char why[TRANSPORT_ERRLEN];
 
-		snprintf(why, sizeof(why),
-		         "not published: delivery %s of the same key before it was not acknowledged",
-		         p->id);
+		snprintf(
+		    why, sizeof(why),
+		    "not published: delivery %s of the same key before it was not acknowledged",
+		    p->id);
 		pub_finish(next, WEBHOOK_RETRY, why);
 	}
 }

@@ -11,6 +11,9 @@
  *   {"partition", "offset", "key", "headers": {...}, "value"}
  * and on stderr the seconds from the first message to the COUNT-th.
  * Exits 0 when COUNT came. The cluster lives as long as this program.
+ * KAFKA_MOCK_MISSING=<topic> makes the cluster answer that topic's
+ * metadata with "unknown topic" (the mock creates any topic it is asked
+ * for, where a real cluster may not).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,7 +88,8 @@ int main(int argc, char **argv)
 	FILE *f;
 
 	if (argc != 6) {
-		fprintf(stderr, "usage: kafka_mock BOOTSTRAP_FILE TOPIC PARTITIONS COUNT SECONDS\n");
+		fprintf(stderr,
+		        "usage: kafka_mock BOOTSTRAP_FILE TOPIC PARTITIONS COUNT SECONDS\n");
 		return 2;
 	}
 	partitions = atoi(argv[3]);
@@ -97,11 +101,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "kafka_mock: no mock cluster or topic\n");
 		return 2;
 	}
+	if (getenv("KAFKA_MOCK_MISSING"))
+		rd_kafka_mock_topic_set_error(mc, getenv("KAFKA_MOCK_MISSING"),
+		                              RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
 	bootstraps = rd_kafka_mock_cluster_bootstraps(mc);
-	const char *const consumer_props[] = { "bootstrap.servers", bootstraps,
-		                               "group.id", "kafka_mock",
-		                               "enable.auto.commit", "false",
-		                               NULL };
+	const char *const consumer_props[] = {
+		"bootstrap.servers",  bootstraps, "group.id", "kafka_mock",
+		"enable.auto.commit", "false",    NULL
+	};
 	consumer = make(RD_KAFKA_CONSUMER, consumer_props);
 	rd_kafka_poll_set_consumer(consumer);
 	parts = rd_kafka_topic_partition_list_new(partitions);

@@ -127,10 +127,11 @@ static int publish_baseline(jsCtx *js, const char *subject, int n)
 		char body[256], id[64];
 
 		snprintf(id, sizeof(id), "baseline-%d-%d", (int)getpid(), i);
-		snprintf(body, sizeof(body),
-		         "{\"id\": \"%s\", \"type\": \"bench.event\", \"timestamp\": "
-		         "\"2026-01-01T00:00:00.000000Z\", \"aggregate\": null, \"data\": {\"n\": %d}}",
-		         id, i);
+		snprintf(
+		    body, sizeof(body),
+		    "{\"id\": \"%s\", \"type\": \"bench.event\", \"timestamp\": "
+		    "\"2026-01-01T00:00:00.000000Z\", \"aggregate\": null, \"data\": {\"n\": %d}}",
+		    id, i);
 		s = natsMsg_Create(&m, subject, NULL, body, (int)strlen(body));
 		if (s == NATS_OK)
 			s = natsMsgHeader_Set(m, "Nats-Msg-Id", id);
