@@ -24,5 +24,6 @@ Suite *httpd_suite(void);
 Suite *buddy_suite(void);
 Suite *sign_suite(void);
 Suite *webhook_suite(void);
+Suite *broker_suite(void);
 
 #endif
