@@ -460,6 +460,7 @@ static void *kafka_send(void *arg, const struct transport_message *m, struct tra
 	struct broker_url u;
 	struct broker_event ev = { 0 };
 	struct kafka_send *s = NULL, *before;
+	const char *order;
 	char perr[TRANSPORT_ERRLEN];
 
 	if (!broker_url_parse(m->target, &u, err, errlen))
@@ -476,7 +477,11 @@ static void *kafka_send(void *arg, const struct transport_message *m, struct tra
 	s->owner = owner;
 	if (!build_record(s, m, &u, &ev, err, errlen))
 		goto fail;
-	if (broker_url_flag(&u, "ordered") && s->key && !(s->order_key = util_strdup(s->key))) {
+	/* the caller's key, else with ?ordered=1 the message key */
+	order = m->order_key && m->order_key[0]  ? m->order_key
+	        : broker_url_flag(&u, "ordered") ? s->key
+	                                         : NULL;
+	if (order && !(s->order_key = util_strdup(order))) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}

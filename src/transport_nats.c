@@ -11,8 +11,8 @@
  *
  * Target: nats://[user@]host[:port][,host:port...]/<subject template>[?query]
  * (tls://... for TLS). The query takes ordered=1 (at most one unacknowledged
- * publish per ordering key), source= (ce-source), auth=token, creds=<file>,
- * nkey=<public key>&seed=<file>, ca=<file>, cert=<file>&key=<file>. The
+ * publish per aggregate; the message's order_key, when given, is the key), source= (ce-source),
+ * auth=token, creds=<file>, nkey=<public key>&seed=<file>, ca=<file>, cert=<file>&key=<file>. The
  * password (user@) or token is the subscription's secret.
  */
 #ifdef HAVE_CONFIG_H
@@ -483,7 +483,13 @@ static void *nats_send(void *arg, const struct transport_message *m, struct tran
 	p->msg = build_message(m, &u, &ev, err, errlen);
 	if (!p->msg)
 		goto fail;
-	if (broker_url_flag(&u, "ordered")) {
+	if (m->order_key && m->order_key[0]) {
+		p->key = util_strdup(m->order_key);
+		if (!p->key) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+	} else if (broker_url_flag(&u, "ordered")) {
 		p->key = broker_event_key(&ev);
 		if (!p->key) {
 			snprintf(err, errlen, "out of memory");
@@ -670,17 +676,18 @@ static void nats_close(void *arg)
 		pub_unlink(tp, p);
 		pub_free(p);
 	}
-	/* Destroying a connection waits for its threads: no callback after. */
+	/* Destroy the connections, then wait for libnats's threads. */
 	for (c = tp->conns; c; c = cn) {
 		cn = c->next;
 		conn_free(c);
 	}
+	if (tp->used)
+		nats_CloseAndWait(2000); /* libnats's global threads and state */
+	/* no callback runs any more: what they queued last */
 	for (a = tp->acks; a; a = an) {
 		an = a->next;
 		free(a);
 	}
-	if (tp->used)
-		nats_CloseAndWait(2000); /* libnats's global threads and state */
 	pthread_mutex_destroy(&tp->lock);
 	close(tp->event_fd);
 	free(tp);

@@ -111,7 +111,8 @@ static void on_done(void *arg, void *owner)
  * the first and fails with it (it would otherwise overtake it); unordered,
  * the second is stored.
  */
-static void send_two(bool ordered, struct transport_result res[2], struct finished *f)
+static void send_two(bool ordered, const char *order_key, struct transport_result res[2],
+                     struct finished *f)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	char err[256], url[512];
@@ -140,7 +141,8 @@ static void send_two(bool ordered, struct transport_result res[2], struct finish
 			                       .target = url,
 			                       .secret = "",
 			                       .headers = "{}",
-			                       .timeout_ms = 3000 };
+			                       .timeout_ms = 3000,
+			                       .order_key = order_key };
 
 		snprintf(id, sizeof(id), "d%d", i);
 		snprintf(b, sizeof(b),
@@ -167,7 +169,7 @@ START_TEST(test_kafka_ordered_key_never_overtakes_a_failed_message)
 	struct finished f = { 0 };
 
 	memset(res, 0, sizeof(res));
-	send_two(true, res, &f);
+	send_two(true, NULL, res, &f);
 	ck_assert_int_eq(f.n, 2);
 	ck_assert_int_eq(res[0].verdict, WEBHOOK_RETRY);
 	ck_assert_msg(strncmp(res[0].error, "Kafka: ", 7) == 0, "%s", res[0].error);
@@ -182,11 +184,24 @@ START_TEST(test_kafka_unordered_messages_go_on_their_own)
 	struct finished f = { 0 };
 
 	memset(res, 0, sizeof(res));
-	send_two(false, res, &f);
+	send_two(false, NULL, res, &f);
 	ck_assert_int_eq(f.n, 2);
 	ck_assert_int_eq(res[0].verdict, WEBHOOK_RETRY);
 	ck_assert_int_eq(res[1].verdict, WEBHOOK_DELIVERED);
 	ck_assert_str_eq(res[1].error, "");
+}
+END_TEST
+
+START_TEST(test_kafka_order_key_from_the_caller_holds_like_ordered)
+{
+	struct transport_result res[2];
+	struct finished f = { 0 };
+
+	memset(res, 0, sizeof(res));
+	send_two(false, "customer-7", res, &f);
+	ck_assert_int_eq(f.n, 2);
+	ck_assert_int_eq(res[1].verdict, WEBHOOK_RETRY);
+	ck_assert_ptr_nonnull(strstr(res[1].error, "delivery d0 of the same key"));
 }
 END_TEST
 
@@ -202,6 +217,7 @@ Suite *broker_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_kafka_ordered_key_never_overtakes_a_failed_message);
 	tcase_add_test(tc, test_kafka_unordered_messages_go_on_their_own);
+	tcase_add_test(tc, test_kafka_order_key_from_the_caller_holds_like_ordered);
 	suite_add_tcase(s, tc);
 	return s;
 }
