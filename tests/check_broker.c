@@ -135,7 +135,7 @@ static void send_two(bool ordered, const char *order_key, struct transport_resul
 	tp = transport_kafka.open(&rc, 4);
 	ck_assert_ptr_nonnull(tp);
 	for (int i = 0; i < 2; i++) {
-		char b[256], id[8];
+		char b[256], id[16];
 		struct transport_message m = { .id = id,
 			                       .body = b,
 			                       .target = url,
