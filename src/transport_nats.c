@@ -43,6 +43,9 @@
 /* libnats's own bound on unacknowledged publishes: the relay's slots are
  * the real one. */
 #define MAX_PENDING 65536
+/* libnats times out an unacknowledged publish after its MaxWait; past this
+ * much more, the transport does (a connection dropped with its timers). */
+#define ACK_GRACE_MS 2000
 
 /* One connection (and JetStream context) per server and credentials. */
 struct nats_conn {
@@ -69,6 +72,7 @@ struct nats_pub {
 	struct transport_result *res; /* the caller's */
 	void *owner;
 	long timeout_ms;
+	int64_t deadline_ms; /* monotonic: past it, a publish without an ack is a retry */
 	enum pub_state state;
 };
 
@@ -355,6 +359,7 @@ static void pub_publish(struct nats_pub *p)
 	jsPubOptions_Init(&po);
 	po.MaxWait = p->timeout_ms;
 	p->state = PUB_SENT;
+	p->deadline_ms = util_mono_ms() + p->timeout_ms + ACK_GRACE_MS;
 	s = js_PublishMsgAsync(p->conn->js, &p->msg, &po);
 	if (s != NATS_OK) {
 		char error[TRANSPORT_ERRLEN];
@@ -581,6 +586,13 @@ static void nats_progress(void *arg, transport_done_fn *done, void *done_arg)
 	struct nats_pub *p, *next;
 
 	apply_acks(tp);
+	int64_t now = util_mono_ms();
+
+	for (p = tp->head; p; p = p->next)
+		if (p->state == PUB_SENT && now > p->deadline_ms)
+			pub_finish(p, WEBHOOK_RETRY,
+			           "no acknowledgement from the stream in time (is the server "
+			           "reachable?)");
 	for (p = tp->head; p; p = next) {
 		next = p->next;
 		if (p->state != PUB_DONE)
