@@ -8,6 +8,8 @@
  *   nats_stream URL publish SUBJECT N          the bench's baseline: N envelopes like
  *                                              pgeventd's, async publish with acks, each
  *                                              with a Nats-Msg-Id; prints the seconds taken
+ *
+ * NATS_STREAM_CA=<file>: connect with TLS, trusting that CA.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -167,7 +169,18 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: nats_stream URL create|wait|dump|publish ...\n");
 		return 2;
 	}
-	s = natsConnection_ConnectTo(&nc, argv[1]);
+	natsOptions *o = NULL;
+
+	s = natsOptions_Create(&o);
+	if (s == NATS_OK)
+		s = natsOptions_SetURL(o, argv[1]);
+	if (s == NATS_OK && getenv("NATS_STREAM_CA"))
+		s = natsOptions_SetSecure(o, true);
+	if (s == NATS_OK && getenv("NATS_STREAM_CA"))
+		s = natsOptions_LoadCATrustedCertificates(o, getenv("NATS_STREAM_CA"));
+	if (s == NATS_OK)
+		s = natsConnection_Connect(&nc, o);
+	natsOptions_Destroy(o);
 	if (s != NATS_OK)
 		return fail("connect", s, 0);
 	jsOptions_Init(&jo);
