@@ -84,21 +84,31 @@ struct nats_ack {
 	char error[TRANSPORT_ERRLEN];
 };
 
-struct nats_transport {
-	const struct relay_config *rc;
+/* Where the ack callbacks put what they learnt: the callbacks' closure. */
+struct nats_sink {
 	int event_fd;          /* written by callbacks, read by progress() */
 	pthread_mutex_t lock;  /* guards acks */
 	struct nats_ack *acks; /* newest first */
+};
+
+struct nats_transport {
+	const struct relay_config *rc;
+	struct nats_sink *sink; /* owned, but see nats_close() */
 	struct nats_pub *head, *tail;
 	struct nats_conn *conns;
-	bool used; /* libnats was opened: close it at close() */
+	bool used; /* libnats was opened */
+	bool tls;  /* ... and set up OpenSSL for a connection */
 };
+
+/* A sink left to libnats's threads, which run on until the process ends
+ * when TLS was used (see nats_close()): reachable, never freed. */
+static struct nats_sink *lingering_sink;
 
 /* ---- callbacks (libnats's threads) ---------------------------------------- */
 
 static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
 {
-	struct nats_transport *tp = closure;
+	struct nats_sink *sink = closure;
 	struct nats_ack *a = calloc(1, sizeof(*a));
 	const char *id = NULL;
 	uint64_t one = 1;
@@ -123,11 +133,11 @@ static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
 			         (int)pae->ErrCode);
 		else if (!pa)
 			snprintf(a->error, sizeof(a->error), "no acknowledgement");
-		pthread_mutex_lock(&tp->lock);
-		a->next = tp->acks;
-		tp->acks = a;
-		pthread_mutex_unlock(&tp->lock);
-		if (write(tp->event_fd, &one, sizeof(one)) < 0) {
+		pthread_mutex_lock(&sink->lock);
+		a->next = sink->acks;
+		sink->acks = a;
+		pthread_mutex_unlock(&sink->lock);
+		if (write(sink->event_fd, &one, sizeof(one)) < 0) {
 			/* the counter is full: a wake-up is pending anyway */
 		}
 	} else {
@@ -220,8 +230,10 @@ static bool conn_options(struct nats_transport *tp, const struct broker_url *u, 
 		s = natsOptions_SetUserCredentialsFromFiles(o, creds, seed);
 	if (s == NATS_OK && nkey && !creds)
 		s = natsOptions_SetNKeyFromSeed(o, nkey, seed ? seed : "");
-	if (s == NATS_OK && tls)
+	if (s == NATS_OK && tls) {
+		tp->tls = true; /* libnats sets up OpenSSL: see nats_close() */
 		s = natsOptions_SetSecure(o, true);
+	}
 	if (s == NATS_OK && tls && (ca || (tp->rc->ca_file && tp->rc->ca_file[0])))
 		s = natsOptions_LoadCATrustedCertificates(o, ca ? ca : tp->rc->ca_file);
 	if (s == NATS_OK && cert)
@@ -308,7 +320,7 @@ static bool conn_ready(struct nats_transport *tp, struct nats_conn *c, const str
 	jsOptions_Init(&jo);
 	jo.PublishAsync.MaxPending = MAX_PENDING;
 	jo.PublishAsync.AckHandler = on_pub_ack;
-	jo.PublishAsync.AckHandlerClosure = tp;
+	jo.PublishAsync.AckHandlerClosure = tp->sink;
 	s = natsConnection_JetStream(&c->js, c->nc, &jo);
 	if (s != NATS_OK) {
 		snprintf(c->last_error, sizeof(c->last_error), "no JetStream context on %s: %s",
@@ -548,13 +560,13 @@ static void apply_acks(struct nats_transport *tp)
 	struct nats_ack *a, *next;
 	uint64_t n;
 
-	if (read(tp->event_fd, &n, sizeof(n)) < 0) {
+	if (read(tp->sink->event_fd, &n, sizeof(n)) < 0) {
 		/* nothing written since the last read */
 	}
-	pthread_mutex_lock(&tp->lock);
-	a = tp->acks;
-	tp->acks = NULL;
-	pthread_mutex_unlock(&tp->lock);
+	pthread_mutex_lock(&tp->sink->lock);
+	a = tp->sink->acks;
+	tp->sink->acks = NULL;
+	pthread_mutex_unlock(&tp->sink->lock);
 	/* newest first: reverse, so a key's acks apply in publish order */
 	struct nats_ack *ordered = NULL;
 
@@ -625,7 +637,7 @@ static unsigned nats_waitfds(void *arg, struct transport_waitfd *fds, unsigned m
 
 	if (max == 0)
 		return 0;
-	fds[0] = (struct transport_waitfd){ tp->event_fd, POLLIN, 0 };
+	fds[0] = (struct transport_waitfd){ tp->sink->event_fd, POLLIN, 0 };
 	return 1;
 }
 
@@ -636,7 +648,7 @@ static void nats_wait(void *arg, struct transport_waitfd *fds, unsigned nfds, in
 
 	for (unsigned i = 0; i < nfds; i++)
 		pfds[i] = (struct pollfd){ fds[i].fd, fds[i].events, 0 };
-	pfds[nfds] = (struct pollfd){ tp->event_fd, POLLIN, 0 };
+	pfds[nfds] = (struct pollfd){ tp->sink->event_fd, POLLIN, 0 };
 	if (poll(pfds, nfds + 1, timeout_ms) < 0)
 		return;
 	for (unsigned i = 0; i < nfds; i++)
@@ -660,25 +672,52 @@ static void nats_configure(void *arg, const struct relay_config *rc)
 static void *nats_open(const struct relay_config *rc, int slots)
 {
 	struct nats_transport *tp = calloc(1, sizeof(*tp));
+	struct nats_sink *sink = calloc(1, sizeof(*sink));
 
 	(void)slots;
-	if (!tp)
-		return NULL;
-	tp->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (tp->event_fd < 0) {
-		free(tp);
-		return NULL;
-	}
-	pthread_mutex_init(&tp->lock, NULL);
+	if (!tp || !sink)
+		goto fail;
+	sink->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (sink->event_fd < 0)
+		goto fail;
+	pthread_mutex_init(&sink->lock, NULL);
+	tp->sink = sink;
 	tp->rc = rc;
 	return tp;
+fail:
+	free(sink);
+	free(tp);
+	return NULL;
 }
 
+static void sink_drain(struct nats_sink *sink)
+{
+	struct nats_ack *a, *an;
+
+	pthread_mutex_lock(&sink->lock);
+	a = sink->acks;
+	sink->acks = NULL;
+	pthread_mutex_unlock(&sink->lock);
+	for (; a; a = an) {
+		an = a->next;
+		free(a);
+	}
+}
+
+/*
+ * The connections go first (their unacknowledged publishes taken back, so
+ * no late ack names them), then libnats's global threads and state with
+ * nats_CloseAndWait, after which no callback can run and the sink goes.
+ * Except after a TLS connection: libnats 3.4's final cleanup at exit then
+ * frees OpenSSL's compression methods without resetting them, and
+ * OpenSSL's own cleanup frees them again and crashes the exit
+ * (nats-io/nats.c#904). Left open, libnats skips that cleanup; its threads
+ * idle until the process ends, and the sink stays theirs.
+ */
 static void nats_close(void *arg)
 {
 	struct nats_transport *tp = arg;
 	struct nats_conn *c, *cn;
-	struct nats_ack *a, *an;
 
 	if (!tp)
 		return;
@@ -688,20 +727,26 @@ static void nats_close(void *arg)
 		pub_unlink(tp, p);
 		pub_free(p);
 	}
-	/* Destroy the connections, then wait for libnats's threads. */
 	for (c = tp->conns; c; c = cn) {
+		natsMsgList pending = { 0 };
+
 		cn = c->next;
+		if (c->js && js_PublishAsyncGetPendingList(&pending, c->js) == NATS_OK)
+			natsMsgList_Destroy(&pending);
 		conn_free(c);
 	}
-	if (tp->used)
-		nats_CloseAndWait(2000); /* libnats's global threads and state */
-	/* no callback runs any more: what they queued last */
-	for (a = tp->acks; a; a = an) {
-		an = a->next;
-		free(a);
+	if (tp->tls) {
+		sink_drain(tp->sink);
+		lingering_sink = tp->sink;
+		free(tp);
+		return;
 	}
-	pthread_mutex_destroy(&tp->lock);
-	close(tp->event_fd);
+	if (tp->used)
+		nats_CloseAndWait(2000);
+	sink_drain(tp->sink);
+	pthread_mutex_destroy(&tp->sink->lock);
+	close(tp->sink->event_fd);
+	free(tp->sink);
 	free(tp);
 }
 

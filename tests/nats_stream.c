@@ -203,6 +203,8 @@ int main(int argc, char **argv)
 out:
 	jsCtx_Destroy(js);
 	natsConnection_Destroy(nc);
-	nats_Close();
+	/* after TLS, libnats's cleanup at exit crashes OpenSSL's (nats-io/nats.c#904) */
+	if (!getenv("NATS_STREAM_CA"))
+		nats_Close();
 	return rc;
 }
