@@ -102,7 +102,7 @@ struct nats_transport {
 
 /* A sink left to libnats's threads, which run on until the process ends
  * when TLS was used (see nats_close()): reachable, never freed. */
-static struct nats_sink *lingering_sink;
+static struct nats_sink *volatile lingering_sink; /* volatile: a store never read is kept */
 
 /* ---- callbacks (libnats's threads) ---------------------------------------- */
 
