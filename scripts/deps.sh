@@ -6,7 +6,7 @@
 
 PGEVENTD_BUILD_DEPS=(build-essential autoconf automake libtool pkgconf libpq-dev
 	libjansson-dev libcurl4-openssl-dev libconfig-dev check libssl-dev libsystemd-dev
-	postgresql)
+	libnats-dev librdkafka-dev postgresql nats-server)
 
 deps_install() {
 	local p missing=()

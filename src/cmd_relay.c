@@ -85,12 +85,21 @@ static void sub_new_release(struct sub_new *s)
 	free(s->generated);
 }
 
-/* Whether the url is one the subscriptions table takes (http or https,
- * as its CHECK says): refused here, since the server's refusal would
- * quote the whole row, secret and URL included. */
+/* A broker target (NATS JetStream, Kafka: see src/broker.h): its secret
+ * is the broker's password or token, which signs nothing. */
+static bool url_is_broker(const char *url)
+{
+	return strncasecmp(url, "nats://", 7) == 0 || strncasecmp(url, "tls://", 6) == 0 ||
+	       strncasecmp(url, "kafka://", 8) == 0;
+}
+
+/* Whether the url is one the subscriptions table takes (http, https or a
+ * broker's, as its CHECK says): refused here, since the server's refusal
+ * would quote the whole row, secret and URL included. */
 static bool url_ok(const char *url)
 {
-	return strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0;
+	return strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0 ||
+	       url_is_broker(url);
 }
 
 /* --max-in-flight and --rate-limit (either may be NULL: not given);
@@ -225,7 +234,8 @@ static int sub_add_parse(struct sub_new *s, int argc, char **argv)
 		return EX_USAGE;
 	}
 	if (!url_ok(s->url)) {
-		fprintf(stderr, "pgeventd: --url must start with http:// or https://\n");
+		fprintf(stderr, "pgeventd: --url must start with http://, https://, nats://, "
+		                "tls:// or kafka://\n");
 		return EX_USAGE;
 	}
 	if (!cli_int_ok(s->timeout, 100, 600000)) {
@@ -255,6 +265,8 @@ static int sub_add_parse(struct sub_new *s, int argc, char **argv)
 		s->secret = s->generated;
 	}
 	/* A secret that cannot sign is refused now, not at the first delivery. */
+	if (url_is_broker(s->url))
+		return 0;
 	probe = sign_header_value(s->scheme, s->secret, "probe", 0, "", 0, err, sizeof(err));
 	if (!probe) {
 		fprintf(stderr, "pgeventd: --secret: %s\n", err);

@@ -34,6 +34,8 @@
  */
 static const struct transport_ops *const transports[] = {
 	&transport_http,
+	&transport_nats,
+	&transport_kafka,
 };
 #define NTRANSPORTS ((int)(sizeof(transports) / sizeof(transports[0])))
 

@@ -40,6 +40,11 @@ struct transport_message {
 	const char *id_header, *timestamp_header, *signature_header; /* "" = scheme's */
 	const char *headers; /* JSON object of extra headers */
 	long timeout_ms;     /* the whole attempt */
+	/* Broker transports: non-NULL and not "": keep this key's messages in
+	 * send order (at most one unacknowledged at a time, and a message
+	 * behind one that failed fails with it); NULL: as the target says
+	 * (?ordered=1 orders by aggregate). HTTP ignores it. */
+	const char *order_key;
 };
 
 /* How an attempt ended, filled by the transport before it calls `done`. */
@@ -98,5 +103,9 @@ struct transport_ops {
 
 /* HTTP(S) POST with libcurl's multi interface: transport_http.c. */
 extern const struct transport_ops transport_http;
+/* NATS JetStream publishes with acks, libnats: transport_nats.c. */
+extern const struct transport_ops transport_nats;
+/* Kafka, an idempotent producer, librdkafka: transport_kafka.c. */
+extern const struct transport_ops transport_kafka;
 
 #endif

@@ -25,6 +25,7 @@ int main(void)
 	srunner_add_suite(sr, webhook_suite());
 	srunner_add_suite(sr, netaddr_suite());
 	srunner_add_suite(sr, routes_suite());
+	srunner_add_suite(sr, broker_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

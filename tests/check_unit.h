@@ -26,5 +26,6 @@ Suite *sign_suite(void);
 Suite *webhook_suite(void);
 Suite *netaddr_suite(void);
 Suite *routes_suite(void);
+Suite *broker_suite(void);
 
 #endif

@@ -1,0 +1,288 @@
+/* broker.c -- target urls, event fields and templates for the broker transports (see broker.h). */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "broker.h"
+
+#include <ctype.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <jansson.h>
+
+#include "util.h"
+
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = (char)tolower((unsigned char)c);
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* A malloc'd copy of s[0..len) with %XX and '+' decoded. */
+static char *percent_decode(const char *s, size_t len)
+{
+	char *out = malloc(len + 1), *o = out;
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '%' && i + 2 < len && hex_value(s[i + 1]) >= 0 &&
+		    hex_value(s[i + 2]) >= 0) {
+			*o++ = (char)(hex_value(s[i + 1]) << 4 | hex_value(s[i + 2]));
+			i += 2;
+		} else {
+			*o++ = s[i] == '+' ? ' ' : s[i];
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+static bool parse_query(const char *q, struct broker_url *u, char *err, size_t errlen)
+{
+	while (*q) {
+		size_t len = strcspn(q, "&");
+		const char *eq = memchr(q, '=', len);
+
+		if (len > 0) {
+			if (u->nparams == BROKER_MAX_PARAMS) {
+				snprintf(err, errlen, "more than %d query parameters",
+				         BROKER_MAX_PARAMS);
+				return false;
+			}
+			size_t klen = eq ? (size_t)(eq - q) : len;
+			u->keys[u->nparams] = percent_decode(q, klen);
+			u->values[u->nparams] =
+			    eq ? percent_decode(eq + 1, len - klen - 1) : util_strdup("");
+			if (!u->keys[u->nparams] || !u->values[u->nparams]) {
+				free(u->keys[u->nparams]);
+				free(u->values[u->nparams]);
+				snprintf(err, errlen, "out of memory");
+				return false;
+			}
+			u->nparams++;
+		}
+		q += len;
+		if (*q == '&')
+			q++;
+	}
+	return true;
+}
+
+bool broker_url_parse(const char *target, struct broker_url *u, char *err, size_t errlen)
+{
+	const char *sep = strstr(target, "://"), *auth, *slash, *at, *query;
+
+	memset(u, 0, sizeof(*u));
+	if (!sep) {
+		snprintf(err, errlen, "not a url");
+		return false;
+	}
+	auth = sep + 3;
+	slash = auth + strcspn(auth, "/?");
+	at = memchr(auth, '@', (size_t)(slash - auth));
+	query = strchr(slash, '?');
+	u->scheme = percent_decode(target, (size_t)(sep - target));
+	if (at)
+		u->user = percent_decode(auth, (size_t)(at - auth));
+	u->hosts = at ? percent_decode(at + 1, (size_t)(slash - at - 1))
+	              : percent_decode(auth, (size_t)(slash - auth));
+	if (*slash == '/')
+		slash++;
+	u->path = percent_decode(slash, query ? (size_t)(query - slash) : strlen(slash));
+	if (!u->scheme || !u->hosts || !u->path || (at && !u->user)) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (char *p = u->scheme; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	if (u->user && strchr(u->user, ':')) {
+		/* the password is the subscription's secret, never in the url */
+		snprintf(err, errlen,
+		         "the url must not carry a password: the subscription's "
+		         "secret is the password");
+		goto fail;
+	}
+	if (!u->hosts[0]) {
+		snprintf(err, errlen, "the url names no host");
+		goto fail;
+	}
+	if (query && !parse_query(query + 1, u, err, errlen))
+		goto fail;
+	return true;
+fail:
+	broker_url_release(u);
+	return false;
+}
+
+void broker_url_release(struct broker_url *u)
+{
+	free(u->scheme);
+	free(u->user);
+	free(u->hosts);
+	free(u->path);
+	for (int i = 0; i < u->nparams; i++) {
+		free(u->keys[i]);
+		free(u->values[i]);
+	}
+	memset(u, 0, sizeof(*u));
+}
+
+const char *broker_url_param(const struct broker_url *u, const char *key)
+{
+	for (int i = 0; i < u->nparams; i++)
+		if (strcmp(u->keys[i], key) == 0)
+			return u->values[i];
+	return NULL;
+}
+
+bool broker_url_flag(const struct broker_url *u, const char *key)
+{
+	const char *v = broker_url_param(u, key);
+
+	return v && (strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0 ||
+	             strcasecmp(v, "yes") == 0 || strcasecmp(v, "on") == 0 || v[0] == '\0');
+}
+
+/* ---- the event ----------------------------------------------------------------- */
+
+static const char *string_or_empty(json_t *o, const char *key)
+{
+	json_t *v = json_object_get(o, key);
+
+	return json_is_string(v) ? json_string_value(v) : "";
+}
+
+bool broker_event_parse(const char *body, struct broker_event *ev, char *err, size_t errlen)
+{
+	json_error_t jerr;
+	json_t *root = json_loads(body, 0, &jerr), *agg;
+
+	memset(ev, 0, sizeof(*ev));
+	if (!json_is_object(root)) {
+		snprintf(err, errlen, "the delivery body is not a JSON object");
+		json_decref(root);
+		return false;
+	}
+	ev->root = root;
+	ev->id = string_or_empty(root, "id");
+	ev->type = string_or_empty(root, "type");
+	ev->time = string_or_empty(root, "timestamp");
+	agg = json_object_get(root, "aggregate");
+	ev->aggregate_type = string_or_empty(agg, "type");
+	ev->aggregate_id = string_or_empty(agg, "id");
+	return true;
+}
+
+void broker_event_release(struct broker_event *ev)
+{
+	json_decref(ev->root);
+	memset(ev, 0, sizeof(*ev));
+}
+
+char *broker_event_key(const struct broker_event *ev)
+{
+	char *key;
+
+	if (!ev->aggregate_type[0] && !ev->aggregate_id[0])
+		return util_strdup("");
+	if (asprintf(&key, "%s/%s", ev->aggregate_type, ev->aggregate_id) < 0)
+		return NULL;
+	return key;
+}
+
+/* ---- templates ----------------------------------------------------------------- */
+
+static const char *field_value(const struct broker_event *ev, const char *name, size_t len)
+{
+	static const struct {
+		const char *name;
+		size_t offset;
+	} fields[] = {
+		{ "event_type", offsetof(struct broker_event, type) },
+		{ "aggregate_type", offsetof(struct broker_event, aggregate_type) },
+		{ "aggregate_id", offsetof(struct broker_event, aggregate_id) },
+		{ "id", offsetof(struct broker_event, id) },
+	};
+
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+		if (strlen(fields[i].name) == len && memcmp(fields[i].name, name, len) == 0)
+			return *(const char *const *)(const void *)((const char *)ev +
+			                                            fields[i].offset);
+	return NULL;
+}
+
+static bool append(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
+{
+	if (*len + n + 1 > *cap) {
+		size_t ncap = (*len + n + 1) * 2;
+		char *nb = realloc(*buf, ncap);
+
+		if (!nb)
+			return false;
+		*buf = nb;
+		*cap = ncap;
+	}
+	memcpy(*buf + *len, s, n);
+	*len += n;
+	(*buf)[*len] = '\0';
+	return true;
+}
+
+char *broker_expand(const char *tmpl, const struct broker_event *ev, bool subject_safe, char *err,
+                    size_t errlen)
+{
+	char *out = NULL;
+	size_t len = 0, cap = 0;
+	const char *p = tmpl;
+
+	if (!append(&out, &len, &cap, "", 0))
+		goto oom;
+	while (*p) {
+		const char *open = strchr(p, '{'), *close, *v;
+
+		if (!open) {
+			if (!append(&out, &len, &cap, p, strlen(p)))
+				goto oom;
+			break;
+		}
+		if (!append(&out, &len, &cap, p, (size_t)(open - p)))
+			goto oom;
+		close = strchr(open, '}');
+		if (!close) {
+			snprintf(err, errlen, "template %s: unclosed {", tmpl);
+			goto fail;
+		}
+		v = field_value(ev, open + 1, (size_t)(close - open - 1));
+		if (!v) {
+			snprintf(err, errlen,
+			         "template %s: unknown field %.*s (event_type, aggregate_type, "
+			         "aggregate_id, id)",
+			         tmpl, (int)(close - open - 1), open + 1);
+			goto fail;
+		}
+		size_t start = len;
+
+		if (!append(&out, &len, &cap, subject_safe && !*v ? "_" : v,
+		            subject_safe && !*v ? 1 : strlen(v)))
+			goto oom;
+		if (subject_safe)
+			for (size_t i = start; i < len; i++)
+				if ((unsigned char)out[i] <= ' ' || out[i] == '*' ||
+				    out[i] == '>' || out[i] == 0x7f)
+					out[i] = '_';
+		p = close + 1;
+	}
+	return out;
+oom:
+	snprintf(err, errlen, "out of memory");
+fail:
+	free(out);
+	return NULL;
+}

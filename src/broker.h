@@ -1,0 +1,67 @@
+/*
+ * broker.h -- what the broker transports (NATS JetStream, Kafka) share: the
+ * target url's parts, the event's fields read from the delivery body, and
+ * the subject/topic templates filled from them.
+ *
+ * A broker target is a url, so a subscription to a broker is the same
+ * subscriptions row as a webhook's:
+ *
+ *   nats://[user@]host[:port][,host2:port...]/<subject template>[?query]
+ *   tls://...   the same, with TLS
+ *   kafka://[user@]host:port[,host2:port...]/<topic template>[?query]
+ *
+ * Templates take {event_type}, {aggregate_type}, {aggregate_id} and {id}.
+ * The body of a delivery is the stored JSON envelope (enqueue.c):
+ * {"id", "type", "timestamp", "aggregate": {"id", "type"} or null, "data"}.
+ */
+#ifndef PGEVENTD_BROKER_H
+#define PGEVENTD_BROKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define BROKER_MAX_PARAMS 32
+
+/* A target url, split; every string is owned by the struct. */
+struct broker_url {
+	char *scheme; /* "nats", "tls", "kafka" (lower case) */
+	char *user;   /* before '@', or NULL */
+	char *hosts;  /* host:port[,host:port...] */
+	char *path;   /* the template, without its leading '/' */
+	int nparams;
+	char *keys[BROKER_MAX_PARAMS], *values[BROKER_MAX_PARAMS]; /* decoded */
+};
+
+/* Split `target`; false with why in `err` (no secret is ever in a url). */
+bool broker_url_parse(const char *target, struct broker_url *u, char *err, size_t errlen);
+void broker_url_release(struct broker_url *u);
+/* The value of query parameter `key`, or NULL. */
+const char *broker_url_param(const struct broker_url *u, const char *key);
+/* Whether a boolean parameter is set ("1", "true", "yes", "on"). */
+bool broker_url_flag(const struct broker_url *u, const char *key);
+
+/* The fields of one event, read from a delivery body; strings borrowed
+ * from `root`, "" when absent. */
+struct broker_event {
+	void *root; /* json_t, owned: broker_event_release */
+	const char *id, *type, *time, *aggregate_type, *aggregate_id;
+};
+
+bool broker_event_parse(const char *body, struct broker_event *ev, char *err, size_t errlen);
+void broker_event_release(struct broker_event *ev);
+
+/* The ordering key: "aggregate_type/aggregate_id", or "" for an event
+ * without an aggregate. Returns a malloc'd string, NULL when out of memory. */
+char *broker_event_key(const struct broker_event *ev);
+
+/*
+ * Fill the template with the event's fields. With `subject_safe` (NATS)
+ * a value's characters that a subject token cannot hold (whitespace, '*',
+ * '>', control characters) become '_', and an empty value becomes "_".
+ * Returns a malloc'd string, or NULL with why in `err` (an unknown
+ * {field}, an unclosed brace).
+ */
+char *broker_expand(const char *tmpl, const struct broker_event *ev, bool subject_safe, char *err,
+                    size_t errlen);
+
+#endif

@@ -1,0 +1,764 @@
+/*
+ * transport_nats.c -- the relay's NATS JetStream transport: asynchronous
+ * publishes with acknowledgements (libnats).
+ *
+ * A delivery counts as delivered only on the stream's PubAck. Its id is the
+ * message's Nats-Msg-Id, so the copy a retry publishes after a lost ack is
+ * dropped by the stream's duplicate window. libnats runs its callbacks on
+ * its own threads: the ack handler only queues what it learnt and writes an
+ * eventfd, which the relay's wait watches (waitfds); progress(), on the
+ * relay's thread, matches acks to sends by that id.
+ *
+ * Target: nats://[user@]host[:port][,host:port...]/<subject template>[?query]
+ * (tls://... for TLS). The query takes ordered=1 (at most one unacknowledged
+ * publish per aggregate; the message's order_key, when given, is the key), source= (ce-source),
+ * auth=token, creds=<file>, nkey=<public key>&seed=<file>, ca=<file>, cert=<file>&key=<file>. The
+ * password (user@) or token is the subscription's secret.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "transport.h"
+
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <nats/nats.h>
+
+#include "broker.h"
+#include "util.h"
+
+/* After a failed connect, sends fail at once for this long. */
+#define CONNECT_RETRY_MS 1000
+/* libnats's own bound on unacknowledged publishes: the relay's slots are
+ * the real one. */
+#define MAX_PENDING 65536
+/* libnats times out an unacknowledged publish after its MaxWait; past this
+ * much more, the transport does (a connection dropped with its timers). */
+#define ACK_GRACE_MS 2000
+
+/* One connection (and JetStream context) per server and credentials. */
+struct nats_conn {
+	struct nats_conn *next;
+	char *key;     /* servers, user, auth parameters and secret: memory only, never printed */
+	char *servers; /* for errors: scheme://hosts, no credentials */
+	natsConnection *nc;
+	jsCtx *js;
+	int64_t retry_at_ms;  /* after a failed connect, monotonic */
+	char last_error[256]; /* why the last connect failed */
+};
+
+enum pub_state { PUB_HELD, PUB_SENT, PUB_DONE };
+
+/* One send: from send() until progress() reports it or cancel() drops it. */
+struct nats_pub {
+	struct nats_pub *prev, *next; /* the transport's list, in send order */
+	struct nats_pub *successor;   /* held behind this one: same key, ordered */
+	struct nats_pub *predecessor; /* what this one is held behind */
+	struct nats_conn *conn;
+	natsMsg *msg; /* built; the library's once published */
+	char id[40];
+	char *key; /* the ordering key when the target is ordered, else NULL; owned */
+	struct transport_result *res; /* the caller's */
+	void *owner;
+	long timeout_ms;
+	int64_t deadline_ms; /* monotonic: past it, a publish without an ack is a retry */
+	enum pub_state state;
+};
+
+/* What an ack callback learnt, handed to the relay's thread. */
+struct nats_ack {
+	struct nats_ack *next;
+	char id[40];
+	bool ok, duplicate;
+	char error[TRANSPORT_ERRLEN];
+};
+
+/* Where the ack callbacks put what they learnt: the callbacks' closure. */
+struct nats_sink {
+	int event_fd;          /* written by callbacks, read by progress() */
+	pthread_mutex_t lock;  /* guards acks */
+	struct nats_ack *acks; /* newest first */
+};
+
+struct nats_transport {
+	const struct relay_config *rc;
+	struct nats_sink *sink; /* owned, but see nats_close() */
+	struct nats_pub *head, *tail;
+	struct nats_conn *conns;
+	bool used; /* libnats was opened */
+	bool tls;  /* ... and set up OpenSSL for a connection */
+};
+
+/* A sink left to libnats's threads, which run on until the process ends
+ * when TLS was used (see nats_close()): reachable, never freed. */
+static struct nats_sink *volatile lingering_sink; /* volatile: a store never read is kept */
+
+/* ---- callbacks (libnats's threads) ---------------------------------------- */
+
+static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+	struct nats_sink *sink = closure;
+	struct nats_ack *a = calloc(1, sizeof(*a));
+	const char *id = NULL;
+	uint64_t one = 1;
+
+	(void)js;
+	if (a && natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) == NATS_OK && id) {
+		snprintf(a->id, sizeof(a->id), "%s", id);
+		a->ok = pa != NULL;
+		a->duplicate = pa && pa->Duplicate;
+		if (!pa && pae && pae->Err == NATS_TIMEOUT)
+			snprintf(a->error, sizeof(a->error),
+			         "no acknowledgement from the stream in time (is the server "
+			         "reachable?)");
+		else if (!pa && pae && pae->Err == NATS_NO_RESPONDERS)
+			snprintf(a->error, sizeof(a->error),
+			         "no stream takes subject %s (NATS: no responders)",
+			         natsMsg_GetSubject(msg));
+		else if (!pa && pae)
+			snprintf(a->error, sizeof(a->error),
+			         "JetStream refused the message: %s (error code %d)",
+			         pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err),
+			         (int)pae->ErrCode);
+		else if (!pa)
+			snprintf(a->error, sizeof(a->error), "no acknowledgement");
+		pthread_mutex_lock(&sink->lock);
+		a->next = sink->acks;
+		sink->acks = a;
+		pthread_mutex_unlock(&sink->lock);
+		if (write(sink->event_fd, &one, sizeof(one)) < 0) {
+			/* the counter is full: a wake-up is pending anyway */
+		}
+	} else {
+		free(a);
+	}
+	natsMsg_Destroy(msg);
+}
+
+/* ---- connections ------------------------------------------------------------ */
+
+static void conn_free(struct nats_conn *c)
+{
+	jsCtx_Destroy(c->js);
+	natsConnection_Destroy(c->nc);
+	free(c->key);
+	free(c->servers);
+	free(c);
+}
+
+static void conn_disconnect(struct nats_conn *c)
+{
+	jsCtx_Destroy(c->js);
+	natsConnection_Destroy(c->nc);
+	c->js = NULL;
+	c->nc = NULL;
+}
+
+/* The key a connection is shared by: what it connects to and as whom. */
+static char *conn_key(const struct broker_url *u, const char *secret)
+{
+	static const char *const auth_params[] = { "auth", "creds", "nkey", "seed",
+		                                   "ca",   "cert",  "key",  "tls" };
+	char *key = NULL, *next;
+
+	if (asprintf(&key, "%s|%s|%s|%s", u->scheme, u->user ? u->user : "", u->hosts, secret) < 0)
+		return NULL;
+	for (size_t i = 0; i < sizeof(auth_params) / sizeof(auth_params[0]); i++) {
+		const char *v = broker_url_param(u, auth_params[i]);
+
+		if (asprintf(&next, "%s|%s", key, v ? v : "") < 0) {
+			free(key);
+			return NULL;
+		}
+		free(key);
+		key = next;
+	}
+	return key;
+}
+
+/* Options from the url (and the secret); false with why in `err`. */
+static bool conn_options(struct nats_transport *tp, const struct broker_url *u, const char *secret,
+                         natsOptions *o, char *err, size_t errlen)
+{
+	bool tls = strcmp(u->scheme, "tls") == 0 || broker_url_flag(u, "tls");
+	const char *auth = broker_url_param(u, "auth"), *creds = broker_url_param(u, "creds"),
+	           *nkey = broker_url_param(u, "nkey"), *seed = broker_url_param(u, "seed"),
+	           *ca = broker_url_param(u, "ca"), *cert = broker_url_param(u, "cert"),
+	           *key = broker_url_param(u, "key");
+	const char *servers[16];
+	char *copy = util_strdup(u->hosts), *save = NULL;
+	char *urls[16] = { 0 };
+	int n = 0;
+	natsStatus s = NATS_OK;
+	bool ok = false;
+
+	if (!copy) {
+		snprintf(err, errlen, "out of memory");
+		return false;
+	}
+	for (char *h = strtok_r(copy, ",", &save); h && n < 16; h = strtok_r(NULL, ",", &save)) {
+		if (asprintf(&urls[n], "%s://%s", tls ? "tls" : "nats", h) < 0)
+			goto out;
+		servers[n] = urls[n];
+		n++;
+	}
+	s = natsOptions_SetServers(o, servers, n);
+	if (s == NATS_OK)
+		s = natsOptions_SetName(o, "pgeventd relay");
+	if (s == NATS_OK)
+		s = natsOptions_SetTimeout(o, tp->rc->connect_timeout_ms);
+	if (s == NATS_OK)
+		s = natsOptions_SetMaxReconnect(o, -1); /* forever: sends retry meanwhile */
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectWait(o, 250);
+	if (s == NATS_OK && u->user)
+		s = natsOptions_SetUserInfo(o, u->user, secret);
+	if (s == NATS_OK && auth && strcmp(auth, "token") == 0)
+		s = natsOptions_SetToken(o, secret);
+	if (s == NATS_OK && creds)
+		s = natsOptions_SetUserCredentialsFromFiles(o, creds, seed);
+	if (s == NATS_OK && nkey && !creds)
+		s = natsOptions_SetNKeyFromSeed(o, nkey, seed ? seed : "");
+	if (s == NATS_OK && tls) {
+		tp->tls = true; /* libnats sets up OpenSSL: see nats_close() */
+		s = natsOptions_SetSecure(o, true);
+	}
+	if (s == NATS_OK && tls && (ca || (tp->rc->ca_file && tp->rc->ca_file[0])))
+		s = natsOptions_LoadCATrustedCertificates(o, ca ? ca : tp->rc->ca_file);
+	if (s == NATS_OK && cert)
+		s = natsOptions_LoadCertificatesChain(o, cert, key ? key : cert);
+	if (s != NATS_OK) {
+		/* the status text only: libnats's detail may quote a file's content */
+		snprintf(err, errlen, "NATS connection options: %s", natsStatus_GetText(s));
+		goto out;
+	}
+	ok = true;
+out:
+	if (!ok && s == NATS_OK)
+		snprintf(err, errlen, "out of memory");
+	for (int i = 0; i < n; i++)
+		free(urls[i]);
+	free(copy);
+	return ok;
+}
+
+/* The connection for `u`, made if need be; NULL with why in `err`. */
+static struct nats_conn *conn_find(struct nats_transport *tp, const struct broker_url *u,
+                                   const char *secret, char *err, size_t errlen)
+{
+	char *key = conn_key(u, secret);
+	struct nats_conn *c;
+
+	if (!key) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	for (c = tp->conns; c; c = c->next)
+		if (strcmp(c->key, key) == 0) {
+			free(key);
+			return c;
+		}
+	c = calloc(1, sizeof(*c));
+	if (!c || asprintf(&c->servers, "%s://%s", u->scheme, u->hosts) < 0) {
+		free(c);
+		free(key);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	c->key = key;
+	c->next = tp->conns;
+	tp->conns = c;
+	return c;
+}
+
+/* Connect `c` unless it is; false with why in `err` (no credentials in it). */
+static bool conn_ready(struct nats_transport *tp, struct nats_conn *c, const struct broker_url *u,
+                       const char *secret, char *err, size_t errlen)
+{
+	natsOptions *o = NULL;
+	jsOptions jo;
+	natsStatus s;
+
+	if (c->nc && natsConnection_IsClosed(c->nc))
+		conn_disconnect(c);
+	if (c->nc)
+		return true;
+	if (util_mono_ms() < c->retry_at_ms) {
+		snprintf(err, errlen, "%s", c->last_error);
+		return false;
+	}
+	tp->used = true;
+	s = natsOptions_Create(&o);
+	if (s != NATS_OK) {
+		snprintf(c->last_error, sizeof(c->last_error), "cannot set up libnats: %s",
+		         natsStatus_GetText(s));
+		goto fail;
+	}
+	if (!conn_options(tp, u, secret, o, c->last_error, sizeof(c->last_error)))
+		goto fail;
+	s = natsConnection_Connect(&c->nc, o);
+	if (s != NATS_OK) {
+		snprintf(c->last_error, sizeof(c->last_error), "cannot connect to %s: %s%s",
+		         c->servers, natsStatus_GetText(s),
+		         s == NATS_CONNECTION_AUTH_FAILED || s == NATS_NOT_PERMITTED
+		             ? " (check the user, token, NKey or creds file)"
+		             : "");
+		c->nc = NULL;
+		goto fail;
+	}
+	jsOptions_Init(&jo);
+	jo.PublishAsync.MaxPending = MAX_PENDING;
+	jo.PublishAsync.AckHandler = on_pub_ack;
+	jo.PublishAsync.AckHandlerClosure = tp->sink;
+	s = natsConnection_JetStream(&c->js, c->nc, &jo);
+	if (s != NATS_OK) {
+		snprintf(c->last_error, sizeof(c->last_error), "no JetStream context on %s: %s",
+		         c->servers, natsStatus_GetText(s));
+		natsConnection_Destroy(c->nc);
+		c->nc = NULL;
+		goto fail;
+	}
+	natsOptions_Destroy(o);
+	return true;
+fail:
+	natsOptions_Destroy(o);
+	c->retry_at_ms = util_mono_ms() + CONNECT_RETRY_MS;
+	snprintf(err, errlen, "%s", c->last_error);
+	return false;
+}
+
+/* ---- sends -------------------------------------------------------------------- */
+
+static void pub_unlink(struct nats_transport *tp, struct nats_pub *p)
+{
+	if (p->prev)
+		p->prev->next = p->next;
+	else
+		tp->head = p->next;
+	if (p->next)
+		p->next->prev = p->prev;
+	else
+		tp->tail = p->prev;
+	p->prev = p->next = NULL;
+}
+
+static void pub_free(struct nats_pub *p)
+{
+	natsMsg_Destroy(p->msg);
+	free(p->key);
+	free(p);
+}
+
+static void pub_finish(struct nats_pub *p, enum webhook_verdict v, const char *error);
+
+/* Publish a built message; on a refusal the send ends as a retry. */
+static void pub_publish(struct nats_pub *p)
+{
+	jsPubOptions po;
+	natsStatus s;
+
+	jsPubOptions_Init(&po);
+	po.MaxWait = p->timeout_ms;
+	p->state = PUB_SENT;
+	p->deadline_ms = util_mono_ms() + p->timeout_ms + ACK_GRACE_MS;
+	s = js_PublishMsgAsync(p->conn->js, &p->msg, &po);
+	if (s != NATS_OK) {
+		char error[TRANSPORT_ERRLEN];
+
+		snprintf(error, sizeof(error), "cannot publish to %s: %s", p->conn->servers,
+		         natsStatus_GetText(s));
+		pub_finish(p, WEBHOOK_RETRY, error);
+	}
+}
+
+/* The outcome of `p`; what was held behind it goes on or fails with it,
+ * so no message of its key overtakes it. */
+static void pub_finish(struct nats_pub *p, enum webhook_verdict v, const char *error)
+{
+	struct nats_pub *next = p->successor;
+
+	p->state = PUB_DONE;
+	p->res->verdict = v;
+	p->res->status = 0;
+	p->res->retry_after_ms = -1;
+	snprintf(p->res->error, sizeof(p->res->error), "%s", error ? error : "");
+	p->successor = NULL;
+	if (!next)
+		return;
+	next->predecessor = NULL;
+	if (v == WEBHOOK_DELIVERED) {
+		pub_publish(next);
+	} else {
+		char why[TRANSPORT_ERRLEN];
+
+		snprintf(
+		    why, sizeof(why),
+		    "not published: delivery %s of the same key before it was not acknowledged",
+		    p->id);
+		pub_finish(next, WEBHOOK_RETRY, why);
+	}
+}
+
+static bool set_header(natsMsg *m, const char *name, const char *value)
+{
+	return !value[0] || natsMsgHeader_Set(m, name, value) == NATS_OK;
+}
+
+/* The message: the body as it is, CloudEvents binary-mode headers, the
+ * subscription's extra headers, and Nats-Msg-Id for the stream's dedupe. */
+static natsMsg *build_message(const struct transport_message *m, const struct broker_url *u,
+                              const struct broker_event *ev, char *err, size_t errlen)
+{
+	const char *source = broker_url_param(u, "source");
+	char *subject = broker_expand(u->path, ev, true, err, errlen);
+	natsMsg *msg = NULL;
+	json_t *extra = NULL, *v;
+	const char *k;
+
+	if (!subject)
+		return NULL;
+	if (!subject[0] || subject[strlen(subject) - 1] == '.') {
+		snprintf(err, errlen, "the subject template %s gives no subject", u->path);
+		goto fail;
+	}
+	if (natsMsg_Create(&msg, subject, NULL, m->body, (int)strlen(m->body)) != NATS_OK) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	if (!set_header(msg, "Nats-Msg-Id", m->id) || !set_header(msg, "ce-specversion", "1.0") ||
+	    !set_header(msg, "ce-id", ev->id) || !set_header(msg, "ce-type", ev->type) ||
+	    !set_header(msg, "ce-source", source && source[0] ? source : "pgeventd") ||
+	    !set_header(msg, "ce-time", ev->time) ||
+	    !set_header(msg, "ce-aggregatetype", ev->aggregate_type) ||
+	    !set_header(msg, "ce-aggregateid", ev->aggregate_id) ||
+	    !set_header(msg, "content-type", "application/json")) {
+		snprintf(err, errlen, "bad header value, or out of memory");
+		goto fail;
+	}
+	extra = json_loads(m->headers, 0, NULL);
+	json_object_foreach(extra, k, v)
+	{
+		if (!json_is_string(v) || strpbrk(k, "\r\n: ") ||
+		    strpbrk(json_string_value(v), "\r\n") ||
+		    natsMsgHeader_Set(msg, k, json_string_value(v)) != NATS_OK) {
+			snprintf(err, errlen, "bad extra header %s", k);
+			goto fail;
+		}
+	}
+	json_decref(extra);
+	free(subject);
+	return msg;
+fail:
+	json_decref(extra);
+	natsMsg_Destroy(msg);
+	free(subject);
+	return NULL;
+}
+
+/* The unfinished send of `key` that came last, or NULL. */
+static struct nats_pub *last_of_key(struct nats_transport *tp, const char *key)
+{
+	for (struct nats_pub *p = tp->tail; p; p = p->prev)
+		if (p->key && strcmp(p->key, key) == 0)
+			return p;
+	return NULL;
+}
+
+static void *nats_send(void *arg, const struct transport_message *m, struct transport_result *res,
+                       void *owner, char *err, size_t errlen)
+{
+	struct nats_transport *tp = arg;
+	struct broker_url u;
+	struct broker_event ev = { 0 };
+	struct nats_pub *p = NULL, *before;
+	char cerr[TRANSPORT_ERRLEN];
+
+	if (!broker_url_parse(m->target, &u, err, errlen))
+		return NULL;
+	if (!broker_event_parse(m->body, &ev, err, errlen))
+		goto fail;
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	snprintf(p->id, sizeof(p->id), "%s", m->id);
+	p->res = res;
+	p->owner = owner;
+	p->timeout_ms = m->timeout_ms;
+	p->msg = build_message(m, &u, &ev, err, errlen);
+	if (!p->msg)
+		goto fail;
+	if (m->order_key && m->order_key[0]) {
+		p->key = util_strdup(m->order_key);
+		if (!p->key) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+	} else if (broker_url_flag(&u, "ordered")) {
+		p->key = broker_event_key(&ev);
+		if (!p->key) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		if (!p->key[0]) { /* no aggregate: no order to keep */
+			free(p->key);
+			p->key = NULL;
+		}
+	}
+	p->conn = conn_find(tp, &u, m->secret, err, errlen);
+	if (!p->conn)
+		goto fail;
+	before = p->key ? last_of_key(tp, p->key) : NULL;
+	p->prev = tp->tail;
+	if (tp->tail)
+		tp->tail->next = p;
+	else
+		tp->head = p;
+	tp->tail = p;
+	if (!conn_ready(tp, p->conn, &u, m->secret, cerr, sizeof(cerr))) {
+		pub_finish(p, WEBHOOK_RETRY, cerr);
+	} else if (before && before->state != PUB_DONE) {
+		p->state = PUB_HELD; /* published when `before` is acknowledged */
+		p->predecessor = before;
+		before->successor = p;
+	} else if (before && before->res->verdict != WEBHOOK_DELIVERED) {
+		snprintf(cerr, sizeof(cerr),
+		         "not published: delivery %s of the same key before it was not "
+		         "acknowledged",
+		         before->id);
+		pub_finish(p, WEBHOOK_RETRY, cerr);
+	} else {
+		pub_publish(p);
+	}
+	broker_event_release(&ev);
+	broker_url_release(&u);
+	return p;
+fail:
+	if (p)
+		pub_free(p);
+	broker_event_release(&ev);
+	broker_url_release(&u);
+	return NULL;
+}
+
+/* ---- progress, wait ------------------------------------------------------------- */
+
+static void apply_acks(struct nats_transport *tp)
+{
+	struct nats_ack *a, *next;
+	uint64_t n;
+
+	if (read(tp->sink->event_fd, &n, sizeof(n)) < 0) {
+		/* nothing written since the last read */
+	}
+	pthread_mutex_lock(&tp->sink->lock);
+	a = tp->sink->acks;
+	tp->sink->acks = NULL;
+	pthread_mutex_unlock(&tp->sink->lock);
+	/* newest first: reverse, so a key's acks apply in publish order */
+	struct nats_ack *ordered = NULL;
+
+	for (; a; a = next) {
+		next = a->next;
+		a->next = ordered;
+		ordered = a;
+	}
+	for (a = ordered; a; a = next) {
+		next = a->next;
+		for (struct nats_pub *p = tp->head; p; p = p->next) {
+			if (p->state != PUB_SENT || strcmp(p->id, a->id) != 0)
+				continue;
+			pub_finish(p, a->ok ? WEBHOOK_DELIVERED : WEBHOOK_RETRY,
+			           a->ok ? NULL : a->error);
+			/* the stream had it already: a retry after a lost ack */
+			if (a->duplicate)
+				p->res->response_len = (size_t)snprintf(
+				    p->res->response, sizeof(p->res->response), "duplicate");
+			break;
+		}
+		free(a); /* matched, or its send was cancelled */
+	}
+}
+
+static void nats_progress(void *arg, transport_done_fn *done, void *done_arg)
+{
+	struct nats_transport *tp = arg;
+	struct nats_pub *p, *next;
+
+	apply_acks(tp);
+	int64_t now = util_mono_ms();
+
+	for (p = tp->head; p; p = p->next)
+		if (p->state == PUB_SENT && now > p->deadline_ms)
+			pub_finish(p, WEBHOOK_RETRY,
+			           "no acknowledgement from the stream in time (is the server "
+			           "reachable?)");
+	for (p = tp->head; p; p = next) {
+		next = p->next;
+		if (p->state != PUB_DONE)
+			continue;
+		pub_unlink(tp, p);
+		done(done_arg, p->owner);
+		pub_free(p);
+	}
+}
+
+static void nats_cancel(void *arg, void *handle)
+{
+	struct nats_transport *tp = arg;
+	struct nats_pub *p = handle;
+
+	if (p->predecessor)
+		p->predecessor->successor = NULL;
+	if (p->successor) {
+		p->successor->predecessor = NULL;
+		if (p->successor->state == PUB_HELD)
+			pub_publish(p->successor);
+	}
+	pub_unlink(tp, p);
+	pub_free(p); /* an ack that comes later finds no send */
+}
+
+static unsigned nats_waitfds(void *arg, struct transport_waitfd *fds, unsigned max)
+{
+	struct nats_transport *tp = arg;
+
+	if (max == 0)
+		return 0;
+	fds[0] = (struct transport_waitfd){ tp->sink->event_fd, POLLIN, 0 };
+	return 1;
+}
+
+static void nats_wait(void *arg, struct transport_waitfd *fds, unsigned nfds, int timeout_ms)
+{
+	struct nats_transport *tp = arg;
+	struct pollfd pfds[nfds + 1];
+
+	for (unsigned i = 0; i < nfds; i++)
+		pfds[i] = (struct pollfd){ fds[i].fd, fds[i].events, 0 };
+	pfds[nfds] = (struct pollfd){ tp->sink->event_fd, POLLIN, 0 };
+	if (poll(pfds, nfds + 1, timeout_ms) < 0)
+		return;
+	for (unsigned i = 0; i < nfds; i++)
+		fds[i].revents = pfds[i].revents;
+}
+
+/* ---- the transport ------------------------------------------------------------- */
+
+static bool nats_serves(const char *target)
+{
+	return strncasecmp(target, "nats://", 7) == 0 || strncasecmp(target, "tls://", 6) == 0;
+}
+
+static void nats_configure(void *arg, const struct relay_config *rc)
+{
+	struct nats_transport *tp = arg;
+
+	tp->rc = rc;
+}
+
+static void *nats_open(const struct relay_config *rc, int slots)
+{
+	struct nats_transport *tp = calloc(1, sizeof(*tp));
+	struct nats_sink *sink = calloc(1, sizeof(*sink));
+
+	(void)slots;
+	if (!tp || !sink)
+		goto fail;
+	sink->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (sink->event_fd < 0)
+		goto fail;
+	pthread_mutex_init(&sink->lock, NULL);
+	tp->sink = sink;
+	tp->rc = rc;
+	return tp;
+fail:
+	free(sink);
+	free(tp);
+	return NULL;
+}
+
+static void sink_drain(struct nats_sink *sink)
+{
+	struct nats_ack *a, *an;
+
+	pthread_mutex_lock(&sink->lock);
+	a = sink->acks;
+	sink->acks = NULL;
+	pthread_mutex_unlock(&sink->lock);
+	for (; a; a = an) {
+		an = a->next;
+		free(a);
+	}
+}
+
+/*
+ * The connections go first (their unacknowledged publishes taken back, so
+ * no late ack names them), then libnats's global threads and state with
+ * nats_CloseAndWait, after which no callback can run and the sink goes.
+ * Except after a TLS connection: libnats 3.4's final cleanup at exit then
+ * frees OpenSSL's compression methods without resetting them, and
+ * OpenSSL's own cleanup frees them again and crashes the exit
+ * (nats-io/nats.c#904). Left open, libnats skips that cleanup; its threads
+ * idle until the process ends, and the sink stays theirs.
+ */
+static void nats_close(void *arg)
+{
+	struct nats_transport *tp = arg;
+	struct nats_conn *c, *cn;
+
+	if (!tp)
+		return;
+	while (tp->head) {
+		struct nats_pub *p = tp->head;
+
+		pub_unlink(tp, p);
+		pub_free(p);
+	}
+	for (c = tp->conns; c; c = cn) {
+		natsMsgList pending = { 0 };
+
+		cn = c->next;
+		if (c->js && js_PublishAsyncGetPendingList(&pending, c->js) == NATS_OK)
+			natsMsgList_Destroy(&pending);
+		conn_free(c);
+	}
+	if (tp->tls) {
+		sink_drain(tp->sink);
+		lingering_sink = tp->sink;
+		free(tp);
+		return;
+	}
+	if (tp->used)
+		nats_CloseAndWait(2000);
+	sink_drain(tp->sink);
+	pthread_mutex_destroy(&tp->sink->lock);
+	close(tp->sink->event_fd);
+	free(tp->sink);
+	free(tp);
+}
+
+const struct transport_ops transport_nats = {
+	.name = "nats",
+	.serves = nats_serves,
+	.open = nats_open,
+	.close = nats_close,
+	.configure = nats_configure,
+	.send = nats_send,
+	.cancel = nats_cancel,
+	.progress = nats_progress,
+	.wait = nats_wait,
+	.waitfds = nats_waitfds,
+};

@@ -1,0 +1,223 @@
+/* check_broker.c -- broker targets: urls, templates, and per-key order in the Kafka transport. */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include "src/broker.h"
+#include "src/transport.h"
+#include "src/util.h"
+#include "tests/check_unit.h"
+
+static const char body[] =
+    "{\"id\": \"e1\", \"type\": \"order.paid\", \"timestamp\": \"2026-01-01T00:00:00.000000Z\","
+    " \"aggregate\": {\"id\": \"o 1*\", \"type\": \"order\"}, \"data\": {}}";
+
+START_TEST(test_url_splits_user_hosts_template_and_decoded_parameters)
+{
+	struct broker_url u;
+	char err[256];
+
+	ck_assert(broker_url_parse("kafka://svc@k1:9092,k2:9092/t.{event_type}?key=%7Bid%7D&"
+	                           "security.protocol=SASL_SSL&ordered",
+	                           &u, err, sizeof(err)));
+	ck_assert_str_eq(u.scheme, "kafka");
+	ck_assert_str_eq(u.user, "svc");
+	ck_assert_str_eq(u.hosts, "k1:9092,k2:9092");
+	ck_assert_str_eq(u.path, "t.{event_type}");
+	ck_assert_str_eq(broker_url_param(&u, "key"), "{id}");
+	ck_assert_str_eq(broker_url_param(&u, "security.protocol"), "SASL_SSL");
+	ck_assert(broker_url_flag(&u, "ordered"));
+	ck_assert(!broker_url_flag(&u, "tls"));
+	broker_url_release(&u);
+}
+END_TEST
+
+START_TEST(test_url_with_a_password_is_refused_without_quoting_it)
+{
+	struct broker_url u;
+	char err[256];
+
+	ck_assert(!broker_url_parse("nats://alice:hunter2@h:4222/s", &u, err, sizeof(err)));
+	ck_assert_ptr_null(strstr(err, "hunter2"));
+	ck_assert_ptr_nonnull(strstr(err, "password"));
+}
+END_TEST
+
+START_TEST(test_template_takes_the_event_fields)
+{
+	struct broker_event ev;
+	char err[256], *s, *key;
+
+	ck_assert(broker_event_parse(body, &ev, err, sizeof(err)));
+	s = broker_expand("x.{event_type}.{aggregate_type}.{id}", &ev, false, err, sizeof(err));
+	ck_assert_str_eq(s, "x.order.paid.order.e1");
+	free(s);
+	/* a subject token holds no space, '*' or '>' */
+	s = broker_expand("a.{aggregate_id}", &ev, true, err, sizeof(err));
+	ck_assert_str_eq(s, "a.o_1_");
+	free(s);
+	key = broker_event_key(&ev);
+	ck_assert_str_eq(key, "order/o 1*");
+	free(key);
+	ck_assert_ptr_null(broker_expand("{nope}", &ev, false, err, sizeof(err)));
+	ck_assert_ptr_nonnull(strstr(err, "unknown field nope"));
+	ck_assert_ptr_null(broker_expand("{id", &ev, false, err, sizeof(err)));
+	broker_event_release(&ev);
+}
+END_TEST
+
+START_TEST(test_event_without_aggregate_has_no_key)
+{
+	struct broker_event ev;
+	char err[256], *key, *s;
+
+	ck_assert(broker_event_parse("{\"id\": \"e\", \"type\": \"t\", \"aggregate\": null}", &ev,
+	                             err, sizeof(err)));
+	key = broker_event_key(&ev);
+	ck_assert_str_eq(key, "");
+	free(key);
+	s = broker_expand("s.{aggregate_id}", &ev, true, err, sizeof(err));
+	ck_assert_str_eq(s, "s._");
+	free(s);
+	broker_event_release(&ev);
+	ck_assert(!broker_event_parse("[1]", &ev, err, sizeof(err)));
+}
+END_TEST
+
+/* ---- the Kafka transport against the mock cluster ---------------------------- */
+
+struct finished {
+	int n;
+	int order[4];
+};
+
+static void on_done(void *arg, void *owner)
+{
+	struct finished *f = arg;
+
+	f->order[f->n++] = (int)(intptr_t)owner;
+}
+
+/*
+ * Two messages of one key: the first to a topic the cluster says does not
+ * exist, the second to one that does. Ordered, the second is held behind
+ * the first and fails with it (it would otherwise overtake it); unordered,
+ * the second is stored.
+ */
+static void send_two(bool ordered, const char *order_key, struct transport_result res[2],
+                     struct finished *f)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	char err[256], url[512];
+	rd_kafka_t *owner;
+	rd_kafka_mock_cluster_t *mc;
+	const struct relay_config rc = { .connect_timeout_ms = 2000 };
+	void *tp;
+
+	ck_assert_int_eq(rd_kafka_conf_set(conf, "test.mock.num.brokers", "1", err, sizeof(err)),
+	                 RD_KAFKA_CONF_OK);
+	ck_assert_int_eq(rd_kafka_conf_set(conf, "log_level", "0", err, sizeof(err)),
+	                 RD_KAFKA_CONF_OK);
+	owner = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+	ck_assert_ptr_nonnull(owner);
+	mc = rd_kafka_handle_mock_cluster(owner);
+	rd_kafka_mock_topic_create(mc, "ok", 1, 1);
+	rd_kafka_mock_topic_set_error(mc, "missing", RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+	snprintf(url, sizeof(url), "kafka://%s/{aggregate_type}?key=k%s",
+	         rd_kafka_mock_cluster_bootstraps(mc), ordered ? "&ordered=1" : "");
+	tp = transport_kafka.open(&rc, 4);
+	ck_assert_ptr_nonnull(tp);
+	for (int i = 0; i < 2; i++) {
+		char b[256], id[16];
+		struct transport_message m = { .id = id,
+			                       .body = b,
+			                       .target = url,
+			                       .secret = "",
+			                       .headers = "{}",
+			                       .timeout_ms = 3000,
+			                       .order_key = order_key };
+
+		snprintf(id, sizeof(id), "d%d", i);
+		snprintf(b, sizeof(b),
+		         "{\"id\": \"e%d\", \"type\": \"t\", \"aggregate\": {\"type\": \"%s\", "
+		         "\"id\": \"1\"}}",
+		         i, i == 0 ? "missing" : "ok");
+		ck_assert_ptr_nonnull(
+		    transport_kafka.send(tp, &m, &res[i], (void *)(intptr_t)i, err, sizeof(err)));
+	}
+	for (int i = 0; i < 100 && f->n < 2; i++) {
+		struct transport_waitfd fds[1];
+		unsigned n = transport_kafka.waitfds(tp, fds, 1);
+
+		transport_kafka.wait(tp, fds, n, 100);
+		transport_kafka.progress(tp, on_done, f);
+	}
+	transport_kafka.close(tp);
+	rd_kafka_destroy(owner);
+}
+
+START_TEST(test_kafka_ordered_key_never_overtakes_a_failed_message)
+{
+	struct transport_result res[2];
+	struct finished f = { 0 };
+
+	memset(res, 0, sizeof(res));
+	send_two(true, NULL, res, &f);
+	ck_assert_int_eq(f.n, 2);
+	ck_assert_int_eq(res[0].verdict, WEBHOOK_RETRY);
+	ck_assert_msg(strncmp(res[0].error, "Kafka: ", 7) == 0, "%s", res[0].error);
+	ck_assert_int_eq(res[1].verdict, WEBHOOK_RETRY);
+	ck_assert_ptr_nonnull(strstr(res[1].error, "delivery d0 of the same key"));
+}
+END_TEST
+
+START_TEST(test_kafka_unordered_messages_go_on_their_own)
+{
+	struct transport_result res[2];
+	struct finished f = { 0 };
+
+	memset(res, 0, sizeof(res));
+	send_two(false, NULL, res, &f);
+	ck_assert_int_eq(f.n, 2);
+	ck_assert_int_eq(res[0].verdict, WEBHOOK_RETRY);
+	ck_assert_int_eq(res[1].verdict, WEBHOOK_DELIVERED);
+	ck_assert_str_eq(res[1].error, "");
+}
+END_TEST
+
+START_TEST(test_kafka_order_key_from_the_caller_holds_like_ordered)
+{
+	struct transport_result res[2];
+	struct finished f = { 0 };
+
+	memset(res, 0, sizeof(res));
+	send_two(false, "customer-7", res, &f);
+	ck_assert_int_eq(f.n, 2);
+	ck_assert_int_eq(res[1].verdict, WEBHOOK_RETRY);
+	ck_assert_ptr_nonnull(strstr(res[1].error, "delivery d0 of the same key"));
+}
+END_TEST
+
+Suite *broker_suite(void)
+{
+	Suite *s = suite_create("broker");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_test(tc, test_url_splits_user_hosts_template_and_decoded_parameters);
+	tcase_add_test(tc, test_url_with_a_password_is_refused_without_quoting_it);
+	tcase_add_test(tc, test_template_takes_the_event_fields);
+	tcase_add_test(tc, test_event_without_aggregate_has_no_key);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_kafka_ordered_key_never_overtakes_a_failed_message);
+	tcase_add_test(tc, test_kafka_unordered_messages_go_on_their_own);
+	tcase_add_test(tc, test_kafka_order_key_from_the_caller_holds_like_ordered);
+	suite_add_tcase(s, tc);
+	return s;
+}
