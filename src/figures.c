@@ -54,9 +54,25 @@ const char figures_deliveries_sql[] =
         "deliveries_dead_idx") " FROM " CAPPED_N("deliveries WHERE status = 'dead'",
                                                  "finished_at, id");
 
+/* Subscriptions are few: read whole. The last error of a failing one (and
+ * only of those) is that of its retry due last, through the claim's index
+ * of its pending deliveries (deliveries_sub_due_idx, migration 0005): a
+ * retry is due later than the fresh deliveries beside it. When none is
+ * pending (its failures all ended dead), that of its newest 20 deliveries
+ * (deliveries_subscription_idx) that has one. */
 const char figures_subscriptions_sql[] =
-    "SELECT name, enabled, coalesce(disabled_reason, ''), coalesce(disabled_at::text, '')"
-    " FROM subscriptions ORDER BY name";
+    "SELECT name, enabled, coalesce(disabled_reason, ''), coalesce(disabled_at::text, ''),"
+    " consecutive_failures, coalesce(failing_since::text, ''),"
+    " coalesce(paused_until::text, ''),"
+    " CASE WHEN enabled AND consecutive_failures > 0 THEN coalesce("
+    "  (SELECT d.last_error FROM deliveries d WHERE d.subscription_id = s.id"
+    "    AND d.status = 'pending' AND d.last_error IS NOT NULL"
+    "    ORDER BY d.next_attempt_at DESC LIMIT 1),"
+    "  (SELECT n.last_error FROM (SELECT d.last_error, d.created_at FROM deliveries d"
+    "    WHERE d.subscription_id = s.id ORDER BY d.created_at DESC LIMIT 20) n"
+    "    WHERE n.last_error IS NOT NULL ORDER BY n.created_at DESC LIMIT 1), '')"
+    " ELSE '' END"
+    " FROM subscriptions s ORDER BY name";
 
 /* The queue, through events_due_idx: it holds only unprocessed rows, so
  * this costs the backlog, not the table. "Due" is the claim's own

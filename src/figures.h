@@ -36,7 +36,9 @@ extern const char figures_dead_letters_sql[];
 extern const char figures_dead_letters_estimate_sql[];
 /* Pending deliveries, and dead ones (exact up to FIGURES_EXACT_UP_TO). */
 extern const char figures_deliveries_sql[];
-/* Every subscription: name, enabled, disabled_reason, disabled_at. */
+/* Every subscription: name, enabled, disabled_reason, disabled_at,
+ * consecutive_failures, failing_since, paused_until, and the last error of
+ * an enabled one that is failing. */
 extern const char figures_subscriptions_sql[];
 
 /* ---- pgeventd status ---------------------------------------------------- */

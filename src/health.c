@@ -279,12 +279,13 @@ static json_t *relay_json(const struct relay_state *r, const struct sample *s)
 {
 	char error[256];
 	json_t *o = json_pack(
-	    "{s:b, s:i, s:I, s:I, s:I, s:o, s:o, s:O}", "connected",
+	    "{s:b, s:i, s:I, s:I, s:I, s:o, s:o, s:O, s:O}", "connected",
 	    atomic_load(&r->connected) != 0, "in_flight", atomic_load(&r->in_flight), "delivered",
 	    (json_int_t)atomic_load(&r->delivered), "retried", (json_int_t)atomic_load(&r->retried),
 	    "failed", (json_int_t)atomic_load(&r->failed), "pending",
 	    count_or_null(s->deliveries_pending), "dead", count_or_null(s->deliveries_dead),
-	    "disabled_subscriptions", s->disabled ? s->disabled : json_null());
+	    "disabled_subscriptions", s->disabled ? s->disabled : json_null(),
+	    "failing_subscriptions", s->failing ? s->failing : json_null());
 
 	relay_last_error(r, error, sizeof(error));
 	if (o && error[0])

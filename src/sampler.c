@@ -51,6 +51,17 @@ static PGresult *query_one_row(PGconn *conn, const char *sql, char *err, size_t 
 	return res;
 }
 
+/* A row of figures_subscriptions_sql that is failing, for /health. */
+static json_t *failing_json(const PGresult *res, int i)
+{
+	const char *paused = PQgetvalue(res, i, 6);
+
+	return json_pack("{s:s, s:I, s:s, s:s?, s:s}", "name", PQgetvalue(res, i, 0),
+	                 "consecutive_failures", (json_int_t)atoll(PQgetvalue(res, i, 4)),
+	                 "failing_since", PQgetvalue(res, i, 5), "paused_until",
+	                 paused[0] ? paused : NULL, "last_error", PQgetvalue(res, i, 7));
+}
+
 /* Update `s` from the database; the figures that cannot be read are
  * marked unknown, and `valid` says whether the queue age was read. */
 static void take_sample(struct sampler *sp, PGconn *conn, struct sample *s)
@@ -91,8 +102,13 @@ static void take_sample(struct sampler *sp, PGconn *conn, struct sample *s)
 		res = PQexec(conn, figures_subscriptions_sql);
 		if (db_ok(conn, res, PGRES_TUPLES_OK, err, sizeof(err))) {
 			s->disabled = json_array();
+			s->failing = json_array();
 			for (int i = 0; i < PQntuples(res); i++) {
 				bool enabled = PQgetvalue(res, i, 1)[0] == 't';
+				long long failures = atoll(PQgetvalue(res, i, 4));
+
+				if (enabled && failures > 0)
+					json_array_append_new(s->failing, failing_json(res, i));
 
 				telemetry_subscription_disabled(PQgetvalue(res, i, 0), !enabled);
 				if (!enabled)
@@ -147,7 +163,7 @@ static void *sampler_main(void *arg)
 		pthread_mutex_lock(&sp->lock);
 		s = sp->sample;
 		pthread_mutex_unlock(&sp->lock);
-		s.disabled = NULL; /* sp->sample still owns the old list */
+		s.disabled = s.failing = NULL; /* sp->sample still owns the old lists */
 
 		if (db_broken(conn)) {
 			PQfinish(conn);
@@ -177,10 +193,11 @@ static void *sampler_main(void *arg)
 		                s.valid ? s.oldest_age_s : NAN,
 		                s.dead_letters >= 0 ? (double)s.dead_letters : NAN);
 		pthread_mutex_lock(&sp->lock);
-		json_t *old = sp->sample.disabled;
+		json_t *old = sp->sample.disabled, *old_failing = sp->sample.failing;
 		sp->sample = s;
 		pthread_mutex_unlock(&sp->lock);
 		json_decref(old);
+		json_decref(old_failing);
 	} while (!wait_or_stop(sp, SAMPLER_INTERVAL_S));
 	PQfinish(conn);
 	return NULL;
@@ -224,13 +241,15 @@ void sampler_read(struct sampler *sp, struct sample *out)
 	pthread_mutex_lock(&sp->lock);
 	*out = sp->sample;
 	out->disabled = json_deep_copy(out->disabled); /* ours now; NULL stays NULL */
+	out->failing = json_deep_copy(out->failing);
 	pthread_mutex_unlock(&sp->lock);
 }
 
 void sample_release(struct sample *sample)
 {
 	json_decref(sample->disabled);
-	sample->disabled = NULL;
+	json_decref(sample->failing);
+	sample->disabled = sample->failing = NULL;
 }
 
 void sampler_free(struct sampler *sp)
@@ -245,6 +264,7 @@ void sampler_free(struct sampler *sp)
 		pthread_join(sp->thread, NULL);
 	}
 	json_decref(sp->sample.disabled);
+	json_decref(sp->sample.failing);
 	runtime_config_put(sp->rt, sp->boot);
 	pthread_cond_destroy(&sp->stop_cond);
 	pthread_mutex_destroy(&sp->stop_lock);

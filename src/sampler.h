@@ -29,6 +29,10 @@ struct sample {
 	long long deliveries_pending; /* -1 unknown or relay off */
 	long long deliveries_dead;    /* -1 unknown or relay off; as dead_letters */
 	json_t *disabled;             /* [{name, reason, disabled_at}], owned; NULL unknown */
+	/* Enabled subscriptions whose last attempts failed: [{name,
+	 * consecutive_failures, failing_since, paused_until, last_error}],
+	 * owned; NULL unknown. */
+	json_t *failing;
 	char pending_names[256];
 	char error[256]; /* why the last attempt failed */
 };
