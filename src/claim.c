@@ -31,6 +31,7 @@
 #include <stdlib.h>
 
 #include "db.h"
+#include "ordering.h"
 #include "util.h"
 
 /* A claim starts at this size (or batch_size, if smaller). */
@@ -43,31 +44,144 @@
 
 #define DUE "coalesce(e.next_attempt_at, e.created_at)"
 
+/* The columns of a claimed event `e` (see the C_ enum in claim.h), less
+ * the last three, which differ between the two claims. lag is measured
+ * from the moment the event fell due. The crash marks are read by a
+ * subquery per claimed row, an index probe of pgeventd_inflight's key: as a
+ * join the planner may read that table whole, and while a held snapshot
+ * keeps vacuum from it, it is mostly dead rows, one per event processed
+ * since (measured: claims of 1 to 15 s). */
+#define EVENT_COLUMNS                                                                              \
+	"e.id, e.event_type, e.aggregate_id, e.aggregate_type, e.payload::text,"                   \
+	" e.metadata::text, e.attempts, e.created_at, e.created_by,"                               \
+	" coalesce((SELECT m.runs FROM pgeventd_inflight m WHERE m.event_id = e.id), 0) AS runs,"  \
+	" greatest(extract(epoch from clock_timestamp() - " DUE "), 0)::float8 AS lag,"            \
+	" " DUE "::text AS due_text, e.ordering_key"
+
+/* The unordered claim: events not queued under a key (events_due_idx),
+ * due in [$2 - 1 s, now()], `extra` further conditions. */
+#define DUE_EVENTS(extra)                                                                          \
+	" FROM events e"                                                                           \
+	" WHERE NOT e.processed AND e.pgeventd_key IS NULL"                                        \
+	" AND " DUE " >= $2::timestamptz - interval '1 second' AND " DUE " <= now()" extra         \
+	" ORDER BY " DUE ", e.id LIMIT $1 FOR UPDATE OF e SKIP LOCKED"
+
 /* $1 limit, $2 the claim's lower bound on the due time ('-infinity' for a
- * full claim). lag is measured from the moment the event fell due. The
- * crash marks are read by a subquery per claimed row, an index probe of
- * pgeventd_inflight's key: as a join the planner may read that table whole,
- * and while a held snapshot keeps vacuum from it, it is mostly dead rows,
- * one per event processed since (measured: claims of 1 to 15 s). */
-static const char claim_sql[] =
-    "SELECT e.id, e.event_type, e.aggregate_id, e.aggregate_type, e.payload::text,"
-    " e.metadata::text, e.attempts, e.created_at, e.created_by,"
-    " coalesce((SELECT m.runs FROM pgeventd_inflight m WHERE m.event_id = e.id), 0),"
-    " greatest(extract(epoch from clock_timestamp() - " DUE "), 0)::float8, " DUE "::text"
-    " FROM events e"
-    " WHERE NOT e.processed AND " DUE " >= $2::timestamptz - interval '1 second'"
-    " AND " DUE " <= now()"
-    " ORDER BY " DUE ", e.id"
-    " LIMIT $1 FOR UPDATE OF e SKIP LOCKED";
+ * full claim). With no ordered event types, this is the whole claim. */
+static const char claim_sql[] = "SELECT " EVENT_COLUMNS ", NULL::text, true" DUE_EVENTS("");
+
+/*
+ * The key of an ordered event, NULL for any other: "k:" || ordering_key
+ * for a type matching a LIKE pattern of $KP (ordering.by_ordering_key),
+ * else "a:" || aggregate_type || ":" || aggregate_id for one matching $AP
+ * (ordering.by_aggregate). Types keyed the same way share keys: the
+ * order.created and order.cancelled of one order are one key. An ordered
+ * type's event whose key column is NULL is not ordered.
+ */
+#define KEY_OF(AP, KP)                                                                             \
+	"CASE WHEN e.event_type LIKE ANY(" KP "::text[]) THEN 'k:' || e.ordering_key"              \
+	" WHEN e.event_type LIKE ANY(" AP "::text[]) THEN 'a:' || coalesce(e.aggregate_type, '')"  \
+	" || ':' || e.aggregate_id END"
+
+/*
+ * Admission, its own transaction ahead of the claim's: queue the first $1
+ * (a key run per key a claim may take) ordered events, in due order, that are due and not yet under
+ * their key
+ * ($2, $3 the LIKE patterns of KEY_OF). One session at a time admits
+ * (ADMIT_LOCK, 0, tried once before the scan: a lock won halfway through it
+ * would start the pass in the middle; the others go straight on to their
+ * claim), reading from
+ * the start of events_due_idx with no SKIP LOCKED: each pass sees every
+ * waiting ordered event before the later ones, so a key's events join its
+ * queue in (due, id) order -- two workers admitting different stretches
+ * at once could queue a key's later event ahead of an earlier one.
+ *
+ * An event joins its key's queue only when this transaction holds the
+ * key's row: an existing one locked here (SKIP LOCKED: a key locked
+ * elsewhere is being run by a batch), or one inserted here (ON CONFLICT
+ * DO NOTHING: a key that exists but is locked). Every event of a key
+ * shares its fate, so the key's order holds; those left come with the
+ * next pass. A key's owner, holding the key until its COMMIT, thus never
+ * misses an event admitted while it decides the key is empty. Existing
+ * keys are only locked, never updated, so nothing here waits for a batch
+ * (an INSERT that meets a row updated by a transaction in progress waits
+ * for it). A key's due time is not moved: an event older than its key's
+ * head (committed late) runs first once the key is next due. Having
+ * admitted any, it wakes a sleeping worker as producers do.
+ */
+#define ADMIT_LOCK "1885824375"
+/* clang-format off */
+static const char admit_sql[] =
+    "WITH g AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(" ADMIT_LOCK ", 0) AS mine),"
+    " a AS (SELECT c.id, c.key, c.due FROM (SELECT e.id, " KEY_OF("$2", "$3") " AS key,"
+    "  " DUE " AS due FROM events e WHERE (SELECT mine FROM g)"
+    "  AND NOT e.processed AND e.pgeventd_key IS NULL AND " DUE " <= now()"
+    "  AND (e.event_type LIKE ANY($2::text[]) OR e.event_type LIKE ANY($3::text[]))"
+    "  ORDER BY " DUE ", e.id LIMIT $1) c WHERE c.key IS NOT NULL),"
+    " mine AS (SELECT k.key FROM pgeventd_keys k WHERE k.key IN (SELECT key FROM a)"
+    "  ORDER BY k.key FOR UPDATE SKIP LOCKED),"
+    " fresh AS (INSERT INTO pgeventd_keys (key, due_at) SELECT key, min(due) FROM a"
+    "  WHERE key NOT IN (SELECT key FROM mine) GROUP BY key ORDER BY key"
+    "  ON CONFLICT (key) DO NOTHING RETURNING key),"
+    " done AS (UPDATE events e SET pgeventd_key = a.key FROM a WHERE e.id = a.id"
+    "  AND (a.key IN (SELECT key FROM mine) OR a.key IN (SELECT key FROM fresh))"
+    "  RETURNING e.id)"
+    " SELECT n, n > 0 AND NOT pg_try_advisory_xact_lock_shared(" SLEEP_LOCK ")"
+    " AND pg_notify('pgeventd_events', '') IS NULL FROM (SELECT count(*) AS n FROM done) d";
+/* clang-format on */
+
+/*
+ * With ordered event types the claim is two statements after admission.
+ * First, lock up to $1 due keys (pgeventd_keys_due_idx over (..., now()]:
+ * keys whose head is in backoff or parked are never visited), each for the
+ * whole batch -- which is what keeps two events of a key from running at
+ * once anywhere -- and note them in the transaction's setting
+ * pgeventd.keys. Then, with a new snapshot, the unordered claim less the
+ * ordered events not yet admitted ($4, $5 the patterns of KEY_OF), and the
+ * first $3 events of each of those keys in (created_at, id) order. The
+ * second snapshot matters: a key locked just as its previous owner
+ * committed is its new version, but a snapshot from before that commit
+ * would still see the events that owner ran as unprocessed. A key whose
+ * queue is empty comes as one row with a NULL id, for the batch to delete.
+ * Rows come unordered ones first (by due time), then by key.
+ */
+static const char lock_keys_sql[] =
+    "SELECT set_config('pgeventd.keys', coalesce((SELECT array_agg(k.key)::text FROM"
+    " (SELECT k.key FROM pgeventd_keys k WHERE k.due_at <= now() ORDER BY k.due_at"
+    " LIMIT $1 FOR UPDATE SKIP LOCKED) k), '{}'), true)";
+
+/* clang-format off */
+static const char claim_ordered_sql[] =
+    "WITH u AS (SELECT " EVENT_COLUMNS ", NULL::text AS key, true AS due_now,"
+    " " DUE " AS sort_at" DUE_EVENTS(" AND (" KEY_OF("$4", "$5") ") IS NULL") ")"
+    " SELECT * FROM (SELECT u.*, 0 AS branch FROM u"
+    " UNION ALL SELECT q.*, k.key, coalesce(q.due_text::timestamptz <= now(), false),"
+    " q.created_at, 1 FROM unnest(current_setting('pgeventd.keys')::text[]) AS k (key)"
+    " LEFT JOIN LATERAL (SELECT " EVENT_COLUMNS " FROM events e"
+    " WHERE e.pgeventd_key = k.key AND NOT e.processed ORDER BY e.created_at, e.id LIMIT $3) q"
+    " ON true) c ORDER BY c.branch, c.key, c.sort_at, c.id";
+/* clang-format on */
 
 /* Milliseconds until the next event falls due (a retry in backoff or a
  * scheduled event), NULL when none: the index's first entry after now(). */
 static const char next_due_sql[] =
     "SELECT ceil(extract(epoch from min(" DUE ") - clock_timestamp()) * 1000)::bigint"
-    " FROM events e WHERE NOT e.processed AND " DUE " > now()";
+    " FROM events e WHERE NOT e.processed AND e.pgeventd_key IS NULL AND " DUE " > now()";
 
-bool claim_prepare(PGconn *conn, char *err, size_t errlen)
+/* The same, also of keys whose head waits (pgeventd_keys_due_idx). */
+static const char next_due_ordered_sql[] =
+    "SELECT ceil(extract(epoch from least((SELECT min(" DUE ") FROM events e"
+    " WHERE NOT e.processed AND e.pgeventd_key IS NULL AND " DUE " > now()),"
+    " (SELECT min(k.due_at) FROM pgeventd_keys k WHERE k.due_at > now()))"
+    " - clock_timestamp()) * 1000)::bigint";
+
+bool claim_prepare(PGconn *conn, const struct config *cfg, char *err, size_t errlen)
 {
+	if (ordering_enabled(&cfg->ordering))
+		return db_prepare(conn, "admit", admit_sql, 3, err, errlen) &&
+		       db_prepare(conn, "lock_keys", lock_keys_sql, 1, err, errlen) &&
+		       db_prepare(conn, "claim", claim_ordered_sql, 5, err, errlen) &&
+		       db_prepare(conn, "next_due", next_due_ordered_sql, 0, err, errlen);
 	return db_prepare(conn, "claim", claim_sql, 2, err, errlen) &&
 	       db_prepare(conn, "next_due", next_due_sql, 0, err, errlen);
 }
@@ -124,16 +238,34 @@ bool claim_release_sleep_lock(struct worker *w, char *err)
 PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 {
 	const struct config *cfg = w->cfg;
-	struct db_stmt st[5];
-	PGresult *res[5];
-	char limit[16], timeout[16];
-	const char *claim_p[2], *timeout_p[1] = { timeout };
+	struct db_stmt st[9];
+	PGresult *res[9];
+	char limit[16], timeout[16], key_run[16], admit_limit[16];
+	const char *claim_p[5], *admit_p[3], *timeout_p[1] = { timeout };
+	bool ordered = ordering_enabled(&cfg->ordering);
+	char *by_aggregate = NULL, *by_key = NULL;
 	int n = 0, arm_at = -1, released_at = -1, claim_at;
 	bool ok;
 
 	snprintf(limit, sizeof(limit), "%d", w->claim_limit);
 	claim_p[0] = limit;
 	claim_p[1] = claim_from(w, full);
+	snprintf(key_run, sizeof(key_run), "%d", CLAIM_KEY_RUN);
+	claim_p[2] = key_run;
+	if (ordered) {
+		by_aggregate = ordering_like_array(&cfg->ordering.by_aggregate);
+		by_key = ordering_like_array(&cfg->ordering.by_ordering_key);
+		if (!by_aggregate || !by_key) {
+			free(by_aggregate);
+			free(by_key);
+			snprintf(err, DB_ERRLEN, "out of memory");
+			return NULL;
+		}
+		claim_p[3] = admit_p[1] = by_aggregate;
+		claim_p[4] = admit_p[2] = by_key;
+		snprintf(admit_limit, sizeof(admit_limit), "%d", w->claim_limit * CLAIM_KEY_RUN);
+		admit_p[0] = admit_limit;
+	}
 	if (w->sleep_lock && !arm) {
 		released_at = n;
 		st[n++] = (struct db_stmt){ NULL, "SELECT pg_advisory_unlock_all()", 0, NULL,
@@ -145,6 +277,12 @@ PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 			                    "SELECT set_config('statement_timeout', $1, false),"
 			                    " set_config('lock_timeout', $1, false)",
 			                    1, timeout_p, PGRES_TUPLES_OK };
+	}
+	if (ordered) {
+		/* Admission commits on its own: see admit_sql. */
+		st[n++] = (struct db_stmt){ NULL, "BEGIN", 0, NULL, PGRES_COMMAND_OK };
+		st[n++] = (struct db_stmt){ "admit", NULL, 3, admit_p, PGRES_TUPLES_OK };
+		st[n++] = (struct db_stmt){ NULL, "COMMIT", 0, NULL, PGRES_COMMAND_OK };
 	}
 	st[n++] = (struct db_stmt){ NULL, "BEGIN", 0, NULL, PGRES_COMMAND_OK };
 	if (arm && !w->sleep_lock) {
@@ -160,8 +298,10 @@ PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 			                    ") THEN 'busy' ELSE 'other' END",
 			                    0, NULL, PGRES_TUPLES_OK };
 	}
+	if (ordered)
+		st[n++] = (struct db_stmt){ "lock_keys", NULL, 1, claim_p, PGRES_TUPLES_OK };
 	claim_at = n;
-	st[n++] = (struct db_stmt){ "claim", NULL, 2, claim_p, PGRES_TUPLES_OK };
+	st[n++] = (struct db_stmt){ "claim", NULL, ordered ? 5 : 2, claim_p, PGRES_TUPLES_OK };
 	if (w->sleep_lock && arm) {
 		/* Woken while holding the lock: this claim looked after the
 		 * wake-up, so let go of the lock in the same round trip rather
@@ -175,6 +315,8 @@ PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 
 	double t0 = util_mono_s();
 	ok = db_pipeline(w->conn, st, n, res, err, DB_ERRLEN);
+	free(by_aggregate);
+	free(by_key);
 	w->last_claim_full = *full;
 	/* Let go only if the unlock ran: a pipeline that failed before it
 	 * leaves the lock held, for the failure path to release. */
