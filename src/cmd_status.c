@@ -24,7 +24,8 @@ const char cmd_status_usage[] =
     "status [--json]\n"
     "  The queue (pending events: due now or scheduled later, the oldest one's age,\n"
     "  how many are retrying), events processed in the last hour, dead letters by\n"
-    "  event type and webhook deliveries by status. A figure that takes more than\n"
+    "  event type, keys of ordered event types (parked ones named: `pgeventd keys`)\n"
+    "  and webhook deliveries by status. A figure that takes more than\n"
     "  5 s is shown as unknown (null in --json, named in \"timed_out\").\n"
     "  Exit: 0 shown, 1 database error, 64 usage, 69 database unavailable.";
 
@@ -67,6 +68,15 @@ static const char status_deliveries_sql[] =
     " count(*) FILTER (WHERE status = 'failed') AS failed,"
     " count(*) FILTER (WHERE status = 'dead') AS dead"
     " FROM deliveries";
+
+/* Keys of ordered event types with events queued: how many wait for a
+ * head in backoff, how many are parked (the first ten named). */
+static const char status_keys_sql[] =
+    "SELECT count(*) AS queued, count(*) FILTER (WHERE due_at > now()) AS waiting,"
+    " count(*) FILTER (WHERE parked_event IS NOT NULL) AS parked,"
+    " coalesce((SELECT json_agg(p) FROM (SELECT key, parked_event AS head, parked_at"
+    " FROM pgeventd_keys WHERE parked_event IS NOT NULL ORDER BY parked_at, key LIMIT 10) p),"
+    " '[]')::text AS parked_keys FROM pgeventd_keys";
 
 /* Run one figure's query: 1 with `*res` set, 0 when it timed out, -1 on
  * any other error (printed). */
@@ -178,6 +188,25 @@ static void print_status(const json_t *doc)
 		}
 	}
 
+	const json_t *keys = json_object_get(doc, "ordered_keys");
+	if (json_is_null(keys)) {
+		printf("%-*s %s\n", w + 2, "ordered keys", STATUS_UNKNOWN);
+	} else {
+		const json_t *pk;
+
+		printf("%-*s %lld (%lld waiting on a retry, %lld parked)\n", w + 2, "ordered keys",
+		       cli_int_of(json_object_get(keys, "queued")),
+		       cli_int_of(json_object_get(keys, "waiting")),
+		       cli_int_of(json_object_get(keys, "parked")));
+		json_array_foreach(json_object_get(keys, "parked_keys"), i, pk)
+		{
+			printf("  parked %s (head %s, since %s)\n",
+			       json_string_value(json_object_get(pk, "key")),
+			       json_string_value(json_object_get(pk, "head")),
+			       json_string_value(json_object_get(pk, "parked_at")));
+		}
+	}
+
 	printf("deliveries\n");
 	for (int k = 0; statuses[k]; k++)
 		print_figure(w, statuses[k],
@@ -248,6 +277,20 @@ int cmd_status_main(const struct config *cfg, int argc, char **argv)
 	} else {
 		json_object_set_new(doc, "dead_letters", json_null());
 		json_array_append_new(timed_out, json_string("dead_letters"));
+	}
+	PQclear(res);
+
+	if ((got = status_figure(conn, status_keys_sql, &res)) < 0)
+		goto out;
+	if (got) {
+		json_t *keys = cli_row_json(res, 0);
+		json_t *list = json_loads(PQgetvalue(res, 0, 3), 0, NULL);
+
+		json_object_set_new(keys, "parked_keys", list ? list : json_array());
+		json_object_set_new(doc, "ordered_keys", keys);
+	} else {
+		json_object_set_new(doc, "ordered_keys", json_null());
+		json_array_append_new(timed_out, json_string("ordered_keys"));
 	}
 	PQclear(res);
 

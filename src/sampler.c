@@ -38,13 +38,15 @@ struct sampler {
 
 /* How late the queue is: how long the oldest due event has been due (an
  * event in backoff or scheduled for later is not late). min() reads the
- * claim index (events_due_idx) from its start: cheap whatever the backlog.
+ * claim index (events_due_idx) from its start: cheap whatever the backlog;
+ * a due key of an ordered type counts from when its head fell due.
  * The count reads the whole index and may hit the timeout on a huge
  * backlog; the age alone still tells how late the queue is. */
 static const char oldest_sql[] =
-    "SELECT coalesce(extract(epoch from now() - min(coalesce(next_attempt_at, created_at))),"
-    " 0)::float8 FROM events WHERE NOT processed AND coalesce(next_attempt_at, created_at) <= "
-    "now()";
+    "SELECT coalesce(extract(epoch from now() - least((SELECT min(coalesce(next_attempt_at,"
+    " created_at)) FROM events WHERE NOT processed AND pgeventd_key IS NULL"
+    " AND coalesce(next_attempt_at, created_at) <= now()),"
+    " (SELECT min(due_at) FROM pgeventd_keys WHERE due_at <= now()))), 0)::float8";
 static const char pending_sql[] = "SELECT count(*) FROM events WHERE NOT processed";
 static const char dead_sql[] = "SELECT count(*) FROM event_dead_letters";
 static const char deliveries_sql[] =
