@@ -42,5 +42,4 @@ assert_eq "$(q 'SELECT count(*) FROM pgeventd_inflight')" 0 "no crash marks left
 grep -q "event handled.*outcome=ok" "$T/a.log" && grep -q "event handled.*outcome=ok" "$T/b.log"
 assert_eq $? 0 "both daemons handled events"
 stop_daemon $A; stop_daemon $B
-[ -n "${KEEP_DB:-}" ] && trap - EXIT
 finish
