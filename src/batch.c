@@ -25,11 +25,14 @@
  * so max_attempts times is dead-lettered without being run again.
  *
  * Ordered event types (ordering.*, migrations/0007_ordering.sql): the
- * claim also returns due keys, locked, with their first events (claim.c).
- * The batch runs a key's events in order and stops at the first that does
- * not succeed (RETRY, or a dead letter that parks the key); before COMMIT
- * it records each key's new head due time, parks it, or deletes it. A
- * configuration without ordered types takes none of these paths.
+ * claim also returns due keys, locked, with their first events, and the
+ * events admission left to this batch (claim.c). The batch runs a key's
+ * events in order and stops at the first that does not succeed (RETRY, or
+ * a dead letter that parks the key); before COMMIT it queues the admitted
+ * events it did not run to the end under their key (queue_sql), then
+ * records each key's new head due time, parks it, or deletes it
+ * (keys_sql). A configuration without ordered types takes none of these
+ * paths.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -96,6 +99,15 @@ static const char unmark_del_sql[] =
 static const char unmark_dec_sql[] =
     "UPDATE pgeventd_inflight SET runs = runs - 1 WHERE event_id = ANY($1::uuid[])";
 
+/* Admitted events this batch did not run to success: $1 ids, $2 their
+ * keys. They join their key's queue, and the key gets its row (keys_sql
+ * then sets its due time, or parks it). */
+static const char queue_sql[] =
+    "WITH q AS (UPDATE events e SET pgeventd_key = u.key"
+    "  FROM unnest($1::uuid[], $2::text[]) AS u (id, key) WHERE e.id = u.id RETURNING u.key)"
+    " INSERT INTO pgeventd_keys (key, due_at) SELECT DISTINCT key, now() FROM q ORDER BY 1"
+    " ON CONFLICT (key) DO NOTHING";
+
 /*
  * After a batch ran keys $1 (all it holds): park $2 behind the
  * dead-lettered heads $3 (block policy), and give every other key its new
@@ -117,9 +129,10 @@ enum outcome { OUT_OK, OUT_RETRY, OUT_DEAD, OUT_SKIPPED };
 
 /* What a claimed row is to the batch. */
 enum row_kind {
-	ROW_RUN,   /* an unordered event: run it */
-	ROW_KEYED, /* an event of a key this batch holds: run it in its key's order */
-	ROW_EMPTY, /* a key this batch holds with nothing queued: delete it */
+	ROW_RUN,      /* an unordered event: run it */
+	ROW_KEYED,    /* an event of a key this batch holds: run it in its key's order */
+	ROW_ADMITTED, /* an ordered event admission left to this batch: the same */
+	ROW_EMPTY,    /* a key this batch holds with nothing queued: delete it */
 };
 static const char *const outcome_names[] = { "ok", "retry", "dead_letter", "skipped" };
 static const enum telemetry_outcome tm_outcome[] = { TM_OK, TM_RETRY, TM_DEAD_LETTER, TM_SKIPPED };
@@ -153,7 +166,12 @@ struct batch {
 	char *relay_ids; /* "{id,...}" of the OK ones the relay takes, owned */
 	size_t relay_len;
 	/* Ordered types only. */
-	char *keys; /* text[] of every key the claim holds, owned */
+	char *left_ids; /* uuid[] of admitted events not run to success, owned */
+	size_t left_ids_len;
+	char *left_keys; /* their keys, owned */
+	size_t left_keys_len;
+	int admitted_rows; /* rows admission left to this batch */
+	char *keys;        /* text[] of every key the claim holds, owned */
 	size_t keys_len;
 	char *park_keys; /* text[] of keys to park, owned */
 	size_t park_keys_len;
@@ -174,6 +192,8 @@ static void batch_release(struct batch *b)
 	free(b->ok_ids);
 	free(b->relay_ids);
 	free(b->keys);
+	free(b->left_ids);
+	free(b->left_keys);
 	free(b->park_keys);
 	free(b->park_ids);
 	memset(b, 0, sizeof(*b));
@@ -192,6 +212,7 @@ bool batch_prepare(PGconn *conn, PGconn *side, char *err, size_t errlen)
 	       db_prepare(conn, "dead", dead_sql, 4, err, errlen) &&
 	       db_prepare(conn, "skip", skip_sql, 2, err, errlen) &&
 	       db_prepare(conn, "keys", keys_sql, 3, err, errlen) &&
+	       db_prepare(conn, "queue", queue_sql, 2, err, errlen) &&
 	       db_prepare(side, "mark", mark_sql, 1, err, errlen) &&
 	       db_prepare(side, "unmark_del", unmark_del_sql, 1, err, errlen) &&
 	       db_prepare(side, "unmark_dec", unmark_dec_sql, 1, err, errlen);
@@ -502,7 +523,7 @@ static void choose_prefix(struct batch *b, int limit)
 	int k = -1;
 
 	for (int i = 0; i < b->nrows; i++) {
-		if (b->recs[i].kind != ROW_RUN && b->recs[i].kind != ROW_KEYED)
+		if (b->recs[i].kind == ROW_EMPTY)
 			continue;
 		if (atoi(PQgetvalue(b->claim, i, C_PRIOR_RUNS)) > 0) {
 			k = i;
@@ -510,7 +531,8 @@ static void choose_prefix(struct batch *b, int limit)
 		}
 	}
 	b->n = k < 0 ? b->nrows : (k == 0 ? 1 : k);
-	b->more = b->unordered_rows == limit || b->nkeys == limit || b->n < b->nrows;
+	b->more = b->unordered_rows == limit || b->nkeys == limit || b->admitted_rows == limit ||
+	          b->n < b->nrows;
 }
 
 /* Sort the claimed rows into kinds (all ROW_RUN without ordered types);
@@ -521,6 +543,7 @@ static bool classify_rows(struct batch *b, char *err)
 	const char *last_key = NULL;
 
 	b->unordered_rows = 0;
+	b->admitted_rows = 0;
 	b->nkeys = 0;
 	for (int i = 0; i < b->nrows; i++) {
 		struct record *rec = &b->recs[i];
@@ -534,6 +557,11 @@ static bool classify_rows(struct batch *b, char *err)
 		}
 		const char *key = PQgetvalue(res, i, C_KEY);
 
+		if (PQgetvalue(res, i, C_ADMITTED)[0] == 't') {
+			rec->kind = ROW_ADMITTED;
+			b->admitted_rows++;
+			continue; /* its key has no row yet: queue_sql adds it if need be */
+		}
 		rec->kind = PQgetisnull(res, i, C_ID) ? ROW_EMPTY : ROW_KEYED;
 		if (!last_key || strcmp(last_key, key) != 0) {
 			last_key = key;
@@ -545,6 +573,36 @@ static bool classify_rows(struct batch *b, char *err)
 		}
 	}
 	return true;
+}
+
+/* The admitted events not run to success (left over: not run, RETRY,
+ * dead letter) join their key's queue at COMMIT; their keys go to keys_sql
+ * with the others. Rows of a key are adjacent. */
+static bool collect_left(struct batch *b, char *err)
+{
+	const char *last_key = NULL;
+
+	for (int i = 0; i < b->nrows; i++) {
+		const struct record *rec = &b->recs[i];
+		const char *key = PQgetvalue(b->claim, i, C_KEY);
+
+		if (rec->kind != ROW_ADMITTED ||
+		    (i < b->n && rec->done &&
+		     (rec->outcome == OUT_OK || rec->outcome == OUT_SKIPPED)))
+			continue;
+		if (!array_add(&b->left_ids, &b->left_ids_len, PQgetvalue(b->claim, i, C_ID)) ||
+		    !array_add_quoted(&b->left_keys, &b->left_keys_len, key))
+			goto oom;
+		if (!last_key || strcmp(last_key, key) != 0) {
+			last_key = key;
+			if (!array_add_quoted(&b->keys, &b->keys_len, key))
+				goto oom;
+		}
+	}
+	return true;
+oom:
+	snprintf(err, DB_ERRLEN, "out of memory");
+	return false;
 }
 
 /* After row `rec` of a key ran: whether the key's later events in this
@@ -591,14 +649,17 @@ static bool commit_batch(struct worker *w, struct batch *b, bool *commit_sent, c
 {
 	const char *ok_p[2] = { b->ids ? b->ids : "{}", b->ok_ids ? b->ok_ids : "{}" };
 	const char *relay_p[1] = { b->relay_ids };
+	const char *queue_p[2] = { b->left_ids, b->left_keys };
 	const char *keys_p[3] = { b->keys, b->park_keys ? b->park_keys : "{}",
 		                  b->park_ids ? b->park_ids : "{}" };
-	struct db_stmt st[4];
-	PGresult *res[4];
+	struct db_stmt st[5];
+	PGresult *res[5];
 	int n = 0;
 	bool ok;
 
 	st[n++] = (struct db_stmt){ "ok", NULL, 2, ok_p, PGRES_COMMAND_OK };
+	if (b->left_ids)
+		st[n++] = (struct db_stmt){ "queue", NULL, 2, queue_p, PGRES_COMMAND_OK };
 	if (b->keys)
 		st[n++] = (struct db_stmt){ "keys", NULL, 3, keys_p, PGRES_COMMAND_OK };
 	if (b->relay_ids)
@@ -653,7 +714,7 @@ int batch_run(struct worker *w, bool arm, bool *more)
 		goto fail;
 	choose_prefix(&b, w->claim_limit);
 	for (int i = 0; i < b.n; i++) {
-		if (b.recs[i].kind != ROW_RUN && b.recs[i].kind != ROW_KEYED)
+		if (b.recs[i].kind == ROW_EMPTY)
 			continue;
 		if (!array_add(&b.ids, &ids_len, PQgetvalue(b.claim, i, C_ID))) {
 			snprintf(err, sizeof(err), "out of memory");
@@ -662,9 +723,7 @@ int batch_run(struct worker *w, bool arm, bool *more)
 	}
 
 	/* Row 0 is the suspect when it runs alone (choose_prefix). */
-	int prior = b.recs[0].kind == ROW_RUN || b.recs[0].kind == ROW_KEYED
-	                ? atoi(PQgetvalue(b.claim, 0, C_PRIOR_RUNS))
-	                : 0;
+	int prior = b.recs[0].kind != ROW_EMPTY ? atoi(PQgetvalue(b.claim, 0, C_PRIOR_RUNS)) : 0;
 	if (!b.ids) {
 		/* Nothing to run: only keys to tidy. */
 	} else if (prior >= cfg->max_attempts) {
@@ -684,7 +743,7 @@ int batch_run(struct worker *w, bool arm, bool *more)
 		if (!record_failure(w, &b, rec, HANDLER_FAIL, e ? e->name : "", prior, err))
 			goto fail;
 		rec->done = true;
-		if (rec->kind == ROW_KEYED && !key_goes_on(w, &b, rec, err) && err[0])
+		if (rec->kind != ROW_RUN && !key_goes_on(w, &b, rec, err) && err[0])
 			goto fail;
 	} else {
 		/* Sent now, read back before COMMIT: the server runs it while the
@@ -701,9 +760,9 @@ int batch_run(struct worker *w, bool arm, bool *more)
 		for (int i = 0; i < b.n; i++) {
 			struct record *rec = &b.recs[i];
 
-			if (rec->kind != ROW_RUN && rec->kind != ROW_KEYED)
+			if (rec->kind == ROW_EMPTY)
 				continue;
-			if (rec->kind == ROW_KEYED) {
+			if (rec->kind != ROW_RUN) {
 				const char *key = PQgetvalue(b.claim, i, C_KEY);
 
 				if (held && strcmp(held, key) == 0)
@@ -730,7 +789,7 @@ int batch_run(struct worker *w, bool arm, bool *more)
 			rec->done = true;
 			if (rec->savepoint)
 				subxacts++;
-			if (rec->kind == ROW_KEYED && !key_goes_on(w, &b, rec, err)) {
+			if (rec->kind != ROW_RUN && !key_goes_on(w, &b, rec, err)) {
 				if (err[0])
 					goto fail;
 				held = PQgetvalue(b.claim, i, C_KEY);
@@ -743,6 +802,8 @@ int batch_run(struct worker *w, bool arm, bool *more)
 		snprintf(err, sizeof(err), "aborted by a second signal");
 		goto fail;
 	}
+	if (b.admitted_rows > 0 && !collect_left(&b, err))
+		goto fail;
 	if (!commit_batch(w, &b, &commit_sent, err)) {
 		/* A failed COMMIT may or may not have committed; if not, the
 		 * rows are still unprocessed and come back. */

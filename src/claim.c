@@ -68,7 +68,7 @@
 
 /* $1 limit, $2 the claim's lower bound on the due time ('-infinity' for a
  * full claim). With no ordered event types, this is the whole claim. */
-static const char claim_sql[] = "SELECT " EVENT_COLUMNS ", NULL::text, true" DUE_EVENTS("");
+static const char claim_sql[] = "SELECT " EVENT_COLUMNS ", NULL::text, true, NULL::timestamptz, false" DUE_EVENTS("");
 
 /*
  * The key of an ordered event, NULL for any other: "k:" || ordering_key
@@ -84,66 +84,86 @@ static const char claim_sql[] = "SELECT " EVENT_COLUMNS ", NULL::text, true" DUE
 	" || ':' || e.aggregate_id END"
 
 /*
- * Admission, its own transaction ahead of the claim's: queue the first $1
- * (a key run per key a claim may take) ordered events, in due order, that are due and not yet under
- * their key
- * ($2, $3 the LIKE patterns of KEY_OF). One session at a time admits
- * (ADMIT_LOCK, 0, tried once before the scan: a lock won halfway through it
- * would start the pass in the middle; the others go straight on to their
- * claim), reading from
- * the start of events_due_idx with no SKIP LOCKED: each pass sees every
- * waiting ordered event before the later ones, so a key's events join its
- * queue in (due, id) order -- two workers admitting different stretches
- * at once could queue a key's later event ahead of an earlier one.
+ * Admission, in the batch's transaction ahead of its claim: take ordered
+ * events out of events_due_idx. Keys are split into ADMIT_PARTITIONS by a
+ * hash; a batch admits for up to some partitions (their transaction locks
+ * ADMIT_LOCK, p, taken by admit_lock_sql and noted in pgeventd.parts: in a
+ * statement of their own, so that the scan's snapshot is taken after them
+ * and sees what their previous holder committed) and reads their first $1
+ * due ordered events ($2, $3 the LIKE patterns of
+ * KEY_OF) from the start of events_due_idx, with no SKIP LOCKED: so each
+ * pass sees every waiting event of its keys before their later ones, and a
+ * key's events join it in (due, id) order -- two batches admitting
+ * different stretches of one key at once could not keep that. A full
+ * claim (the last look before sleeping, or stopping with --once) takes
+ * every free partition: those it cannot take are in the hands of batches
+ * that will look again.
  *
- * An event joins its key's queue only when this transaction holds the
- * key's row: an existing one locked here (SKIP LOCKED: a key locked
- * elsewhere is being run by a batch), or one inserted here (ON CONFLICT
- * DO NOTHING: a key that exists but is locked). Every event of a key
- * shares its fate, so the key's order holds; those left come with the
- * next pass. A key's owner, holding the key until its COMMIT, thus never
- * misses an event admitted while it decides the key is empty. Existing
- * keys are only locked, never updated, so nothing here waits for a batch
- * (an INSERT that meets a row updated by a transaction in progress waits
- * for it). A key's due time is not moved: an event older than its key's
- * head (committed late) runs first once the key is next due. Having
- * admitted any, it wakes a sleeping worker as producers do.
+ * What happens to an event depends on its key's row in pgeventd_keys:
+ *   - none (nothing of the key is queued: the common case): the event is
+ *     this batch's to run, in its key's order -- no other batch can reach
+ *     it, the partition lock keeps other admitters off it -- and nothing is
+ *     written for it unless it is left over (queue_sql at COMMIT). Noted
+ *     in the transaction's settings pgeventd.admit_ids/_keys for the claim;
+ *   - one this transaction locks (SKIP LOCKED): it joins the key's queue
+ *     behind the events already there (pgeventd_key set);
+ *   - one locked elsewhere (a batch is running the key): left for a later
+ *     pass, with every other event of that key.
+ * A key's due time is not moved here: an event older than its key's head
+ * (committed late) runs first once the key is next due. Having queued
+ * any, it wakes a sleeping worker as producers do.
  */
-#define ADMIT_LOCK "1885824375"
+#define ADMIT_LOCK       "1885824375"
+#define ADMIT_PARTITIONS "8"
+/* Partitions an ordinary claim admits for at most. */
+#define ADMIT_TAKE    "2"
+#define KEY_PART(key) "(hashtext(" key ") & (" ADMIT_PARTITIONS " - 1))"
+/* $1 the partition to try first, $2 how many to take. */
+static const char admit_lock_sql[] =
+    "SELECT set_config('pgeventd.parts', coalesce((SELECT array_agg(y.p) FROM (SELECT x.p"
+    " FROM (SELECT ($1::int + i) % " ADMIT_PARTITIONS
+    " AS p FROM generate_series(0, " ADMIT_PARTITIONS
+    " - 1) i) x WHERE pg_try_advisory_xact_lock(" ADMIT_LOCK ", x.p)"
+    " LIMIT $2) y)::text, '{}'), true)";
+
 /* clang-format off */
 static const char admit_sql[] =
-    "WITH g AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(" ADMIT_LOCK ", 0) AS mine),"
-    " a AS (SELECT c.id, c.key, c.due FROM (SELECT e.id, " KEY_OF("$2", "$3") " AS key,"
-    "  " DUE " AS due FROM events e WHERE (SELECT mine FROM g)"
+    "WITH"
+    " a AS (SELECT e.id, " KEY_OF("$2", "$3") " AS key FROM events e"
+    "  WHERE current_setting('pgeventd.parts') <> '{}'"
     "  AND NOT e.processed AND e.pgeventd_key IS NULL AND " DUE " <= now()"
     "  AND (e.event_type LIKE ANY($2::text[]) OR e.event_type LIKE ANY($3::text[]))"
-    "  ORDER BY " DUE ", e.id LIMIT $1) c WHERE c.key IS NOT NULL),"
+    "  AND " KEY_PART(KEY_OF("$2", "$3")) " = ANY(current_setting('pgeventd.parts')::int[])"
+    "  ORDER BY " DUE ", e.id LIMIT $1),"
+    " known AS (SELECT k.key FROM pgeventd_keys k WHERE k.key IN (SELECT key FROM a)),"
     " mine AS (SELECT k.key FROM pgeventd_keys k WHERE k.key IN (SELECT key FROM a)"
     "  ORDER BY k.key FOR UPDATE SKIP LOCKED),"
-    " fresh AS (INSERT INTO pgeventd_keys (key, due_at) SELECT key, min(due) FROM a"
-    "  WHERE key NOT IN (SELECT key FROM mine) GROUP BY key ORDER BY key"
-    "  ON CONFLICT (key) DO NOTHING RETURNING key),"
-    " done AS (UPDATE events e SET pgeventd_key = a.key FROM a WHERE e.id = a.id"
-    "  AND (a.key IN (SELECT key FROM mine) OR a.key IN (SELECT key FROM fresh))"
-    "  RETURNING e.id)"
-    " SELECT n, n > 0 AND NOT pg_try_advisory_xact_lock_shared(" SLEEP_LOCK ")"
-    " AND pg_notify('pgeventd_events', '') IS NULL FROM (SELECT count(*) AS n FROM done) d";
+    " queued AS (UPDATE events e SET pgeventd_key = a.key FROM a WHERE e.id = a.id"
+    "  AND a.key IN (SELECT key FROM mine) RETURNING e.id),"
+    " free AS (SELECT id, key FROM a WHERE key NOT IN (SELECT key FROM known))"
+    " SELECT set_config('pgeventd.admit_ids', coalesce((SELECT array_agg(id)::text FROM free),"
+    "  '{}'), true),"
+    " set_config('pgeventd.admit_keys', coalesce((SELECT array_agg(key)::text FROM free),"
+    "  '{}'), true),"
+    " n, n > 0 AND NOT pg_try_advisory_xact_lock_shared(" SLEEP_LOCK ")"
+    " AND pg_notify('pgeventd_events', '') IS NULL FROM (SELECT count(*) AS n FROM queued) d";
 /* clang-format on */
 
 /*
- * With ordered event types the claim is two statements after admission.
- * First, lock up to $1 due keys (pgeventd_keys_due_idx over (..., now()]:
- * keys whose head is in backoff or parked are never visited), each for the
- * whole batch -- which is what keeps two events of a key from running at
- * once anywhere -- and note them in the transaction's setting
- * pgeventd.keys. Then, with a new snapshot, the unordered claim less the
- * ordered events not yet admitted ($4, $5 the patterns of KEY_OF), and the
- * first $3 events of each of those keys in (created_at, id) order. The
- * second snapshot matters: a key locked just as its previous owner
- * committed is its new version, but a snapshot from before that commit
- * would still see the events that owner ran as unprocessed. A key whose
- * queue is empty comes as one row with a NULL id, for the batch to delete.
- * Rows come unordered ones first (by due time), then by key.
+ * With ordered event types, after admission, two statements. First, lock
+ * up to $1 due keys (pgeventd_keys_due_idx over (..., now()]: keys whose
+ * head is in backoff or parked are never visited), each for the whole
+ * batch -- which is what keeps two events of a key from running at once
+ * anywhere -- and note them in the transaction's setting pgeventd.keys.
+ * Then, with a new snapshot: the unordered claim less the ordered events
+ * not yet admitted ($4, $5 the patterns of KEY_OF); the first $3 events of
+ * each locked key in (created_at, id) order; and the events admission left
+ * to this batch. The second snapshot matters: a key locked just as its
+ * previous owner committed is its new version, but a snapshot from before
+ * that commit would still see the events that owner ran as unprocessed. A
+ * locked key whose queue is empty comes as one row with a NULL id, for the
+ * batch to delete. Rows come unordered ones first (by due time), then by
+ * key in (created_at, id) order; the last column says which were admitted.
  */
 static const char lock_keys_sql[] =
     "SELECT set_config('pgeventd.keys', coalesce((SELECT array_agg(k.key)::text FROM"
@@ -154,12 +174,17 @@ static const char lock_keys_sql[] =
 static const char claim_ordered_sql[] =
     "WITH u AS (SELECT " EVENT_COLUMNS ", NULL::text AS key, true AS due_now,"
     " " DUE " AS sort_at" DUE_EVENTS(" AND (" KEY_OF("$4", "$5") ") IS NULL") ")"
-    " SELECT * FROM (SELECT u.*, 0 AS branch FROM u"
+    " SELECT * FROM (SELECT u.*, false AS admitted, 0 AS branch FROM u"
     " UNION ALL SELECT q.*, k.key, coalesce(q.due_text::timestamptz <= now(), false),"
-    " q.created_at, 1 FROM unnest(current_setting('pgeventd.keys')::text[]) AS k (key)"
+    " q.created_at, false, 1 FROM unnest(current_setting('pgeventd.keys')::text[]) AS k (key)"
     " LEFT JOIN LATERAL (SELECT " EVENT_COLUMNS " FROM events e"
     " WHERE e.pgeventd_key = k.key AND NOT e.processed ORDER BY e.created_at, e.id LIMIT $3) q"
-    " ON true) c ORDER BY c.branch, c.key, c.sort_at, c.id";
+    " ON true"
+    " UNION ALL SELECT " EVENT_COLUMNS ", f.key, true, e.created_at, true, 1"
+    " FROM unnest(current_setting('pgeventd.admit_ids')::uuid[],"
+    " current_setting('pgeventd.admit_keys')::text[]) AS f (id, key)"
+    " JOIN events e ON e.id = f.id) c"
+    " ORDER BY c.branch, c.key, c.sort_at, c.id";
 /* clang-format on */
 
 /* Milliseconds until the next event falls due (a retry in backoff or a
@@ -178,7 +203,8 @@ static const char next_due_ordered_sql[] =
 bool claim_prepare(PGconn *conn, const struct config *cfg, char *err, size_t errlen)
 {
 	if (ordering_enabled(&cfg->ordering))
-		return db_prepare(conn, "admit", admit_sql, 3, err, errlen) &&
+		return db_prepare(conn, "admit_lock", admit_lock_sql, 2, err, errlen) &&
+		       db_prepare(conn, "admit", admit_sql, 3, err, errlen) &&
 		       db_prepare(conn, "lock_keys", lock_keys_sql, 1, err, errlen) &&
 		       db_prepare(conn, "claim", claim_ordered_sql, 5, err, errlen) &&
 		       db_prepare(conn, "next_due", next_due_ordered_sql, 0, err, errlen);
@@ -238,10 +264,10 @@ bool claim_release_sleep_lock(struct worker *w, char *err)
 PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 {
 	const struct config *cfg = w->cfg;
-	struct db_stmt st[9];
-	PGresult *res[9];
-	char limit[16], timeout[16], key_run[16], admit_limit[16];
-	const char *claim_p[5], *admit_p[3], *timeout_p[1] = { timeout };
+	struct db_stmt st[10];
+	PGresult *res[10];
+	char limit[16], timeout[16], key_run[16], partition[16];
+	const char *claim_p[5], *admit_p[3], *lock_p[2], *timeout_p[1] = { timeout };
 	bool ordered = ordering_enabled(&cfg->ordering);
 	char *by_aggregate = NULL, *by_key = NULL;
 	int n = 0, arm_at = -1, released_at = -1, claim_at;
@@ -263,8 +289,12 @@ PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 		}
 		claim_p[3] = admit_p[1] = by_aggregate;
 		claim_p[4] = admit_p[2] = by_key;
-		snprintf(admit_limit, sizeof(admit_limit), "%d", w->claim_limit * CLAIM_KEY_RUN);
-		admit_p[0] = admit_limit;
+		admit_p[0] = limit;
+		/* Each batch starts at the next partition: none waits on one
+		 * worker's turn. */
+		snprintf(partition, sizeof(partition), "%u", w->admit_turn++ % 1024u);
+		lock_p[0] = partition;
+		lock_p[1] = *full ? ADMIT_PARTITIONS : ADMIT_TAKE;
 	}
 	if (w->sleep_lock && !arm) {
 		released_at = n;
@@ -277,12 +307,6 @@ PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 			                    "SELECT set_config('statement_timeout', $1, false),"
 			                    " set_config('lock_timeout', $1, false)",
 			                    1, timeout_p, PGRES_TUPLES_OK };
-	}
-	if (ordered) {
-		/* Admission commits on its own: see admit_sql. */
-		st[n++] = (struct db_stmt){ NULL, "BEGIN", 0, NULL, PGRES_COMMAND_OK };
-		st[n++] = (struct db_stmt){ "admit", NULL, 3, admit_p, PGRES_TUPLES_OK };
-		st[n++] = (struct db_stmt){ NULL, "COMMIT", 0, NULL, PGRES_COMMAND_OK };
 	}
 	st[n++] = (struct db_stmt){ NULL, "BEGIN", 0, NULL, PGRES_COMMAND_OK };
 	if (arm && !w->sleep_lock) {
@@ -298,8 +322,11 @@ PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 			                    ") THEN 'busy' ELSE 'other' END",
 			                    0, NULL, PGRES_TUPLES_OK };
 	}
-	if (ordered)
+	if (ordered) {
+		st[n++] = (struct db_stmt){ "admit_lock", NULL, 2, lock_p, PGRES_TUPLES_OK };
+		st[n++] = (struct db_stmt){ "admit", NULL, 3, admit_p, PGRES_TUPLES_OK };
 		st[n++] = (struct db_stmt){ "lock_keys", NULL, 1, claim_p, PGRES_TUPLES_OK };
+	}
 	claim_at = n;
 	st[n++] = (struct db_stmt){ "claim", NULL, ordered ? 5 : 2, claim_p, PGRES_TUPLES_OK };
 	if (w->sleep_lock && arm) {

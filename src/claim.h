@@ -29,6 +29,8 @@ enum {
 	C_ORDERING_KEY, /* events.ordering_key, the producer's explicit key */
 	C_KEY,          /* the key it was claimed under (ordered types), else NULL */
 	C_DUE_NOW,      /* "t" when due (a key's later events may not be) */
+	C_SORT_AT,      /* (the order of the rows) */
+	C_ADMITTED,     /* "t": an ordered event admission left to this batch */
 };
 
 /* Events of one key a claim takes at most: they run in order in the batch. */
