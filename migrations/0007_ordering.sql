@@ -57,6 +57,18 @@ ALTER TABLE pgeventd_keys SET (
     autovacuum_analyze_scale_factor = 0.02
 );
 
+-- Admission keys are split into 8 partitions (claim.c); each partition's
+-- cursor is the due time up to which its ordered events have been read
+-- (or the first one left, its key being run elsewhere). A pass starts a
+-- second before it; a full pass, from time to time and before a worker
+-- sleeps, from the start.
+CREATE TABLE IF NOT EXISTS pgeventd_admit_cursor (
+    part integer PRIMARY KEY,
+    due  timestamptz NOT NULL
+);
+INSERT INTO pgeventd_admit_cursor (part, due)
+    SELECT p, '-infinity' FROM generate_series(0, 7) p ON CONFLICT DO NOTHING;
+
 -- Replay (UPDATE events SET processed = false), now also of an admitted
 -- event: it goes back to its key's queue, and the key gets a row again if
 -- its queue had emptied meanwhile, due now unless it is parked. Waiting

@@ -68,7 +68,8 @@
 
 /* $1 limit, $2 the claim's lower bound on the due time ('-infinity' for a
  * full claim). With no ordered event types, this is the whole claim. */
-static const char claim_sql[] = "SELECT " EVENT_COLUMNS ", NULL::text, true, NULL::timestamptz, false" DUE_EVENTS("");
+static const char claim_sql[] =
+    "SELECT " EVENT_COLUMNS ", NULL::text, true, NULL::timestamptz, false" DUE_EVENTS("");
 
 /*
  * The key of an ordered event, NULL for any other: "k:" || ordering_key
@@ -118,20 +119,30 @@ static const char claim_sql[] = "SELECT " EVENT_COLUMNS ", NULL::text, true, NUL
 /* Partitions an ordinary claim admits for at most. */
 #define ADMIT_TAKE    "2"
 #define KEY_PART(key) "(hashtext(" key ") & (" ADMIT_PARTITIONS " - 1))"
-/* $1 the partition to try first, $2 how many to take. */
-static const char admit_lock_sql[] =
-    "SELECT set_config('pgeventd.parts', coalesce((SELECT array_agg(y.p) FROM (SELECT x.p"
-    " FROM (SELECT ($1::int + i) % " ADMIT_PARTITIONS
-    " AS p FROM generate_series(0, " ADMIT_PARTITIONS
-    " - 1) i) x WHERE pg_try_advisory_xact_lock(" ADMIT_LOCK ", x.p)"
-    " LIMIT $2) y)::text, '{}'), true)";
-
+/* $1 the partition to try first, $2 how many to take, $3 true for a pass
+ * from the start of the index. Notes the partitions taken in
+ * pgeventd.parts and where the pass starts in pgeventd.admit_from: the
+ * earliest of their cursors (pgeventd_admit_cursor), less a second for
+ * producers whose rows commit after later ones. Read in this statement, a
+ * cursor may predate the lock -- an earlier one, which only costs the scan
+ * a few rows. */
 /* clang-format off */
+static const char admit_lock_sql[] =
+    "WITH l AS MATERIALIZED (SELECT coalesce((SELECT array_agg(y.p) FROM (SELECT x.p"
+    "  FROM (SELECT ($1::int + i) % " ADMIT_PARTITIONS " AS p"
+    "  FROM generate_series(0, " ADMIT_PARTITIONS " - 1) i) x"
+    "  WHERE pg_try_advisory_xact_lock(" ADMIT_LOCK ", x.p) LIMIT $2) y), '{}') AS parts)"
+    " SELECT set_config('pgeventd.parts', l.parts::text, true),"
+    " set_config('pgeventd.admit_from', CASE WHEN $3 THEN '-infinity' ELSE coalesce((SELECT"
+    "  min(c.due) - interval '1 second' FROM pgeventd_admit_cursor c WHERE c.part = ANY(l.parts)),"
+    "  '-infinity')::text END, true) FROM l";
+
 static const char admit_sql[] =
     "WITH"
-    " a AS (SELECT e.id, " KEY_OF("$2", "$3") " AS key FROM events e"
+    " a AS (SELECT e.id, " KEY_OF("$2", "$3") " AS key, " DUE " AS due FROM events e"
     "  WHERE current_setting('pgeventd.parts') <> '{}'"
     "  AND NOT e.processed AND e.pgeventd_key IS NULL AND " DUE " <= now()"
+    "  AND " DUE " >= current_setting('pgeventd.admit_from')::timestamptz"
     "  AND (e.event_type LIKE ANY($2::text[]) OR e.event_type LIKE ANY($3::text[]))"
     "  AND " KEY_PART(KEY_OF("$2", "$3")) " = ANY(current_setting('pgeventd.parts')::int[])"
     "  ORDER BY " DUE ", e.id LIMIT $1),"
@@ -140,7 +151,13 @@ static const char admit_sql[] =
     "  ORDER BY k.key FOR UPDATE SKIP LOCKED),"
     " queued AS (UPDATE events e SET pgeventd_key = a.key FROM a WHERE e.id = a.id"
     "  AND a.key IN (SELECT key FROM mine) RETURNING e.id),"
-    " free AS (SELECT id, key FROM a WHERE key NOT IN (SELECT key FROM known))"
+    " free AS (SELECT id, key FROM a WHERE key NOT IN (SELECT key FROM known)),"
+    /* The partitions' new cursors: the first event left (its key busy), or
+     * the last one read; unchanged when none was read. */
+    " moved AS (UPDATE pgeventd_admit_cursor c SET due = x.due FROM (SELECT " KEY_PART("a.key")
+    "  AS part, coalesce(min(a.due) FILTER (WHERE a.key IN (SELECT key FROM known)"
+    "  AND a.key NOT IN (SELECT key FROM mine)), max(a.due)) AS due FROM a GROUP BY 1) x"
+    "  WHERE c.part = x.part)"
     " SELECT set_config('pgeventd.admit_ids', coalesce((SELECT array_agg(id)::text FROM free),"
     "  '{}'), true),"
     " set_config('pgeventd.admit_keys', coalesce((SELECT array_agg(key)::text FROM free),"
@@ -203,7 +220,7 @@ static const char next_due_ordered_sql[] =
 bool claim_prepare(PGconn *conn, const struct config *cfg, char *err, size_t errlen)
 {
 	if (ordering_enabled(&cfg->ordering))
-		return db_prepare(conn, "admit_lock", admit_lock_sql, 2, err, errlen) &&
+		return db_prepare(conn, "admit_lock", admit_lock_sql, 3, err, errlen) &&
 		       db_prepare(conn, "admit", admit_sql, 3, err, errlen) &&
 		       db_prepare(conn, "lock_keys", lock_keys_sql, 1, err, errlen) &&
 		       db_prepare(conn, "claim", claim_ordered_sql, 5, err, errlen) &&
@@ -267,7 +284,7 @@ PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 	struct db_stmt st[10];
 	PGresult *res[10];
 	char limit[16], timeout[16], key_run[16], partition[16];
-	const char *claim_p[5], *admit_p[3], *lock_p[2], *timeout_p[1] = { timeout };
+	const char *claim_p[5], *admit_p[3], *lock_p[3], *timeout_p[1] = { timeout };
 	bool ordered = ordering_enabled(&cfg->ordering);
 	char *by_aggregate = NULL, *by_key = NULL;
 	int n = 0, arm_at = -1, released_at = -1, claim_at;
@@ -295,6 +312,7 @@ PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 		snprintf(partition, sizeof(partition), "%u", w->admit_turn++ % 1024u);
 		lock_p[0] = partition;
 		lock_p[1] = *full ? ADMIT_PARTITIONS : ADMIT_TAKE;
+		lock_p[2] = *full ? "true" : "false";
 	}
 	if (w->sleep_lock && !arm) {
 		released_at = n;
@@ -323,7 +341,7 @@ PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 			                    0, NULL, PGRES_TUPLES_OK };
 	}
 	if (ordered) {
-		st[n++] = (struct db_stmt){ "admit_lock", NULL, 2, lock_p, PGRES_TUPLES_OK };
+		st[n++] = (struct db_stmt){ "admit_lock", NULL, 3, lock_p, PGRES_TUPLES_OK };
 		st[n++] = (struct db_stmt){ "admit", NULL, 3, admit_p, PGRES_TUPLES_OK };
 		st[n++] = (struct db_stmt){ "lock_keys", NULL, 1, claim_p, PGRES_TUPLES_OK };
 	}
