@@ -696,6 +696,7 @@ int batch_run(struct worker *w, bool arm, bool *more)
 	if (b.nrows == 0) {
 		PQclear(b.claim);
 		b.claim = NULL;
+		w->admission_backlog = false;
 		if (!claim_commit_empty(w, err))
 			goto fail;
 		claim_size_next(w, 0, 0);
@@ -713,6 +714,7 @@ int batch_run(struct worker *w, bool arm, bool *more)
 	if (!classify_rows(&b, err))
 		goto fail;
 	choose_prefix(&b, w->claim_limit);
+	w->admission_backlog = b.admitted_rows >= w->claim_limit && b.unordered_rows == 0;
 	for (int i = 0; i < b.n; i++) {
 		if (b.recs[i].kind == ROW_EMPTY)
 			continue;

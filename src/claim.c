@@ -36,6 +36,9 @@
 
 /* A claim starts at this size (or batch_size, if smaller). */
 #define CLAIM_START 100
+/* Claims in a row that leave out unordered events while admission works
+ * through a backlog of ordered ones (see claim_begin). */
+#define UNORDERED_SKIP_MAX 7
 /* A batch that took longer than this does not grow the next claim. */
 #define GROW_MAX_S 0.25
 
@@ -292,6 +295,16 @@ PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 
 	snprintf(limit, sizeof(limit), "%d", w->claim_limit);
 	claim_p[0] = limit;
+	if (ordered && w->admission_backlog && w->unordered_skipped < UNORDERED_SKIP_MAX) {
+		/* While admission works through a backlog, the unordered part of
+		 * the claim would read the ordered events still waiting for it
+		 * only to filter them out (every one of them, every claim): it
+		 * looks only every UNORDERED_SKIP_MAX + 1 claims. */
+		w->unordered_skipped++;
+		claim_p[0] = "0";
+	} else {
+		w->unordered_skipped = 0;
+	}
 	claim_p[1] = claim_from(w, full);
 	snprintf(key_run, sizeof(key_run), "%d", CLAIM_KEY_RUN);
 	claim_p[2] = key_run;
@@ -343,7 +356,7 @@ PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 	if (ordered) {
 		st[n++] = (struct db_stmt){ "admit_lock", NULL, 3, lock_p, PGRES_TUPLES_OK };
 		st[n++] = (struct db_stmt){ "admit", NULL, 3, admit_p, PGRES_TUPLES_OK };
-		st[n++] = (struct db_stmt){ "lock_keys", NULL, 1, claim_p, PGRES_TUPLES_OK };
+		st[n++] = (struct db_stmt){ "lock_keys", NULL, 1, admit_p, PGRES_TUPLES_OK };
 	}
 	claim_at = n;
 	st[n++] = (struct db_stmt){ "claim", NULL, ordered ? 5 : 2, claim_p, PGRES_TUPLES_OK };
