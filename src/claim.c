@@ -38,7 +38,7 @@
 #define CLAIM_START 100
 /* Claims in a row that leave out unordered events while admission works
  * through a backlog of ordered ones (see claim_begin). */
-#define UNORDERED_SKIP_MAX 7
+#define UNORDERED_SKIP_MAX 31
 /* A batch that took longer than this does not grow the next claim. */
 #define GROW_MAX_S 0.25
 
@@ -120,7 +120,7 @@ static const char claim_sql[] =
 #define ADMIT_LOCK       "1885824375"
 #define ADMIT_PARTITIONS "8"
 /* Partitions an ordinary claim admits for at most. */
-#define ADMIT_TAKE    "2"
+#define ADMIT_TAKE    "4"
 #define KEY_PART(key) "(hashtext(" key ") & (" ADMIT_PARTITIONS " - 1))"
 /* $1 the partition to try first, $2 how many to take, $3 true for a pass
  * from the start of the index. Notes the partitions taken in
