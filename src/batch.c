@@ -23,6 +23,16 @@
  * event in hand. Such "suspect" events are then run one per batch, so only
  * the event that kills the process accumulates runs, and one that has done
  * so max_attempts times is dead-lettered without being run again.
+ *
+ * Ordered event types (ordering.*, migrations/0007_ordering.sql): the
+ * claim also returns due keys, locked, with their first events, and the
+ * events admission left to this batch (claim.c). The batch runs a key's
+ * events in order and stops at the first that does not succeed (RETRY, or
+ * a dead letter that parks the key); before COMMIT it queues the admitted
+ * events it did not run to the end under their key (queue_sql), then
+ * records each key's new head due time, parks it, or deletes it
+ * (keys_sql). A configuration without ordered types takes none of these
+ * paths.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -43,6 +53,7 @@
 #include "enqueue.h"
 #include "log.h"
 #include "routes.h"
+#include "ordering.h"
 #include "stats.h"
 #include "telemetry.h"
 #include "util.h"
@@ -89,13 +100,49 @@ static const char unmark_del_sql[] =
 static const char unmark_dec_sql[] =
     "UPDATE pgeventd_inflight SET runs = runs - 1 WHERE event_id = ANY($1::uuid[])";
 
+/* Admitted events this batch did not run to success: $1 ids, $2 their
+ * keys. They join their key's queue, and the key gets its row (keys_sql
+ * then sets its due time, or parks it). */
+static const char queue_sql[] =
+    "WITH q AS (UPDATE events e SET pgeventd_key = u.key"
+    "  FROM unnest($1::uuid[], $2::text[]) AS u (id, key) WHERE e.id = u.id RETURNING u.key)"
+    " INSERT INTO pgeventd_keys (key, due_at) SELECT DISTINCT key, now() FROM q ORDER BY 1"
+    " ON CONFLICT (key) DO NOTHING";
+
+/*
+ * After a batch ran keys $1 (all it holds): park $2 behind the
+ * dead-lettered heads $3 (block policy), and give every other key its new
+ * head's due time, or delete it when its queue is empty. Reads the batch's
+ * own outcomes (this statement follows them).
+ */
+static const char keys_sql[] =
+    "WITH p AS (UPDATE pgeventd_keys k SET due_at = NULL, parked_event = u.id,"
+    "  parked_at = now() FROM unnest($2::text[], $3::uuid[]) AS u (key, id)"
+    "  WHERE k.key = u.key RETURNING k.key),"
+    " h AS (SELECT t.key, (SELECT coalesce(e.next_attempt_at, e.created_at) FROM events e"
+    "  WHERE e.pgeventd_key = t.key AND NOT e.processed ORDER BY e.created_at, e.id LIMIT 1)"
+    "  AS due FROM unnest($1::text[]) AS t (key) WHERE t.key NOT IN (SELECT key FROM p)),"
+    " gone AS (DELETE FROM pgeventd_keys k USING h WHERE k.key = h.key AND h.due IS NULL)"
+    " UPDATE pgeventd_keys k SET due_at = h.due FROM h WHERE k.key = h.key"
+    " AND h.due IS NOT NULL";
+
 enum outcome { OUT_OK, OUT_RETRY, OUT_DEAD, OUT_SKIPPED };
+
+/* What a claimed row is to the batch. */
+enum row_kind {
+	ROW_RUN,      /* an unordered event: run it */
+	ROW_KEYED,    /* an event of a key this batch holds: run it in its key's order */
+	ROW_ADMITTED, /* an ordered event admission left to this batch: the same */
+	ROW_EMPTY,    /* a key this batch holds with nothing queued: delete it */
+};
 static const char *const outcome_names[] = { "ok", "retry", "dead_letter", "skipped" };
 static const enum telemetry_outcome tm_outcome[] = { TM_OK, TM_RETRY, TM_DEAD_LETTER, TM_SKIPPED };
 
 /* What happened to one event of the batch, logged after COMMIT. */
 struct record {
-	int row;        /* row of the claim result */
+	int row; /* row of the claim result */
+	enum row_kind kind;
+	bool done;      /* its outcome was recorded (else it did not run: logged nowhere) */
 	int type_index; /* registry index of its type, -1 if none */
 	bool ran;       /* its handler ran: duration_ms and lag_s are set */
 	bool savepoint; /* its handler wrote, behind a savepoint */
@@ -124,6 +171,20 @@ struct batch {
 	size_t ok_len;
 	char *relay_ids; /* "{id,...}" of the OK ones the relay takes, owned */
 	size_t relay_len;
+	/* Ordered types only. */
+	char *left_ids; /* uuid[] of admitted events not run to success, owned */
+	size_t left_ids_len;
+	char *left_keys; /* their keys, owned */
+	size_t left_keys_len;
+	int admitted_rows; /* rows admission left to this batch */
+	char *keys;        /* text[] of every key the claim holds, owned */
+	size_t keys_len;
+	char *park_keys; /* text[] of keys to park, owned */
+	size_t park_keys_len;
+	char *park_ids; /* uuid[] of their dead-lettered heads, owned */
+	size_t park_ids_len;
+	int unordered_rows; /* rows of the unordered claim (they come first) */
+	int nkeys;          /* keys the claim holds */
 };
 
 static void batch_release(struct batch *b)
@@ -136,6 +197,11 @@ static void batch_release(struct batch *b)
 	free(b->ids);
 	free(b->ok_ids);
 	free(b->relay_ids);
+	free(b->keys);
+	free(b->left_ids);
+	free(b->left_keys);
+	free(b->park_keys);
+	free(b->park_ids);
 	memset(b, 0, sizeof(*b));
 }
 
@@ -151,6 +217,8 @@ bool batch_prepare(PGconn *conn, PGconn *side, char *err, size_t errlen)
 	       db_prepare(conn, "retry", retry_sql, 3, err, errlen) &&
 	       db_prepare(conn, "dead", dead_sql, 4, err, errlen) &&
 	       db_prepare(conn, "skip", skip_sql, 2, err, errlen) &&
+	       db_prepare(conn, "keys", keys_sql, 3, err, errlen) &&
+	       db_prepare(conn, "queue", queue_sql, 2, err, errlen) &&
 	       db_prepare(side, "mark", mark_sql, 1, err, errlen) &&
 	       db_prepare(side, "unmark_del", unmark_del_sql, 1, err, errlen) &&
 	       db_prepare(side, "unmark_dec", unmark_dec_sql, 1, err, errlen);
@@ -176,6 +244,28 @@ static bool array_add(char **buf, size_t *len, const char *s)
 	nb[*len] = '\0';
 	*buf = nb;
 	return true;
+}
+
+/* The same, quoting `s` as an array element: keys are any text. */
+static bool array_add_quoted(char **buf, size_t *len, const char *s)
+{
+	size_t sl = strlen(s);
+	char *q = malloc(2 * sl + 3), *o = q;
+	bool ok;
+
+	if (!q)
+		return false;
+	*o++ = '"';
+	for (const char *c = s; *c; c++) {
+		if (*c == '"' || *c == '\\')
+			*o++ = '\\';
+		*o++ = *c;
+	}
+	*o++ = '"';
+	*o = '\0';
+	ok = array_add(buf, len, q);
+	free(q);
+	return ok;
 }
 
 static PGresult *exec_prepared(PGconn *conn, const char *name, int n, const char *const *params)
@@ -467,6 +557,9 @@ static void log_outcomes(struct worker *w, const struct batch *b)
 	for (int i = 0; i < b->n; i++) {
 		const struct record *rec = &b->recs[i];
 		char attempt[16], dur[32], delay[32];
+
+		if (!rec->done)
+			continue;
 		enum log_level lvl = rec->outcome == OUT_OK        ? LOG_INFO
 		                     : rec->outcome == OUT_DEAD    ? LOG_ERROR
 		                     : rec->outcome == OUT_SKIPPED ? LOG_NOTICE
@@ -518,13 +611,106 @@ static void choose_prefix(struct batch *b, int limit)
 	int k = -1;
 
 	for (int i = 0; i < b->nrows; i++) {
+		if (b->recs[i].kind == ROW_EMPTY)
+			continue;
 		if (atoi(PQgetvalue(b->claim, i, C_PRIOR_RUNS)) > 0) {
 			k = i;
 			break;
 		}
 	}
 	b->n = k < 0 ? b->nrows : (k == 0 ? 1 : k);
-	b->more = b->nrows == limit || b->n < b->nrows;
+	b->more = b->unordered_rows == limit || b->nkeys == limit || b->admitted_rows == limit ||
+	          b->n < b->nrows;
+}
+
+/* Sort the claimed rows into kinds (all ROW_RUN without ordered types);
+ * every key the claim holds goes into b->keys, for keys_sql at COMMIT. */
+static bool classify_rows(struct batch *b, char *err)
+{
+	const PGresult *res = b->claim;
+	const char *last_key = NULL;
+
+	b->unordered_rows = 0;
+	b->admitted_rows = 0;
+	b->nkeys = 0;
+	for (int i = 0; i < b->nrows; i++) {
+		struct record *rec = &b->recs[i];
+
+		rec->row = i;
+		rec->type_index = -1;
+		rec->kind = ROW_RUN;
+		if (PQgetisnull(res, i, C_KEY)) {
+			b->unordered_rows++;
+			continue;
+		}
+		const char *key = PQgetvalue(res, i, C_KEY);
+
+		if (PQgetvalue(res, i, C_ADMITTED)[0] == 't') {
+			rec->kind = ROW_ADMITTED;
+			b->admitted_rows++;
+			continue; /* its key has no row yet: queue_sql adds it if need be */
+		}
+		rec->kind = PQgetisnull(res, i, C_ID) ? ROW_EMPTY : ROW_KEYED;
+		if (!last_key || strcmp(last_key, key) != 0) {
+			last_key = key;
+			b->nkeys++;
+			if (!array_add_quoted(&b->keys, &b->keys_len, key)) {
+				snprintf(err, DB_ERRLEN, "out of memory");
+				return false;
+			}
+		}
+	}
+	return true;
+}
+
+/* The admitted events not run to success (left over: not run, RETRY,
+ * dead letter) join their key's queue at COMMIT; their keys go to keys_sql
+ * with the others. Rows of a key are adjacent. */
+static bool collect_left(struct batch *b, char *err)
+{
+	const char *last_key = NULL;
+
+	for (int i = 0; i < b->nrows; i++) {
+		const struct record *rec = &b->recs[i];
+		const char *key = PQgetvalue(b->claim, i, C_KEY);
+
+		if (rec->kind != ROW_ADMITTED ||
+		    (i < b->n && rec->done &&
+		     (rec->outcome == OUT_OK || rec->outcome == OUT_SKIPPED)))
+			continue;
+		if (!array_add(&b->left_ids, &b->left_ids_len, PQgetvalue(b->claim, i, C_ID)) ||
+		    !array_add_quoted(&b->left_keys, &b->left_keys_len, key))
+			goto oom;
+		if (!last_key || strcmp(last_key, key) != 0) {
+			last_key = key;
+			if (!array_add_quoted(&b->keys, &b->keys_len, key))
+				goto oom;
+		}
+	}
+	return true;
+oom:
+	snprintf(err, DB_ERRLEN, "out of memory");
+	return false;
+}
+
+/* After row `rec` of a key ran: whether the key's later events in this
+ * batch may run. A RETRY holds the key (its head waits in backoff); a dead
+ * letter parks it unless its type's policy is skip. */
+static bool key_goes_on(const struct worker *w, struct batch *b, const struct record *rec,
+                        char *err)
+{
+	const char *type = PQgetvalue(b->claim, rec->row, C_TYPE);
+
+	if (rec->outcome == OUT_OK || rec->outcome == OUT_SKIPPED)
+		return true;
+	if (rec->outcome == OUT_DEAD && ordering_skips_dead(&w->cfg->ordering, type))
+		return true;
+	if (rec->outcome == OUT_DEAD &&
+	    (!array_add_quoted(&b->park_keys, &b->park_keys_len,
+	                       PQgetvalue(b->claim, rec->row, C_KEY)) ||
+	     !array_add(&b->park_ids, &b->park_ids_len, PQgetvalue(b->claim, rec->row, C_ID))))
+		snprintf(err, DB_ERRLEN, "out of memory");
+	return false;
 }
 
 /* Read the crash marks' result from the side connection. */
@@ -549,14 +735,21 @@ static bool finish_mark(struct worker *w, bool *pending, char *err)
  * (whose outcome may be unknown). */
 static bool commit_batch(struct worker *w, struct batch *b, bool *commit_sent, char *err)
 {
-	const char *ok_p[2] = { b->ids, b->ok_ids ? b->ok_ids : "{}" };
+	const char *ok_p[2] = { b->ids ? b->ids : "{}", b->ok_ids ? b->ok_ids : "{}" };
 	const char *relay_p[1] = { b->relay_ids };
-	struct db_stmt st[3];
-	PGresult *res[3];
+	const char *queue_p[2] = { b->left_ids, b->left_keys };
+	const char *keys_p[3] = { b->keys, b->park_keys ? b->park_keys : "{}",
+		                  b->park_ids ? b->park_ids : "{}" };
+	struct db_stmt st[5];
+	PGresult *res[5];
 	int n = 0;
 	bool ok;
 
 	st[n++] = (struct db_stmt){ "ok", NULL, 2, ok_p, PGRES_COMMAND_OK };
+	if (b->left_ids)
+		st[n++] = (struct db_stmt){ "queue", NULL, 2, queue_p, PGRES_COMMAND_OK };
+	if (b->keys)
+		st[n++] = (struct db_stmt){ "keys", NULL, 3, keys_p, PGRES_COMMAND_OK };
 	if (b->relay_ids)
 		st[n++] = (struct db_stmt){ "relay_queue", NULL, 1, relay_p, PGRES_COMMAND_OK };
 	st[n++] = (struct db_stmt){ NULL, "COMMIT", 0, NULL, PGRES_COMMAND_OK };
@@ -591,6 +784,7 @@ int batch_run(struct worker *w, bool arm, bool *more)
 	if (b.nrows == 0) {
 		PQclear(b.claim);
 		b.claim = NULL;
+		w->admission_backlog = false;
 		if (!claim_commit_empty(w, err))
 			goto fail;
 		claim_size_next(w, 0, 0);
@@ -600,23 +794,29 @@ int batch_run(struct worker *w, bool arm, bool *more)
 	/* Busy now: producers need not notify while this batch runs. */
 	if (!claim_release_sleep_lock(w, err))
 		goto fail;
-	choose_prefix(&b, w->claim_limit);
 	b.recs = calloc((size_t)b.nrows, sizeof(*b.recs));
 	if (!b.recs) {
 		snprintf(err, sizeof(err), "out of memory");
 		goto fail;
 	}
+	if (!classify_rows(&b, err))
+		goto fail;
+	choose_prefix(&b, w->claim_limit);
+	w->admission_backlog = b.admitted_rows >= w->claim_limit && b.unordered_rows == 0;
 	for (int i = 0; i < b.n; i++) {
-		b.recs[i].row = i;
-		b.recs[i].type_index = -1;
+		if (b.recs[i].kind == ROW_EMPTY)
+			continue;
 		if (!array_add(&b.ids, &ids_len, PQgetvalue(b.claim, i, C_ID))) {
 			snprintf(err, sizeof(err), "out of memory");
 			goto fail;
 		}
 	}
 
-	int prior = atoi(PQgetvalue(b.claim, 0, C_PRIOR_RUNS));
-	if (prior >= cfg->max_attempts) {
+	/* Row 0 is the suspect when it runs alone (choose_prefix). */
+	int prior = b.recs[0].kind != ROW_EMPTY ? atoi(PQgetvalue(b.claim, 0, C_PRIOR_RUNS)) : 0;
+	if (!b.ids) {
+		/* Nothing to run: only keys to tidy. */
+	} else if (prior >= cfg->max_attempts) {
 		/* b.n == 1: this event took the process down max_attempts times. */
 		struct record *rec = &b.recs[0];
 		char msg[512];
@@ -638,6 +838,9 @@ int batch_run(struct worker *w, bool arm, bool *more)
 			e = &rt->entry;
 		if (!record_failure(w, &b, rec, HANDLER_FAIL, e ? e->name : "", prior, err))
 			goto fail;
+		rec->done = true;
+		if (rec->kind != ROW_RUN && !key_goes_on(w, &b, rec, err) && err[0])
+			goto fail;
 	} else {
 		/* Sent now, read back before COMMIT: the server runs it while the
 		 * handlers run, and it is in its socket before any handler can
@@ -648,7 +851,24 @@ int batch_run(struct worker *w, bool arm, bool *more)
 			goto fail;
 		}
 		marked = mark_pending = true;
+		const char *held =
+		    NULL; /* a key whose later events wait: rows of a key are adjacent */
 		for (int i = 0; i < b.n; i++) {
+			struct record *rec = &b.recs[i];
+
+			if (rec->kind == ROW_EMPTY)
+				continue;
+			if (rec->kind != ROW_RUN) {
+				const char *key = PQgetvalue(b.claim, i, C_KEY);
+
+				if (held && strcmp(held, key) == 0)
+					continue;
+				held = NULL;
+				if (PQgetvalue(b.claim, i, C_DUE_NOW)[0] != 't') {
+					held = key; /* scheduled later: the key waits for it */
+					continue;
+				}
+			}
 			if (aborting(w)) {
 				snprintf(err, sizeof(err), "aborted by a second signal");
 				goto fail;
@@ -662,10 +882,16 @@ int batch_run(struct worker *w, bool arm, bool *more)
 				b.more = true;
 				break;
 			}
-			if (!handle_row(w, &b, &b.recs[i], err))
+			if (!handle_row(w, &b, rec, err))
 				goto fail;
-			if (b.recs[i].savepoint)
+			rec->done = true;
+			if (rec->savepoint)
 				subxacts++;
+			if (rec->kind != ROW_RUN && !key_goes_on(w, &b, rec, err)) {
+				if (err[0])
+					goto fail;
+				held = PQgetvalue(b.claim, i, C_KEY);
+			}
 		}
 		if (!finish_mark(w, &mark_pending, err))
 			goto fail;
@@ -674,6 +900,8 @@ int batch_run(struct worker *w, bool arm, bool *more)
 		snprintf(err, sizeof(err), "aborted by a second signal");
 		goto fail;
 	}
+	if (b.admitted_rows > 0 && !collect_left(&b, err))
+		goto fail;
 	if (!commit_batch(w, &b, &commit_sent, err)) {
 		/* A failed COMMIT may or may not have committed; if not, the
 		 * rows are still unprocessed and come back. */
@@ -681,14 +909,22 @@ int batch_run(struct worker *w, bool arm, bool *more)
 			marked = false;
 		goto fail;
 	}
-	/* The next claim starts where this batch's last event was due. */
-	claim_remember(w, b.claim, b.n - 1);
+	/* The next claim starts where this batch's last unordered event was
+	 * due. */
+	if (b.n > 0 && b.unordered_rows > 0)
+		claim_remember(w, b.claim, (b.n < b.unordered_rows ? b.n : b.unordered_rows) - 1);
 	atomic_fetch_add(&stats.batches, 1);
 	telemetry_batch(b.n, util_mono_s() - t_begin);
 	log_outcomes(w, &b);
 	claim_size_next(w, b.nrows, util_mono_s() - t_begin);
 	*more = b.more;
 	rc = b.n;
+	if (b.keys) {
+		/* Events run: 0 when the keys held had nothing due. */
+		rc = 0;
+		for (int i = 0; i < b.n; i++)
+			rc += b.recs[i].done;
+	}
 	batch_release(&b);
 	return rc;
 fail:

@@ -31,10 +31,14 @@
 #include <stdlib.h>
 
 #include "db.h"
+#include "ordering.h"
 #include "util.h"
 
 /* A claim starts at this size (or batch_size, if smaller). */
 #define CLAIM_START 100
+/* Claims in a row that leave out unordered events while admission works
+ * through a backlog of ordered ones (see claim_begin). */
+#define UNORDERED_SKIP_MAX 31
 /* A batch that took longer than this does not grow the next claim. */
 #define GROW_MAX_S 0.25
 
@@ -43,31 +47,187 @@
 
 #define DUE "coalesce(e.next_attempt_at, e.created_at)"
 
+/* The columns of a claimed event `e` (see the C_ enum in claim.h), less
+ * the last three, which differ between the two claims. lag is measured
+ * from the moment the event fell due. The crash marks are read by a
+ * subquery per claimed row, an index probe of pgeventd_inflight's key: as a
+ * join the planner may read that table whole, and while a held snapshot
+ * keeps vacuum from it, it is mostly dead rows, one per event processed
+ * since (measured: claims of 1 to 15 s). */
+#define EVENT_COLUMNS                                                                              \
+	"e.id, e.event_type, e.aggregate_id, e.aggregate_type, e.payload::text,"                   \
+	" e.metadata::text, e.attempts, e.created_at, e.created_by,"                               \
+	" coalesce((SELECT m.runs FROM pgeventd_inflight m WHERE m.event_id = e.id), 0) AS runs,"  \
+	" greatest(extract(epoch from clock_timestamp() - " DUE "), 0)::float8 AS lag,"            \
+	" " DUE "::text AS due_text, e.ordering_key"
+
+/* The unordered claim: events not queued under a key (events_due_idx),
+ * due in [$2 - 1 s, now()], `extra` further conditions. */
+#define DUE_EVENTS(extra)                                                                          \
+	" FROM events e"                                                                           \
+	" WHERE NOT e.processed AND e.pgeventd_key IS NULL"                                        \
+	" AND " DUE " >= $2::timestamptz - interval '1 second' AND " DUE " <= now()" extra         \
+	" ORDER BY " DUE ", e.id LIMIT $1 FOR UPDATE OF e SKIP LOCKED"
+
 /* $1 limit, $2 the claim's lower bound on the due time ('-infinity' for a
- * full claim). lag is measured from the moment the event fell due. The
- * crash marks are read by a subquery per claimed row, an index probe of
- * pgeventd_inflight's key: as a join the planner may read that table whole,
- * and while a held snapshot keeps vacuum from it, it is mostly dead rows,
- * one per event processed since (measured: claims of 1 to 15 s). */
+ * full claim). With no ordered event types, this is the whole claim. */
 static const char claim_sql[] =
-    "SELECT e.id, e.event_type, e.aggregate_id, e.aggregate_type, e.payload::text,"
-    " e.metadata::text, e.attempts, e.created_at, e.created_by,"
-    " coalesce((SELECT m.runs FROM pgeventd_inflight m WHERE m.event_id = e.id), 0),"
-    " greatest(extract(epoch from clock_timestamp() - " DUE "), 0)::float8, " DUE "::text"
-    " FROM events e"
-    " WHERE NOT e.processed AND " DUE " >= $2::timestamptz - interval '1 second'"
-    " AND " DUE " <= now()"
-    " ORDER BY " DUE ", e.id"
-    " LIMIT $1 FOR UPDATE OF e SKIP LOCKED";
+    "SELECT " EVENT_COLUMNS ", NULL::text, true, NULL::timestamptz, false" DUE_EVENTS("");
+
+/*
+ * The key of an ordered event, NULL for any other: "k:" || ordering_key
+ * for a type matching a LIKE pattern of $KP (ordering.by_ordering_key),
+ * else "a:" || aggregate_type || ":" || aggregate_id for one matching $AP
+ * (ordering.by_aggregate). Types keyed the same way share keys: the
+ * order.created and order.cancelled of one order are one key. An ordered
+ * type's event whose key column is NULL is not ordered.
+ */
+#define KEY_OF(AP, KP)                                                                             \
+	"CASE WHEN e.event_type LIKE ANY(" KP "::text[]) THEN 'k:' || e.ordering_key"              \
+	" WHEN e.event_type LIKE ANY(" AP "::text[]) THEN 'a:' || coalesce(e.aggregate_type, '')"  \
+	" || ':' || e.aggregate_id END"
+
+/*
+ * Admission, in the batch's transaction ahead of its claim: take ordered
+ * events out of events_due_idx. Keys are split into ADMIT_PARTITIONS by a
+ * hash; a batch admits for up to some partitions (their transaction locks
+ * ADMIT_LOCK, p, taken by admit_lock_sql and noted in pgeventd.parts: in a
+ * statement of their own, so that the scan's snapshot is taken after them
+ * and sees what their previous holder committed) and reads their first $1
+ * due ordered events ($2, $3 the LIKE patterns of
+ * KEY_OF) from the start of events_due_idx, with no SKIP LOCKED: so each
+ * pass sees every waiting event of its keys before their later ones, and a
+ * key's events join it in (due, id) order -- two batches admitting
+ * different stretches of one key at once could not keep that. A full
+ * claim (the last look before sleeping, or stopping with --once) takes
+ * every free partition: those it cannot take are in the hands of batches
+ * that will look again.
+ *
+ * What happens to an event depends on its key's row in pgeventd_keys:
+ *   - none (nothing of the key is queued: the common case): the event is
+ *     this batch's to run, in its key's order -- no other batch can reach
+ *     it, the partition lock keeps other admitters off it -- and nothing is
+ *     written for it unless it is left over (queue_sql at COMMIT). Noted
+ *     in the transaction's settings pgeventd.admit_ids/_keys for the claim;
+ *   - one this transaction locks (SKIP LOCKED): it joins the key's queue
+ *     behind the events already there (pgeventd_key set);
+ *   - one locked elsewhere (a batch is running the key): left for a later
+ *     pass, with every other event of that key.
+ * A key's due time is not moved here: an event older than its key's head
+ * (committed late) runs first once the key is next due. Having queued
+ * any, it wakes a sleeping worker as producers do.
+ */
+#define ADMIT_LOCK       "1885824375"
+#define ADMIT_PARTITIONS "8"
+/* Partitions an ordinary claim admits for at most. */
+#define ADMIT_TAKE    "4"
+#define KEY_PART(key) "(hashtext(" key ") & (" ADMIT_PARTITIONS " - 1))"
+/* $1 the partition to try first, $2 how many to take, $3 true for a pass
+ * from the start of the index. Notes the partitions taken in
+ * pgeventd.parts and where the pass starts in pgeventd.admit_from: the
+ * earliest of their cursors (pgeventd_admit_cursor), less a second for
+ * producers whose rows commit after later ones. Read in this statement, a
+ * cursor may predate the lock -- an earlier one, which only costs the scan
+ * a few rows. */
+/* clang-format off */
+static const char admit_lock_sql[] =
+    "WITH l AS MATERIALIZED (SELECT coalesce((SELECT array_agg(y.p) FROM (SELECT x.p"
+    "  FROM (SELECT ($1::int + i) % " ADMIT_PARTITIONS " AS p"
+    "  FROM generate_series(0, " ADMIT_PARTITIONS " - 1) i) x"
+    "  WHERE pg_try_advisory_xact_lock(" ADMIT_LOCK ", x.p) LIMIT $2) y), '{}') AS parts)"
+    " SELECT set_config('pgeventd.parts', l.parts::text, true),"
+    " set_config('pgeventd.admit_from', CASE WHEN $3 THEN '-infinity' ELSE coalesce((SELECT"
+    "  min(c.due) - interval '1 second' FROM pgeventd_admit_cursor c WHERE c.part = ANY(l.parts)),"
+    "  '-infinity')::text END, true) FROM l";
+
+static const char admit_sql[] =
+    "WITH"
+    " a AS (SELECT e.id, " KEY_OF("$2", "$3") " AS key, " DUE " AS due FROM events e"
+    "  WHERE current_setting('pgeventd.parts') <> '{}'"
+    "  AND NOT e.processed AND e.pgeventd_key IS NULL AND " DUE " <= now()"
+    "  AND " DUE " >= current_setting('pgeventd.admit_from')::timestamptz"
+    "  AND (e.event_type LIKE ANY($2::text[]) OR e.event_type LIKE ANY($3::text[]))"
+    "  AND " KEY_PART(KEY_OF("$2", "$3")) " = ANY(current_setting('pgeventd.parts')::int[])"
+    "  ORDER BY " DUE ", e.id LIMIT $1),"
+    " known AS (SELECT k.key FROM pgeventd_keys k WHERE k.key IN (SELECT key FROM a)),"
+    " mine AS (SELECT k.key FROM pgeventd_keys k WHERE k.key IN (SELECT key FROM a)"
+    "  ORDER BY k.key FOR UPDATE SKIP LOCKED),"
+    " queued AS (UPDATE events e SET pgeventd_key = a.key FROM a WHERE e.id = a.id"
+    "  AND a.key IN (SELECT key FROM mine) RETURNING e.id),"
+    " free AS (SELECT id, key FROM a WHERE key NOT IN (SELECT key FROM known)),"
+    /* The partitions' new cursors: the first event left (its key busy), or
+     * the last one read; unchanged when none was read. */
+    " moved AS (UPDATE pgeventd_admit_cursor c SET due = x.due FROM (SELECT " KEY_PART("a.key")
+    "  AS part, coalesce(min(a.due) FILTER (WHERE a.key IN (SELECT key FROM known)"
+    "  AND a.key NOT IN (SELECT key FROM mine)), max(a.due)) AS due FROM a GROUP BY 1) x"
+    "  WHERE c.part = x.part)"
+    " SELECT set_config('pgeventd.admit_ids', coalesce((SELECT array_agg(id)::text FROM free),"
+    "  '{}'), true),"
+    " set_config('pgeventd.admit_keys', coalesce((SELECT array_agg(key)::text FROM free),"
+    "  '{}'), true),"
+    " n, n > 0 AND NOT pg_try_advisory_xact_lock_shared(" SLEEP_LOCK ")"
+    " AND pg_notify('pgeventd_events', '') IS NULL FROM (SELECT count(*) AS n FROM queued) d";
+/* clang-format on */
+
+/*
+ * With ordered event types, after admission, two statements. First, lock
+ * up to $1 due keys (pgeventd_keys_due_idx over (..., now()]: keys whose
+ * head is in backoff or parked are never visited), each for the whole
+ * batch -- which is what keeps two events of a key from running at once
+ * anywhere -- and note them in the transaction's setting pgeventd.keys.
+ * Then, with a new snapshot: the unordered claim less the ordered events
+ * not yet admitted ($4, $5 the patterns of KEY_OF); the first $3 events of
+ * each locked key in (created_at, id) order; and the events admission left
+ * to this batch. The second snapshot matters: a key locked just as its
+ * previous owner committed is its new version, but a snapshot from before
+ * that commit would still see the events that owner ran as unprocessed. A
+ * locked key whose queue is empty comes as one row with a NULL id, for the
+ * batch to delete. Rows come unordered ones first (by due time), then by
+ * key in (created_at, id) order; the last column says which were admitted.
+ */
+static const char lock_keys_sql[] =
+    "SELECT set_config('pgeventd.keys', coalesce((SELECT array_agg(k.key)::text FROM"
+    " (SELECT k.key FROM pgeventd_keys k WHERE k.due_at <= now() ORDER BY k.due_at"
+    " LIMIT $1 FOR UPDATE SKIP LOCKED) k), '{}'), true)";
+
+/* clang-format off */
+static const char claim_ordered_sql[] =
+    "WITH u AS (SELECT " EVENT_COLUMNS ", NULL::text AS key, true AS due_now,"
+    " " DUE " AS sort_at" DUE_EVENTS(" AND (" KEY_OF("$4", "$5") ") IS NULL") ")"
+    " SELECT * FROM (SELECT u.*, false AS admitted, 0 AS branch FROM u"
+    " UNION ALL SELECT q.*, k.key, coalesce(q.due_text::timestamptz <= now(), false),"
+    " q.created_at, false, 1 FROM unnest(current_setting('pgeventd.keys')::text[]) AS k (key)"
+    " LEFT JOIN LATERAL (SELECT " EVENT_COLUMNS " FROM events e"
+    " WHERE e.pgeventd_key = k.key AND NOT e.processed ORDER BY e.created_at, e.id LIMIT $3) q"
+    " ON true"
+    " UNION ALL SELECT " EVENT_COLUMNS ", f.key, true, e.created_at, true, 1"
+    " FROM unnest(current_setting('pgeventd.admit_ids')::uuid[],"
+    " current_setting('pgeventd.admit_keys')::text[]) AS f (id, key)"
+    " JOIN events e ON e.id = f.id) c"
+    " ORDER BY c.branch, c.key, c.sort_at, c.id";
+/* clang-format on */
 
 /* Milliseconds until the next event falls due (a retry in backoff or a
  * scheduled event), NULL when none: the index's first entry after now(). */
 static const char next_due_sql[] =
     "SELECT ceil(extract(epoch from min(" DUE ") - clock_timestamp()) * 1000)::bigint"
-    " FROM events e WHERE NOT e.processed AND " DUE " > now()";
+    " FROM events e WHERE NOT e.processed AND e.pgeventd_key IS NULL AND " DUE " > now()";
 
-bool claim_prepare(PGconn *conn, char *err, size_t errlen)
+/* The same, also of keys whose head waits (pgeventd_keys_due_idx). */
+static const char next_due_ordered_sql[] =
+    "SELECT ceil(extract(epoch from least((SELECT min(" DUE ") FROM events e"
+    " WHERE NOT e.processed AND e.pgeventd_key IS NULL AND " DUE " > now()),"
+    " (SELECT min(k.due_at) FROM pgeventd_keys k WHERE k.due_at > now()))"
+    " - clock_timestamp()) * 1000)::bigint";
+
+bool claim_prepare(PGconn *conn, const struct config *cfg, char *err, size_t errlen)
 {
+	if (ordering_enabled(&cfg->ordering))
+		return db_prepare(conn, "admit_lock", admit_lock_sql, 3, err, errlen) &&
+		       db_prepare(conn, "admit", admit_sql, 3, err, errlen) &&
+		       db_prepare(conn, "lock_keys", lock_keys_sql, 1, err, errlen) &&
+		       db_prepare(conn, "claim", claim_ordered_sql, 5, err, errlen) &&
+		       db_prepare(conn, "next_due", next_due_ordered_sql, 0, err, errlen);
 	return db_prepare(conn, "claim", claim_sql, 2, err, errlen) &&
 	       db_prepare(conn, "next_due", next_due_sql, 0, err, errlen);
 }
@@ -124,16 +284,49 @@ bool claim_release_sleep_lock(struct worker *w, char *err)
 PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 {
 	const struct config *cfg = w->cfg;
-	struct db_stmt st[5];
-	PGresult *res[5];
-	char limit[16], timeout[16];
-	const char *claim_p[2], *timeout_p[1] = { timeout };
+	struct db_stmt st[10];
+	PGresult *res[10];
+	char limit[16], timeout[16], key_run[16], partition[16];
+	const char *claim_p[5], *admit_p[3], *lock_p[3], *timeout_p[1] = { timeout };
+	bool ordered = ordering_enabled(&cfg->ordering);
+	char *by_aggregate = NULL, *by_key = NULL;
 	int n = 0, arm_at = -1, released_at = -1, claim_at;
 	bool ok;
 
 	snprintf(limit, sizeof(limit), "%d", w->claim_limit);
 	claim_p[0] = limit;
+	if (ordered && w->admission_backlog && w->unordered_skipped < UNORDERED_SKIP_MAX) {
+		/* While admission works through a backlog, the unordered part of
+		 * the claim would read the ordered events still waiting for it
+		 * only to filter them out (every one of them, every claim): it
+		 * looks only every UNORDERED_SKIP_MAX + 1 claims. */
+		w->unordered_skipped++;
+		claim_p[0] = "0";
+	} else {
+		w->unordered_skipped = 0;
+	}
 	claim_p[1] = claim_from(w, full);
+	snprintf(key_run, sizeof(key_run), "%d", CLAIM_KEY_RUN);
+	claim_p[2] = key_run;
+	if (ordered) {
+		by_aggregate = ordering_like_array(&cfg->ordering.by_aggregate);
+		by_key = ordering_like_array(&cfg->ordering.by_ordering_key);
+		if (!by_aggregate || !by_key) {
+			free(by_aggregate);
+			free(by_key);
+			snprintf(err, DB_ERRLEN, "out of memory");
+			return NULL;
+		}
+		claim_p[3] = admit_p[1] = by_aggregate;
+		claim_p[4] = admit_p[2] = by_key;
+		admit_p[0] = limit;
+		/* Each batch starts at the next partition: none waits on one
+		 * worker's turn. */
+		snprintf(partition, sizeof(partition), "%u", w->admit_turn++ % 1024u);
+		lock_p[0] = partition;
+		lock_p[1] = *full ? ADMIT_PARTITIONS : ADMIT_TAKE;
+		lock_p[2] = *full ? "true" : "false";
+	}
 	if (w->sleep_lock && !arm) {
 		released_at = n;
 		st[n++] = (struct db_stmt){ NULL, "SELECT pg_advisory_unlock_all()", 0, NULL,
@@ -160,8 +353,13 @@ PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 			                    ") THEN 'busy' ELSE 'other' END",
 			                    0, NULL, PGRES_TUPLES_OK };
 	}
+	if (ordered) {
+		st[n++] = (struct db_stmt){ "admit_lock", NULL, 3, lock_p, PGRES_TUPLES_OK };
+		st[n++] = (struct db_stmt){ "admit", NULL, 3, admit_p, PGRES_TUPLES_OK };
+		st[n++] = (struct db_stmt){ "lock_keys", NULL, 1, admit_p, PGRES_TUPLES_OK };
+	}
 	claim_at = n;
-	st[n++] = (struct db_stmt){ "claim", NULL, 2, claim_p, PGRES_TUPLES_OK };
+	st[n++] = (struct db_stmt){ "claim", NULL, ordered ? 5 : 2, claim_p, PGRES_TUPLES_OK };
 	if (w->sleep_lock && arm) {
 		/* Woken while holding the lock: this claim looked after the
 		 * wake-up, so let go of the lock in the same round trip rather
@@ -175,6 +373,8 @@ PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 
 	double t0 = util_mono_s();
 	ok = db_pipeline(w->conn, st, n, res, err, DB_ERRLEN);
+	free(by_aggregate);
+	free(by_key);
 	w->last_claim_full = *full;
 	/* Let go only if the unlock ran: a pipeline that failed before it
 	 * leaves the lock held, for the failure path to release. */

@@ -24,12 +24,20 @@ enum {
 	C_CREATED_AT,
 	C_CREATED_BY,
 	C_PRIOR_RUNS,
-	C_LAG_S, /* seconds since the event fell due */
-	C_DUE,   /* its due time, text */
+	C_LAG_S,        /* seconds since the event fell due */
+	C_DUE,          /* its due time, text */
+	C_ORDERING_KEY, /* events.ordering_key, the producer's explicit key */
+	C_KEY,          /* the key it was claimed under (ordered types), else NULL */
+	C_DUE_NOW,      /* "t" when due (a key's later events may not be) */
+	C_SORT_AT,      /* (the order of the rows) */
+	C_ADMITTED,     /* "t": an ordered event admission left to this batch */
 };
 
+/* Events of one key a claim takes at most: they run in order in the batch. */
+#define CLAIM_KEY_RUN 10
+
 /* Prepare the claim's statements on a new connection. */
-bool claim_prepare(PGconn *conn, char *err, size_t errlen);
+bool claim_prepare(PGconn *conn, const struct config *cfg, char *err, size_t errlen);
 
 /* handler_timeout_ms, but never more than half of stall_timeout_ms: a
  * handler stopped by its time limit must not read as a stalled loop. */

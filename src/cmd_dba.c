@@ -541,3 +541,150 @@ out:
 	PQfinish(conn); /* ends the read-only transaction */
 	return rc;
 }
+
+/* ---- keys (ordered event types) ----------------------------------------- */
+
+const char cmd_keys_usage[] =
+    "keys list [--limit N] [--json]\n"
+    "       keys unpark KEY --skip | --replay\n"
+    "  list: keys of ordered event types parked behind a dead-lettered head (the\n"
+    "  block policy): the key, its head event, since when, and how many events wait.\n"
+    "  unpark --skip lets the key go on without its head (it stays dead-lettered);\n"
+    "  unpark --replay runs the head again first, then the rest in order.\n"
+    "  Exit: 0 done, 1 database error or no such parked key, 64 usage.";
+
+static const char keys_list_sql[] =
+    "SELECT k.key, k.parked_event AS head, e.event_type, k.parked_at,"
+    " (SELECT count(*) FROM events w WHERE w.pgeventd_key = k.key AND NOT w.processed)"
+    " AS waiting, e.last_error"
+    " FROM pgeventd_keys k LEFT JOIN events e ON e.id = k.parked_event"
+    " WHERE k.parked_event IS NOT NULL ORDER BY k.parked_at, k.key LIMIT $1::int";
+
+/* Unpark $1: due now, so the next claim runs its (new) head. Returns the
+ * dead-lettered head it was parked behind. */
+static const char keys_unpark_sql[] =
+    "UPDATE pgeventd_keys k SET parked_event = NULL, parked_at = NULL, due_at = now()"
+    " FROM pgeventd_keys o WHERE k.key = $1 AND o.key = k.key AND o.parked_event IS NOT NULL"
+    " RETURNING o.parked_event";
+
+/* The DBA's replay of the head (events_replay does the rest): it is the
+ * oldest of its key again. */
+static const char keys_replay_sql[] =
+    "UPDATE events SET processed = false WHERE id = $1 AND processed";
+
+static int keys_list(PGconn *conn, const char *limit, bool json)
+{
+	const char *p[1] = { limit };
+	PGresult *res = cli_exec(conn, keys_list_sql, 1, p);
+	json_t *doc;
+
+	if (!res)
+		return 1;
+	if (json) {
+		doc = cli_rows_json(res);
+		cli_print_json(doc);
+		json_decref(doc);
+	} else {
+		cli_print_table(res);
+	}
+	PQclear(res);
+	return 0;
+}
+
+/* Unpark `key` in one transaction, replaying its head first when `replay`. */
+static int keys_unpark(PGconn *conn, const char *key, bool replay)
+{
+	const char *p[1] = { key };
+	PGresult *res = NULL;
+	char head[64];
+	int rc = 1;
+
+	if (!(res = cli_exec(conn, "BEGIN", 0, NULL)))
+		return 1;
+	PQclear(res);
+	if (!(res = cli_exec(conn, keys_unpark_sql, 1, p)))
+		goto out;
+	if (PQntuples(res) == 0) {
+		fprintf(stderr, "pgeventd keys unpark: no parked key %s\n", key);
+		goto out;
+	}
+	snprintf(head, sizeof(head), "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	res = NULL;
+	if (replay) {
+		const char *hp[1] = { head };
+
+		if (!(res = cli_exec(conn, keys_replay_sql, 1, hp)))
+			goto out;
+		PQclear(res);
+		res = NULL;
+	}
+	if (!(res = cli_exec(conn, "COMMIT", 0, NULL)))
+		goto out;
+	printf("unparked %s: head %s %s\n", key, head,
+	       replay ? "replayed, runs first" : "skipped (stays dead-lettered)");
+	rc = 0;
+out:
+	PQclear(res);
+	if (rc != 0 && PQtransactionStatus(conn) != PQTRANS_IDLE)
+		PQclear(PQexec(conn, "ROLLBACK"));
+	return rc;
+}
+
+int cmd_keys_main(const struct config *cfg, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "limit", required_argument, NULL, 'l' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "skip", no_argument, NULL, 's' },
+		{ "replay", no_argument, NULL, 'r' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *limit = "50";
+	bool json = false, skip = false, replay = false, list;
+	PGconn *conn;
+	int opt, rc;
+
+	if (argc < 2 || (strcmp(argv[1], "list") != 0 && strcmp(argv[1], "unpark") != 0)) {
+		if (argc >= 2)
+			fprintf(stderr, "pgeventd keys: unknown verb %s\n", argv[1]);
+		return cli_usage(cmd_keys_usage);
+	}
+	list = strcmp(argv[1], "list") == 0;
+	optind = 0;
+	while ((opt = cli_getopt(argc - 1, argv + 1, opts, list ? "keys list" : "keys unpark")) !=
+	       -1) {
+		switch (opt) {
+		case 'l':
+			limit = optarg;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 's':
+			skip = true;
+			break;
+		case 'r':
+			replay = true;
+			break;
+		default:
+			return cli_usage(cmd_keys_usage);
+		}
+	}
+	if (list && (skip || replay || optind < argc - 1))
+		return cli_usage(cmd_keys_usage);
+	if (!list && (skip == replay || json || optind != argc - 2)) {
+		fprintf(stderr, "pgeventd keys unpark: give one KEY and one of --skip, --replay\n");
+		return cli_usage(cmd_keys_usage);
+	}
+	if (!limit_ok(limit)) {
+		fprintf(stderr, "pgeventd keys list: --limit wants 1 to 10000, got %s\n", limit);
+		return cli_usage(cmd_keys_usage);
+	}
+	conn = cli_connect_for(cfg, "pgeventd keys", READ_TIMEOUT_MS, &rc);
+	if (!conn)
+		return rc;
+	rc = list ? keys_list(conn, limit, json) : keys_unpark(conn, argv[1 + optind], replay);
+	PQfinish(conn);
+	return rc;
+}

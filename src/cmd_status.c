@@ -25,10 +25,11 @@ const char cmd_status_usage[] =
     "status [--json]\n"
     "  The queue (pending events: due now or scheduled later, the oldest one's age,\n"
     "  how many are retrying), events processed in the last hour, dead letters by\n"
-    "  event type and webhook deliveries by status (delivered ones counted up to\n"
-    "  100000, then estimated; and those of the last hour). Each figure reads an\n"
-    "  index; one that takes more than 5 s is shown as unknown (null in --json,\n"
-    "  named in \"timed_out\").\n"
+    "  event type, keys of ordered event types (parked ones named: `pgeventd keys`)\n"
+    "  and webhook deliveries by status (delivered ones counted up to 100000, then\n"
+    "  estimated; and those of the last hour). Each figure reads an index; one\n"
+    "  that takes more than 5 s is shown as unknown (null in --json, named in\n"
+    "  \"timed_out\").\n"
     "  Exit: 0 shown, 1 database error, 64 usage, 69 database unavailable.";
 
 /* ---- status -------------------------------------------------------------- */
@@ -152,6 +153,25 @@ static void print_status(const json_t *doc)
 		}
 	}
 
+	const json_t *keys = json_object_get(doc, "ordered_keys");
+	if (json_is_null(keys)) {
+		printf("%-*s %s\n", w + 2, "ordered keys", STATUS_UNKNOWN);
+	} else {
+		const json_t *pk;
+
+		printf("%-*s %lld (%lld waiting on a retry, %lld parked)\n", w + 2, "ordered keys",
+		       cli_int_of(json_object_get(keys, "queued")),
+		       cli_int_of(json_object_get(keys, "waiting")),
+		       cli_int_of(json_object_get(keys, "parked")));
+		json_array_foreach(json_object_get(keys, "parked_keys"), i, pk)
+		{
+			printf("  parked %s (head %s, since %s)\n",
+			       json_string_value(json_object_get(pk, "key")),
+			       json_string_value(json_object_get(pk, "head")),
+			       json_string_value(json_object_get(pk, "parked_at")));
+		}
+	}
+
 	printf("deliveries\n");
 	for (int k = 0; statuses[k]; k++) {
 		const json_t *v = json_is_null(del) ? del : json_object_get(del, statuses[k]);
@@ -234,6 +254,20 @@ int cmd_status_main(const struct config *cfg, int argc, char **argv)
 	} else {
 		json_object_set_new(doc, "dead_letters", json_null());
 		json_array_append_new(timed_out, json_string("dead_letters"));
+	}
+	PQclear(res);
+
+	if ((got = status_figure(conn, figures_status_keys_sql, &res)) < 0)
+		goto out;
+	if (got) {
+		json_t *keys = cli_row_json(res, 0);
+		json_t *list = json_loads(PQgetvalue(res, 0, 3), 0, NULL);
+
+		json_object_set_new(keys, "parked_keys", list ? list : json_array());
+		json_object_set_new(doc, "ordered_keys", keys);
+	} else {
+		json_object_set_new(doc, "ordered_keys", json_null());
+		json_array_append_new(timed_out, json_string("ordered_keys"));
 	}
 	PQclear(res);
 

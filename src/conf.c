@@ -134,6 +134,17 @@ const struct cfg_key conf_keys[] = {
 	{ "retention.batch_size", CFG_INT, OFF(retention.batch_size), 1000, 0, NULL, 1, 100000,
 	  NULL, CFG_RELOAD,
 	  "rows deleted per statement (each statement its own short transaction)" },
+	{ "ordering.by_aggregate", CFG_STRLIST, OFF(ordering.by_aggregate), 0, 0, "", 0, 0, NULL, 0,
+	  "event-type patterns handled one at a time per aggregate (aggregate_type + "
+	  "aggregate_id), in (created_at, id) order" },
+	{ "ordering.by_ordering_key", CFG_STRLIST, OFF(ordering.by_ordering_key), 0, 0, "", 0, 0,
+	  NULL, 0,
+	  "event-type patterns handled one at a time per value of the events.ordering_key "
+	  "column, in (created_at, id) order" },
+	{ "ordering.skip_dead_letters", CFG_STRLIST, OFF(ordering.skip_dead), 0, 0, "", 0, 0, NULL,
+	  0,
+	  "ordered event types whose dead-lettered head lets the rest of its key go on; "
+	  "any other ordered type parks its key until the head is replayed or skipped" },
 };
 
 const size_t conf_nkeys = sizeof(conf_keys) / sizeof(conf_keys[0]);

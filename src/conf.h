@@ -44,6 +44,15 @@ struct relay_config {
 	int lease_margin_ms; /* lease = subscription timeout + connect timeout + this */
 };
 
+/* Ordered event types (ordering.*): patterns of the types whose events
+ * run one at a time per key, in (created_at, id) order. Off while both
+ * lists are empty. */
+struct ordering_config {
+	struct strlist by_aggregate;    /* keyed by aggregate_type + aggregate_id */
+	struct strlist by_ordering_key; /* keyed by the ordering_key column */
+	struct strlist skip_dead;       /* ordered types whose dead-lettered head is skipped */
+};
+
 /* Deleting what is no longer needed (retention.*); a 0 duration is off. */
 struct retention_config {
 	long long processed_after_ms;         /* processed events, by processed_at */
@@ -81,6 +90,7 @@ struct config {
 	struct relay_config relay;
 	struct retention_config retention;
 	struct route_list routes;
+	struct ordering_config ordering;
 };
 
 /* Fill `cfg` with the defaults of config_keys. */

@@ -32,12 +32,19 @@
  * start: cheap whatever the backlog. An event in backoff or scheduled for
  * later is not late. */
 const char figures_events_oldest_due_sql[] =
-    "SELECT coalesce(extract(epoch from now() - min(coalesce(next_attempt_at, created_at))),"
-    " 0)::float8 FROM events WHERE NOT processed AND coalesce(next_attempt_at, created_at) <= "
-    "now()";
+    "SELECT coalesce(extract(epoch from now() - least((SELECT min(coalesce(next_attempt_at,"
+    " created_at)) FROM events WHERE NOT processed AND pgeventd_key IS NULL"
+    " AND coalesce(next_attempt_at, created_at) <= now()),"
+    " (SELECT min(due_at) FROM pgeventd_keys WHERE due_at <= now()))), 0)::float8";
 
-/* events_due_idx holds the unprocessed rows only: this costs the backlog. */
-const char figures_events_pending_sql[] = "SELECT count(*) FROM events WHERE NOT processed";
+/* The unprocessed rows are in two partial indexes (migration 0007):
+ * events_due_idx, those not queued under a key, and events_key_idx, those
+ * of ordered types queued under their key. This costs the backlog. */
+#define UNPROCESSED(cols)                                                                          \
+	"(SELECT " cols " FROM events WHERE NOT processed AND pgeventd_key IS NULL"                \
+	" UNION ALL SELECT " cols " FROM events WHERE NOT processed AND pgeventd_key IS NOT NULL)"
+
+const char figures_events_pending_sql[] = "SELECT count(*) FROM " UNPROCESSED("1") " u";
 
 /* Through event_dead_letters_type_created_idx (migration 0001). */
 const char figures_dead_letters_sql[] = "SELECT " CAPPED_VALUE(
@@ -84,7 +91,17 @@ const char figures_status_queue_sql[] =
     " count(*) FILTER (WHERE attempts > 0) AS retrying,"
     " min(created_at) AS oldest_pending_created_at,"
     " floor(extract(epoch FROM now() - min(created_at)))::bigint AS oldest_pending_age_s"
-    " FROM events WHERE NOT processed";
+    " FROM " UNPROCESSED("next_attempt_at, created_at, attempts") " u";
+
+/* Keys of ordered event types with events queued (pgeventd_keys holds a
+ * row only for those: it is the backlog's size): how many wait for a head
+ * in backoff, how many are parked (the first ten named). */
+const char figures_status_keys_sql[] =
+    "SELECT count(*) AS queued, count(*) FILTER (WHERE due_at > now()) AS waiting,"
+    " count(*) FILTER (WHERE parked_event IS NOT NULL) AS parked,"
+    " coalesce((SELECT json_agg(p) FROM (SELECT key, parked_event AS head, parked_at"
+    " FROM pgeventd_keys WHERE parked_event IS NOT NULL ORDER BY parked_at, key LIMIT 10) p),"
+    " '[]')::text AS parked_keys FROM pgeventd_keys";
 
 /* Through events_processed_at_idx (migration 0003). */
 const char figures_status_processed_sql[] =
@@ -138,6 +155,7 @@ const struct figure_query figures_queries[] = {
 	{ "status.queue", figures_status_queue_sql },
 	{ "status.processed", figures_status_processed_sql },
 	{ "status.dead_letters", figures_status_dead_letters_sql },
+	{ "status.keys", figures_status_keys_sql },
 	{ "status.deliveries", figures_status_deliveries_sql },
 	{ NULL, NULL },
 };

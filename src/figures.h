@@ -46,6 +46,9 @@ extern const char figures_subscriptions_sql[];
 /* One row: pending, due_now, scheduled_later, retrying,
  * oldest_pending_created_at, oldest_pending_age_s. */
 extern const char figures_status_queue_sql[];
+/* One row: queued, waiting, parked, parked_keys (JSON text: the first ten
+ * parked keys, {key, head, parked_at}): keys of ordered event types. */
+extern const char figures_status_keys_sql[];
 /* Events processed in the last hour. */
 extern const char figures_status_processed_sql[];
 /* One row per event type with dead letters: event_type, count, latest;

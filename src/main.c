@@ -63,6 +63,7 @@ static int cmd_status(struct cli *cli, int argc, char **argv);
 static int cmd_replay(struct cli *cli, int argc, char **argv);
 static int cmd_dead_letters(struct cli *cli, int argc, char **argv);
 static int cmd_show(struct cli *cli, int argc, char **argv);
+static int cmd_keys(struct cli *cli, int argc, char **argv);
 
 static const struct command commands[] = {
 	{ "run", cmd_run, "claim and handle events until stopped",
@@ -81,6 +82,7 @@ static const struct command commands[] = {
 	{ "dead-letters", cmd_dead_letters, "list dead-lettered events", cmd_dead_letters_usage },
 	{ "show", cmd_show, "one event: attempts, last error, dead letters, deliveries",
 	  cmd_show_usage },
+	{ "keys", cmd_keys, "ordered event types: list parked keys, unpark one", cmd_keys_usage },
 	{ "subscriptions", cmd_subscriptions, "manage webhook subscriptions",
 	  "subscriptions add --name NAME --url URL [--events 'job.*,order.created']\n"
 	  "                       [--scheme standard|timestamped_hex|body_hex] [--secret S]\n"
@@ -365,6 +367,11 @@ static int cmd_dead_letters(struct cli *cli, int argc, char **argv)
 static int cmd_show(struct cli *cli, int argc, char **argv)
 {
 	return admin_command(cli, "show", argc, argv, false, cmd_show_main);
+}
+
+static int cmd_keys(struct cli *cli, int argc, char **argv)
+{
+	return admin_command(cli, "keys", argc, argv, false, cmd_keys_main);
 }
 
 /* ---- run ------------------------------------------------------------ */

@@ -140,7 +140,7 @@ static bool connect_worker(struct worker *w)
 		goto fail;
 	if (cfg->listen && !db_exec(w->conn, "LISTEN pgeventd_events", err, sizeof(err)))
 		goto fail;
-	if (!claim_prepare(w->conn, err, sizeof(err)) ||
+	if (!claim_prepare(w->conn, cfg, err, sizeof(err)) ||
 	    !batch_prepare(w->conn, w->side, err, sizeof(err)))
 		goto fail;
 	/* A new session: no wake-up lock, no time limit set yet, and a claim

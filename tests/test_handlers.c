@@ -144,12 +144,58 @@ static enum handler_result test_xids(struct handler_ctx *ctx, const struct event
 	return HANDLER_OK;
 }
 
+/*
+ * For ordered types: sleeps payload.ms, RETRYs its first payload.fail_times
+ * attempts, fails permanently while its id is in test_broken, else records
+ * in test_spans when it started and (at the INSERT) ended, under the key
+ * payload.key and position payload.n. Spans of runs that did not succeed
+ * roll back with their savepoint.
+ */
+static enum handler_result test_ordered(struct handler_ctx *ctx, const struct event *ev)
+{
+	const json_t *key =
+	    json_is_object(ev->payload) ? json_object_get(ev->payload, "key") : NULL;
+	int ms = payload_int(ev, "ms", 0);
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L }, now;
+	char at[64], n[16], attempt[16];
+	const char *p[5] = { ev->id, json_is_string(key) ? json_string_value(key) : "", n, attempt,
+		             at };
+	PGresult *res;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	snprintf(at, sizeof(at), "%lld.%06ld", (long long)now.tv_sec, now.tv_nsec / 1000);
+	snprintf(n, sizeof(n), "%d", payload_int(ev, "n", 0));
+	snprintf(attempt, sizeof(attempt), "%d", ev->attempt);
+	if (ms > 0)
+		nanosleep(&ts, NULL);
+	if (ev->attempt <= payload_int(ev, "fail_times", 0))
+		return handler_retry(ctx, "ordered: failing attempt %d", ev->attempt);
+	res = handler_exec(ctx, "SELECT 1 FROM test_broken WHERE event_id = $1", 1, p);
+	if (!res)
+		return HANDLER_RETRY;
+	if (PQntuples(res) > 0) {
+		PQclear(res);
+		return handler_error(ctx, "ordered: broken");
+	}
+	PQclear(res);
+	res = handler_exec(ctx,
+	                   "INSERT INTO test_spans (event_id, key, n, attempt, started_at)"
+	                   " VALUES ($1, $2, $3, $4, to_timestamp($5::float8))",
+	                   5, p);
+	if (!res)
+		return HANDLER_RETRY;
+	PQclear(res);
+	return HANDLER_OK;
+}
+
 static const struct handler_entry test_handlers[] = {
 	HANDLER("test.crash", test_crash, HANDLER_F_JSON, "aborts the process"),
 	HANDLER("test.effect", test_effect, HANDLER_F_JSON, "writes a test_effects row"),
 	HANDLER("test.fail", test_fail, HANDLER_F_JSON, "always retries"),
 	HANDLER("test.flaky", test_flaky, HANDLER_F_JSON,
 	        "retries payload.fail_times times, then writes its effect"),
+	HANDLER("test.ordered", test_ordered, HANDLER_F_JSON,
+	        "records its run's start and end in test_spans (ordering tests)"),
 	HANDLER("test.permanent", test_permanent, HANDLER_F_JSON, "fails permanently"),
 	HANDLER("test.slow", test_slow, HANDLER_F_JSON, "sleeps payload.ms, then writes"),
 	HANDLER("test.sql_error", test_sql_error, HANDLER_F_JSON, "runs a failing statement"),

@@ -26,7 +26,7 @@ PLAN=$(psql -X -q -A -t <<'EOF'
 PREPARE c(int, timestamptz) AS
 SELECT e.id, coalesce((SELECT m.runs FROM pgeventd_inflight m WHERE m.event_id = e.id), 0)
   FROM events e
- WHERE NOT e.processed
+ WHERE NOT e.processed AND e.pgeventd_key IS NULL
    AND coalesce(e.next_attempt_at, e.created_at) >= $2 - interval '1 second'
    AND coalesce(e.next_attempt_at, e.created_at) <= now()
  ORDER BY coalesce(e.next_attempt_at, e.created_at), e.id

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# A dead-lettered head: under the block policy (the default) its key parks
+# -- status and `keys list` show it -- until `keys unpark --replay` runs the
+# head again and then the rest in order, or `keys unpark --skip` lets the
+# rest go on without it; under skip_dead_letters the rest goes on at once.
+. "$(dirname "$0")/lib.sh"
+setup_db
+conf "$T/block.conf" 'workers = 2;' 'ordering = { by_aggregate = [ "test.ordered" ]; };'
+conf "$T/skip.conf" 'workers = 2;' \
+	'ordering = { by_aggregate = [ "test.ordered" ]; skip_dead_letters = [ "test.ordered" ]; };'
+add_key() { # key: 4 events, the first one broken
+	q "INSERT INTO events (event_type, aggregate_type, aggregate_id, payload, created_at)
+	   SELECT 'test.ordered', 'acct', md5('$1')::uuid, jsonb_build_object('key', '$1', 'n', i),
+	          now() - interval '1 min' + i * interval '1 ms' FROM generate_series(0, 3) i"
+	q "INSERT INTO test_broken SELECT id FROM events WHERE payload->>'key' = '$1' AND payload->>'n' = '0'"
+}
+spans() { q "SELECT coalesce(string_agg(n::text, ',' ORDER BY started_at, seq), '') FROM test_spans WHERE key = '$1'"; }
+KEY1="a:acct:$(q "SELECT md5('replayed')::uuid")"
+KEY2="a:acct:$(q "SELECT md5('skipped')::uuid")"
+add_key replayed
+add_key skipped
+q "INSERT INTO events (event_type, aggregate_type, aggregate_id, payload, created_at)
+   SELECT 'test.ordered', 'acct', md5('fine')::uuid, jsonb_build_object('key', 'fine', 'n', i),
+          now() - interval '1 min' + i * interval '1 ms' FROM generate_series(0, 3) i"
+
+"$BIN" -c "$T/block.conf" run --once >"$T/run1.log" 2>&1
+assert_eq $? 0 "run --once stops with only parked keys left"
+assert_eq "$(spans fine)" "0,1,2,3" "a key without trouble drains"
+assert_eq "$(spans replayed)" "" "a parked key runs nothing past its dead head"
+assert_eq "$(q 'SELECT count(*) FROM event_dead_letters')" 2 "both heads dead-lettered"
+assert_eq "$(q 'SELECT count(*) FROM events WHERE NOT processed')" 6 "the events behind them wait"
+LIST=$("$BIN" -c "$T/block.conf" keys list --json)
+assert_eq "$(printf '%s' "$LIST" | jq -r 'map(.key) | sort | join(" ")')" "$(printf '%s\n' "$KEY1" "$KEY2" | sort | tr '\n' ' ' | sed 's/ $//')" "keys list names both parked keys"
+assert_eq "$(printf '%s' "$LIST" | jq -r "map(select(.key == \"$KEY1\"))[0].waiting")" 3 "with the events waiting behind each"
+STATUS=$("$BIN" -c "$T/block.conf" status --json)
+assert_eq "$(printf '%s' "$STATUS" | jq -r '.ordered_keys.parked')" 2 "status counts the parked keys"
+"$BIN" -c "$T/block.conf" status >"$T/status.txt"
+assert_match "$(cat "$T/status.txt")" "parked $KEY1" "status names them"
+
+# replay: the head, fixed, runs first, then the rest in order
+q "DELETE FROM test_broken"
+"$BIN" -c "$T/block.conf" keys unpark "$KEY1" --replay >"$T/unpark1.out"
+assert_eq $? 0 "unpark --replay exits 0"
+"$BIN" -c "$T/block.conf" run --once >"$T/run2.log" 2>&1
+assert_eq "$(spans replayed)" "0,1,2,3" "after unpark --replay the head ran first, then the rest in order"
+assert_eq "$(spans skipped)" "" "the other parked key still waits"
+
+# skip: the rest goes on, the head stays dead-lettered
+"$BIN" -c "$T/block.conf" keys unpark "$KEY2" --skip >"$T/unpark2.out"
+assert_eq $? 0 "unpark --skip exits 0"
+"$BIN" -c "$T/block.conf" run --once >"$T/run3.log" 2>&1
+assert_eq "$(spans skipped)" "1,2,3" "after unpark --skip the rest ran in order without the head"
+assert_eq "$(q "SELECT processed FROM events WHERE payload->>'key' = 'skipped' AND payload->>'n' = '0'")" t "the skipped head stays dead-lettered"
+assert_eq "$(q 'SELECT count(*) FROM pgeventd_keys')" 0 "no key rows left"
+"$BIN" -c "$T/block.conf" keys unpark "$KEY2" --skip >/dev/null 2>"$T/unpark3.err"
+assert_eq $? 1 "unparking a key that is not parked fails"
+"$BIN" -c "$T/block.conf" keys unpark "$KEY2" >/dev/null 2>&1
+assert_eq $? 64 "unpark wants --skip or --replay"
+
+# the skip policy: a dead head does not stop its key
+add_key policy
+"$BIN" -c "$T/skip.conf" run --once >"$T/run4.log" 2>&1
+assert_eq "$(spans policy)" "1,2,3" "under skip_dead_letters the rest ran at once"
+assert_eq "$(q 'SELECT count(*) FROM pgeventd_keys')" 0 "and nothing parked"
+assert_eq "$(q 'SELECT count(*) FROM events WHERE NOT processed')" 0 "nothing left"
+finish

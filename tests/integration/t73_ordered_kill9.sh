@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# kill -9 in the middle of ordered processing, then a restart: every event
+# handled exactly once, every key in order, never two of a key at once.
+. "$(dirname "$0")/lib.sh"
+setup_db
+conf "$T/a.conf" 'workers = 3;' 'batch_size = 100;' 'ordering = { by_aggregate = [ "test.ordered" ]; };'
+q "INSERT INTO events (event_type, aggregate_type, aggregate_id, payload, created_at)
+   SELECT 'test.ordered', 'acct', md5('k' || k)::uuid,
+          jsonb_build_object('key', 'k' || k, 'n', i, 'ms', 1 + (random() * 2)::int),
+          timestamptz '2026-01-01' + i * interval '1 ms'
+   FROM generate_series(1, 50) k, generate_series(1, 80) i ORDER BY random()"
+start_daemon a "$T/a.conf"; A=$DPID
+start_daemon b "$T/a.conf"; B=$DPID
+wait_for "SELECT count(*) >= 1000 FROM test_spans" t 30 || die "no progress"
+kill -9 $A
+wait $A 2>/dev/null
+log "killed a with $(q 'SELECT count(*) FROM pgeventd_inflight') events in hand"
+start_daemon a2 "$T/a.conf"; A2=$DPID
+wait_for "SELECT count(*) FROM events WHERE NOT processed" 0 50 || die "not drained after the restart"
+assert_eq "$(q 'SELECT count(*) FROM test_spans')" 4000 "every event handled"
+assert_eq "$(q 'SELECT count(DISTINCT event_id) FROM test_spans')" 4000 "exactly once"
+assert_eq "$(q "SELECT count(*) FROM (SELECT n, lag(n) OVER w AS p FROM test_spans
+   WINDOW w AS (PARTITION BY key ORDER BY started_at, seq)) x WHERE p > n")" 0 "every key in order"
+assert_eq "$(q "SELECT count(*) FROM (SELECT started_at, lag(ended_at) OVER w AS prev_end
+   FROM test_spans WINDOW w AS (PARTITION BY key ORDER BY started_at, seq)) x
+   WHERE started_at < prev_end")" 0 "never two events of a key at once"
+assert_eq "$(q 'SELECT count(*) FROM event_dead_letters')" 0 "no dead letters"
+assert_eq "$(q 'SELECT count(*) FROM pgeventd_keys')" 0 "no key rows left"
+wait_for "SELECT count(*) FROM pgeventd_inflight" 0 5 || fail "crash marks left"
+stop_daemon $B; stop_daemon $A2
+finish
