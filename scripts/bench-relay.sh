@@ -11,6 +11,14 @@
 # same body and headers to the same nginx with C connections for 5 s.
 # Rounds alternate wrk and pgeventd; the medians, their ratios and
 # pgeventd's peak RSS are printed.
+#
+# "SQL floor" bounds the relay from above on this machine: the database
+# work of relaying N deliveries with no HTTP at all, one session (as the
+# relay has) running pgbench transactions that each record C in-flight
+# deliveries as delivered (pgeventd_finish_deliveries) and claim the next
+# C with the relay's own claim (read from src/delivery.c), then commit:
+# the relay's round, back to back. It reads the in-flight rows to build
+# the results, which the relay does not, so it is a slight underestimate.
 
 mkdir -p "$work/nginx/logs"
 nport=$((20000 + RANDOM % 20000))
@@ -98,8 +106,35 @@ wrk.headers["webhook-timestamp"] = "1795476000"
 wrk.headers["webhook-signature"] = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 LUA
 
+# The relay's claim, as pgbench runs it: :n deliveries, a 1 s lease margin.
+python3 - "$top/src/delivery.c" "$concurrency" >"$work/sqlfloor.sql" <<'PY'
+import re, sys
+src = open(sys.argv[1]).read()
+m = re.search(r'static const char claim_sql\[\] =\n(.*?);\n', src, re.S)
+claim = ''.join(re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(1))).replace('\\"', '"')
+print('\\set n %s' % sys.argv[2])
+print('BEGIN;')
+print("SELECT pgeventd_finish_deliveries(array_agg(id), array_agg(lease), array_agg(attempt),"
+      " array_agg('delivered'::text), array_agg(200), array_agg(NULL::text), array_agg('ok'::text),"
+      " array_agg(extract(epoch FROM now())::float8), array_agg(1.0::float8), array_agg(0::bigint),"
+      " 5, 60000, 0, false) FROM deliveries WHERE status = 'in_flight';")
+print(claim.replace('$1', ':n').replace('$2', '1000') + ';')
+print('COMMIT;')
+PY
+# Deliveries per second through the SQL alone (see above).
+sql_floor() {
+	fill_queued
+	PGOPTIONS="-c plan_cache_mode=force_generic_plan" pgbench -n -M prepared -c 1 \
+		-t $((deliveries / concurrency + 1)) -f "$work/sqlfloor.sql" >"$work/sqlfloor.out" 2>&1 ||
+		{
+			cat "$work/sqlfloor.out" >&2
+			exit 1
+		}
+	echo $(($(pgbench_tps "$work/sqlfloor.out") * concurrency))
+}
+
 echo "== relay: $deliveries deliveries, $concurrency in flight, $rounds rounds (nginx on 127.0.0.1:$nport)"
-wrks=() relays=() onlys=() rss=()
+wrks=() relays=() onlys=() floors=() rss=()
 for r in $(seq 1 "$rounds"); do
 	w=$(wrk -t 2 -c "$concurrency" -d 5s -s "$work/post.lua" "http://127.0.0.1:$nport/hook" |
 		awk '/^Requests\/sec:/ { printf "%d", $2 }')
@@ -108,18 +143,23 @@ for r in $(seq 1 "$rounds"); do
 	rss+=("$(tail -n 1 "$work/rss")")
 	fill_queued
 	o=$(drain_once)
+	f=$(sql_floor)
 	wrks+=("$w")
 	relays+=("$d")
 	onlys+=("$o")
-	printf 'round %d: wrk %6d req/s   end to end %5d/s (%s)   relay only %5d/s (%s)\n' "$r" "$w" \
-		"$d" "$(ratio "$d" "$w")" "$o" "$(ratio "$o" "$w")"
+	floors+=("$f")
+	printf 'round %d: wrk %6d req/s   end to end %5d/s (%s)   relay only %5d/s (%s)   SQL floor %5d/s (%s)\n' \
+		"$r" "$w" "$d" "$(ratio "$d" "$w")" "$o" "$(ratio "$o" "$w")" "$f" "$(ratio "$f" "$w")"
 done
 wm=$(median "${wrks[@]}")
 dm=$(median "${relays[@]}")
 om=$(median "${onlys[@]}")
+fm=$(median "${floors[@]}")
 echo
 printf '%-40s %s req/s (median)\n' "wrk ($concurrency connections):" "$wm"
 printf '%-40s %s deliveries/s (median), ratio %s\n' "pgeventd end to end ($concurrency in flight):" \
 	"$dm" "$(ratio "$dm" "$wm")"
 printf '%-40s %s deliveries/s (median), ratio %s\n' "pgeventd relay only:" "$om" "$(ratio "$om" "$wm")"
+printf '%-40s %s deliveries/s (median), ratio %s\n' "SQL floor (claim + finish, rounds of $concurrency):" \
+	"$fm" "$(ratio "$fm" "$wm")"
 printf '%-40s %s KiB (median)\n' "pgeventd peak RSS (end to end):" "$(median "${rss[@]}")"

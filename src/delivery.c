@@ -324,93 +324,116 @@ bool delivery_write_results(PGconn *conn, const struct relay_config *rc, struct 
 }
 
 /*
- * A round of results and the next claim in one pipeline: one round trip,
- * one transaction (the statements before a pipeline's sync run as one), so
- * one commit. When the results fail, the claim does not run either.
+ * A round of results (n > 0) and the next claim (limit > 0) in one
+ * pipeline: one round trip, one transaction (the statements before a
+ * pipeline's sync run as one), so one commit. When the results fail, the
+ * claim does not run either. Sent without waiting: delivery_round_poll()
+ * reads the answers as they come.
  */
-PGresult *delivery_finish_and_claim(PGconn *conn, const struct relay_config *rc,
-                                    struct delivery **ds, int n, int limit, int margin_ms,
-                                    bool *broken, char *err, size_t errlen)
+bool delivery_round_send(PGconn *conn, const struct relay_config *rc, struct delivery_round *rd,
+                         struct delivery **ds, int n, int limit, int margin_ms)
 {
 	char s_limit[16], s_margin[16];
 	const char *cp[2] = { s_limit, s_margin };
-	struct round rd;
-	PGresult *res, *claimed = NULL;
-	bool finished = false, synced = false;
-	int got = 0;
+	struct round args = { 0 };
+	bool ok;
 
-	*broken = false;
+	*rd = (struct delivery_round){ .ds = ds, .n = n, .claims = limit > 0, .rc = rc };
 	for (int i = 0; i < n; i++) {
 		snprintf(ds[i]->dberr, sizeof(ds[i]->dberr), "no database connection");
 		ds[i]->written = ds[i]->applied = false;
 	}
 	snprintf(s_limit, sizeof(s_limit), "%d", limit);
 	snprintf(s_margin, sizeof(s_margin), "%d", margin_ms);
-	if (!round_build(&rd, rc, ds, n, err, errlen)) {
-		round_free(&rd);
-		mark_written(ds, n, false, err);
-		return NULL;
+	if (n > 0 && !round_build(&args, rc, ds, n, rd->err, sizeof(rd->err))) {
+		round_free(&args);
+		mark_written(ds, n, false, rd->err);
+		return false;
 	}
-	if (PQenterPipelineMode(conn) != 1 ||
-	    !PQsendQueryPrepared(conn, "finish", 14, rd.p, NULL, NULL, 0) ||
-	    !PQsendQueryPrepared(conn, "claim", 2, cp, NULL, NULL, 0) ||
-	    PQpipelineSync(conn) != 1) {
-		snprintf(err, errlen, "%s", PQerrorMessage(conn));
-		round_free(&rd);
-		*broken = true;
-		return NULL;
+	ok = PQenterPipelineMode(conn) == 1 &&
+	     (n == 0 || PQsendQueryPrepared(conn, "finish", 14, args.p, NULL, NULL, 0)) &&
+	     (!rd->claims || PQsendQueryPrepared(conn, "claim", 2, cp, NULL, NULL, 0)) &&
+	     PQpipelineSync(conn) == 1;
+	round_free(&args);
+	if (!ok) {
+		snprintf(rd->err, sizeof(rd->err), "%s", PQerrorMessage(conn));
+		mark_written(ds, n, false, rd->err);
+		rd->broken = true;
 	}
-	round_free(&rd);
-	/* finish's result, NULL, claim's result, NULL, the sync; two NULLs in
-	 * a row: nothing more will come (the connection is gone) */
-	for (int nulls = 0; !synced && nulls < 2;) {
-		res = PQgetResult(conn);
-		if (!res) {
-			nulls++;
-			continue;
-		}
-		nulls = 0;
-		switch (PQresultStatus(res)) {
-		case PGRES_PIPELINE_SYNC:
-			synced = true;
-			PQclear(res);
-			break;
-		case PGRES_PIPELINE_ABORTED:
-			PQclear(res);
-			got++;
-			break;
-		default:
-			if (got++ == 0) {
-				finished = round_applied(conn, res, ds, n, err, errlen);
-				PQclear(res);
-			} else if (finished && db_ok(conn, res, PGRES_TUPLES_OK, err, errlen)) {
-				claimed = res;
-			} else {
-				if (finished)
-					db_ok(conn, res, PGRES_TUPLES_OK, err, errlen);
-				PQclear(res);
-			}
-			break;
-		}
+	return ok;
+}
+
+/* One answer of the round: the results' (first when n > 0), then the claim's. */
+static void round_answer(PGconn *conn, struct delivery_round *rd, PGresult *res)
+{
+	bool is_finish = rd->answers++ == 0 && rd->n > 0;
+
+	if (PQresultStatus(res) == PGRES_PIPELINE_ABORTED) {
+		PQclear(res);
+	} else if (is_finish) {
+		rd->finished = round_applied(conn, res, rd->ds, rd->n, rd->err, sizeof(rd->err));
+		PQclear(res);
+	} else if ((rd->n == 0 || rd->finished) &&
+	           db_ok(conn, res, PGRES_TUPLES_OK, rd->err, sizeof(rd->err))) {
+		rd->claimed = res;
+	} else {
+		if (rd->n == 0 || rd->finished)
+			db_ok(conn, res, PGRES_TUPLES_OK, rd->err, sizeof(rd->err));
+		PQclear(res);
 	}
-	if (!synced || PQexitPipelineMode(conn) != 1) {
-		*broken = true;
-		if (!synced)
-			snprintf(err, errlen, "the connection was lost");
+}
+
+/* The round is over (synced, or the connection is gone): its outcome. */
+static enum delivery_round_state round_over(PGconn *conn, struct delivery_round *rd)
+{
+	bool ok = rd->n > 0 && rd->finished && (!rd->claims || rd->claimed);
+
+	if (!rd->synced || PQexitPipelineMode(conn) != 1) {
+		rd->broken = true;
+		if (!rd->synced)
+			snprintf(rd->err, sizeof(rd->err), "the connection was lost");
 	}
 	/* A claim that failed undid the results too: nothing was written. */
-	mark_written(ds, n, finished && claimed, err);
-	if (!(finished && claimed))
-		for (int i = 0; i < n; i++)
-			ds[i]->applied = false;
+	mark_written(rd->ds, rd->n, ok, rd->err);
+	if (!ok)
+		for (int i = 0; i < rd->n; i++)
+			rd->ds[i]->applied = false;
 	/* A deadlock with the lease reclaim: the results alone, again. */
-	if (!claimed && !*broken && retryable(err)) {
+	if (rd->n > 0 && !ok && !rd->broken && retryable(rd->err)) {
 		char err2[DB_ERRLEN];
-		bool ok = finish_round(conn, rc, ds, n, err2, sizeof(err2));
+		bool again = finish_round(conn, rd->rc, rd->ds, rd->n, err2, sizeof(err2));
 
-		mark_written(ds, n, ok, err2);
+		mark_written(rd->ds, rd->n, again, err2);
 	}
-	return claimed;
+	return rd->broken ? DELIVERY_ROUND_BROKEN : DELIVERY_ROUND_DONE;
+}
+
+enum delivery_round_state delivery_round_poll(PGconn *conn, struct delivery_round *rd, bool block)
+{
+	if (rd->broken)
+		return DELIVERY_ROUND_BROKEN;
+	if (!block && !PQconsumeInput(conn))
+		return round_over(conn, rd);
+	/* the finish's result, NULL, the claim's result, NULL, the sync; two
+	 * NULLs in a row: nothing more will come (the connection is gone) */
+	while (!rd->synced && rd->nulls < 2 && (block || !PQisBusy(conn))) {
+		PGresult *res = PQgetResult(conn);
+
+		if (!res) {
+			rd->nulls++;
+			continue;
+		}
+		rd->nulls = 0;
+		if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+			rd->synced = true;
+			PQclear(res);
+		} else {
+			round_answer(conn, rd, res);
+		}
+	}
+	if (!rd->synced && rd->nulls < 2 && !db_broken(conn))
+		return DELIVERY_ROUND_WAITING;
+	return round_over(conn, rd);
 }
 
 void delivery_fail_unsendable(PGconn *conn, const PGresult *claimed, int row, const char *why)

@@ -80,15 +80,45 @@ bool delivery_write_results(PGconn *conn, const struct relay_config *rc, struct 
                             int n);
 
 /*
- * delivery_write_results() and delivery_claim() in one round trip and one
- * transaction (a pipeline with one sync): the claim's rows, or NULL with
- * why in `err` (then no result was written either, unless the error was a
- * deadlock, after which the results alone are written again). `*broken`:
- * the connection is unusable, the caller reconnects.
+ * A round: the results of finished deliveries and the next claim in one
+ * round trip and one transaction (a pipeline with one sync), sent without
+ * waiting for the answer so that the transports keep sending meanwhile.
+ * While a round is out, the connection serves nothing else.
  */
-PGresult *delivery_finish_and_claim(PGconn *conn, const struct relay_config *rc,
-                                    struct delivery **ds, int n, int limit, int margin_ms,
-                                    bool *broken, char *err, size_t errlen);
+struct delivery_round {
+	struct delivery **ds; /* the results, borrowed until the round is over */
+	int n;
+	bool claims;                   /* the round claims too */
+	const struct relay_config *rc; /* borrowed, for a retry of the results */
+	int answers, nulls;            /* read so far */
+	bool finished, synced, broken;
+	PGresult *claimed; /* the claim's rows once over, for the caller to PQclear() */
+	char err[DB_ERRLEN];
+};
+
+enum delivery_round_state {
+	DELIVERY_ROUND_WAITING, /* not all answers are in */
+	DELIVERY_ROUND_DONE,    /* over; each result's written, applied, dberr set */
+	DELIVERY_ROUND_BROKEN,  /* over, and the connection is unusable: reconnect */
+};
+
+/*
+ * Send the round of `n` results `ds` and, when `limit` > 0, a claim of up
+ * to `limit` deliveries leased with `margin_ms`. False when it could not
+ * be sent (rd->err; rd->broken when the connection is unusable): then it
+ * is over and nothing was written.
+ */
+bool delivery_round_send(PGconn *conn, const struct relay_config *rc, struct delivery_round *rd,
+                         struct delivery **ds, int n, int limit, int margin_ms);
+
+/*
+ * Read what has come of the round; `block`: wait until it is over. Once
+ * over, each result's written and applied are set, and rd->claimed holds
+ * the claim's rows (NULL with why in rd->err when the claim failed, which
+ * undid the results too, unless the error was a deadlock, after which the
+ * results alone are written again).
+ */
+enum delivery_round_state delivery_round_poll(PGconn *conn, struct delivery_round *rd, bool block);
 
 /* Record row `row` of a claim as failed for good with `why` (it cannot
  * even be sent); best effort: an unrecorded one is retried after its lease. */

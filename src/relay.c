@@ -48,8 +48,12 @@ struct relay {
 	void *tstate[NTRANSPORTS];  /* each transport's, from its open() */
 	struct delivery **inflight; /* relay.concurrency slots; owned */
 	int ninflight;
-	struct delivery **finished; /* this turn's, relay.concurrency slots; owned */
+	struct delivery **finished; /* results not sent yet, relay.concurrency slots; owned */
 	int nfinished;
+	struct delivery **round;  /* the results of the round out, relay.concurrency slots; owned */
+	struct delivery_round rd; /* the round out, while round_out */
+	bool round_out;
+	int64_t round_sent_ms;   /* monotonic */
 	int64_t next_claim_ms;   /* monotonic */
 	bool notified;           /* a NOTIFY came that no claim has served yet */
 	bool more;               /* the last claim filled every free slot: more may be due */
@@ -346,52 +350,97 @@ static void on_sent(void *arg, void *owner)
 	r->finished[r->nfinished++] = d;
 }
 
-/* Move every transport along, then record what finished. */
-static void collect_finished(struct relay *r)
+/* Log and count the results of a round that is over, and free them. */
+static void report_round(struct relay *r, struct delivery **ds, int n)
 {
-	bool claimed = false;
-	int n;
+	for (int i = 0; i < n; i++) {
+		report_delivery(r, ds[i]);
+		free(ds[i]);
+	}
+}
 
-	r->nfinished = 0;
-	for (int i = 0; i < NTRANSPORTS; i++)
-		transports[i]->progress(r->tstate[i], on_sent, r);
-	n = r->nfinished;
-	if (n > 0 && r->conn && !db_broken(r->conn) && (r->more || r->notified) &&
-	    !atomic_load(&r->rt->stopping)) {
-		/* Slots came free and more is due: the results and the next
-		 * claim in one round trip and one commit. */
+/* The round out is over (`st`): send what it claimed, report its results. */
+static void round_over(struct relay *r, enum delivery_round_state st)
+{
+	struct delivery_round *rd = &r->rd;
+
+	r->round_out = false;
+	if (rd->claims) {
 		char err[DB_ERRLEN];
-		bool broken;
-		int64_t now = util_mono_ms();
-		PGresult *res =
-		    delivery_finish_and_claim(r->conn, &r->cfg->relay, r->finished, n,
-		                              r->cfg->relay.concurrency - r->ninflight,
-		                              claim_margin_ms(r), &broken, err, sizeof(err));
-		int got = take_claimed(r, res, err, sizeof(err));
+		int got;
 
-		claimed = true;
-		claimed_at(r, now, got);
+		snprintf(err, sizeof(err), "%s", rd->err);
+		got = take_claimed(r, rd->claimed, err, sizeof(err));
+		rd->claimed = NULL;
+		claimed_at(r, r->round_sent_ms, got);
 		/* run --once: let the loop see at once that nothing is left */
 		if (got <= 0 && r->ninflight == 0)
 			r->next_claim_ms = 0;
-		if (broken) {
-			log_kv(LOG_WARNING, "relay: pipeline left in a bad state, reconnecting",
-			       NULL);
-			close_db(r);
-		}
-	} else if (!delivery_write_results(r->conn, &r->cfg->relay, r->finished, n)) {
+	}
+	if (st == DELIVERY_ROUND_BROKEN) {
 		log_kv(LOG_WARNING, "relay: pipeline left in a bad state, reconnecting", NULL);
 		close_db(r);
 	}
-	for (int i = 0; i < n; i++) {
-		report_delivery(r, r->finished[i]);
-		free(r->finished[i]);
-	}
-	r->nfinished = 0;
+	report_round(r, rd->ds, rd->n);
 	/* A slot came free: claim again at once if more is due, or if
 	 * deliveries were queued while every slot was busy. */
-	if (n > 0 && !claimed && (r->more || r->notified))
+	if (rd->n > 0 && !rd->claims && (r->more || r->notified))
 		r->next_claim_ms = 0;
+	*rd = (struct delivery_round){ 0 };
+	atomic_store(&r->st.in_flight, r->ninflight);
+	telemetry_deliveries_in_flight(r->ninflight);
+}
+
+/* Read what came of the round out, if one is; `block`: until it is over. */
+static void poll_round(struct relay *r, bool block)
+{
+	enum delivery_round_state st;
+
+	if (!r->round_out)
+		return;
+	st = delivery_round_poll(r->conn, &r->rd, block);
+	if (st != DELIVERY_ROUND_WAITING)
+		round_over(r, st);
+}
+
+/*
+ * Send the results not yet sent as a round, with the next claim when
+ * slots came free and more is due; the transports keep sending while it
+ * is out, and the results that finish meanwhile make the next round.
+ */
+static void send_round(struct relay *r)
+{
+	int n = r->nfinished;
+	bool claims = (r->more || r->notified) && !atomic_load(&r->rt->stopping);
+	struct delivery **ds = r->finished;
+
+	if (n == 0 || r->round_out)
+		return;
+	r->finished = r->round;
+	r->round = ds;
+	r->nfinished = 0;
+	if (!r->conn || db_broken(r->conn)) {
+		for (int i = 0; i < n; i++) {
+			snprintf(ds[i]->dberr, sizeof(ds[i]->dberr), "no database connection");
+			ds[i]->written = ds[i]->applied = false;
+		}
+		report_round(r, ds, n);
+		return;
+	}
+	r->round_sent_ms = util_mono_ms();
+	r->round_out = true;
+	if (!delivery_round_send(r->conn, &r->cfg->relay, &r->rd, ds, n,
+	                         claims ? r->cfg->relay.concurrency - r->ninflight : 0,
+	                         claim_margin_ms(r)))
+		round_over(r, r->rd.broken ? DELIVERY_ROUND_BROKEN : DELIVERY_ROUND_DONE);
+}
+
+/* Move every transport along, then send what finished. */
+static void collect_finished(struct relay *r)
+{
+	for (int i = 0; i < NTRANSPORTS; i++)
+		transports[i]->progress(r->tstate[i], on_sent, r);
+	send_round(r);
 	atomic_store(&r->st.in_flight, r->ninflight);
 	telemetry_deliveries_in_flight(r->ninflight);
 }
@@ -424,10 +473,16 @@ static void wait_for_work(struct relay *r, bool stopping)
 
 	if (!r->conn)
 		wait = r->reconnect_at_ms - util_mono_ms();
+	/* no claim before the round out is back: its answer wakes us */
+	if (r->round_out)
+		wait = 1000;
+	/* results wait to be sent (a round came back since they finished) */
+	if (!r->round_out && r->nfinished > 0)
+		wait = 0;
 	if (stopping)
 		wait = 100;
 	wait = wait < 0 ? 0 : wait > 1000 ? 1000 : wait;
-	if (r->conn && r->cfg->listen && PQsocket(r->conn) >= 0) {
+	if (r->conn && (r->cfg->listen || r->round_out) && PQsocket(r->conn) >= 0) {
 		pq = (int)nfds;
 		fds[nfds++] = (struct transport_waitfd){ PQsocket(r->conn), POLLIN, 0 };
 	}
@@ -439,7 +494,7 @@ static void wait_for_work(struct relay *r, bool stopping)
 			    transports[i]->waitfds(r->tstate[i], fds + nfds,
 			                           (unsigned)(sizeof(fds) / sizeof(fds[0])) - nfds);
 	transports[0]->wait(r->tstate[0], fds, nfds, (int)wait);
-	if (pq >= 0 && fds[pq].revents && db_drain_notifies(r->conn) > 0) {
+	if (pq >= 0 && fds[pq].revents && r->cfg->listen && db_drain_notifies(r->conn) > 0) {
 		r->notified = true;
 		r->next_claim_ms = 0;
 	}
@@ -475,10 +530,11 @@ static void *relay_main(void *arg)
 		 * every other relay.* key applies from this turn on. */
 		if (!runtime_config_current(r->rt, r->cfg))
 			apply_new_config(r);
+		poll_round(r, false);
 		if (stopping && !stop_deadline)
 			stop_deadline = now + r->cfg->shutdown_timeout_ms;
-		if (stopping &&
-		    (r->ninflight == 0 || atomic_load(&r->rt->aborting) || now >= stop_deadline))
+		if (stopping && ((r->ninflight == 0 && r->nfinished == 0 && !r->round_out) ||
+		                 atomic_load(&r->rt->aborting) || now >= stop_deadline))
 			break;
 		/* run --once cannot wait for a database that is gone: the
 		 * workers have stopped, and what is left stays queued. */
@@ -493,7 +549,8 @@ static void *relay_main(void *arg)
 			if (now >= r->reconnect_at_ms && connect_db(r))
 				r->next_claim_ms = 0;
 		}
-		if (r->conn && !stopping) {
+		/* While a round is out the connection is its own: the chores wait. */
+		if (r->conn && !stopping && !r->round_out) {
 			if (util_mono_s() - r->last_reclaim >= RECLAIM_EVERY_S)
 				reclaim_expired(r);
 			/* Claim into whatever slots are free: each subscription is
@@ -520,8 +577,14 @@ static void *relay_main(void *arg)
 			r->notified = true;
 			r->next_claim_ms = 0;
 		}
+		/* Likewise the answer of the round out, read with the NOTIFY. */
+		poll_round(r, false);
 		wait_for_work(r, stopping);
 	}
+	/* What finished before the stop is recorded before the leases go back. */
+	poll_round(r, true);
+	send_round(r);
+	poll_round(r, true);
 	release_inflight(r);
 	close_db(r);
 	runtime_config_put(r->rt, r->cfg);
@@ -538,6 +601,7 @@ static void relay_free(struct relay *r)
 			transports[i]->close(r->tstate[i]);
 	free(r->inflight);
 	free(r->finished);
+	free(r->round);
 	free(r);
 }
 
@@ -553,7 +617,8 @@ struct relay *relay_start(struct runtime *rt)
 	slots = r->cfg->relay.concurrency;
 	r->inflight = calloc((size_t)slots, sizeof(*r->inflight));
 	r->finished = calloc((size_t)slots, sizeof(*r->finished));
-	if (!r->inflight || !r->finished)
+	r->round = calloc((size_t)slots, sizeof(*r->round));
+	if (!r->inflight || !r->finished || !r->round)
 		goto fail;
 	for (int i = 0; i < NTRANSPORTS; i++)
 		if (!(r->tstate[i] = transports[i]->open(&r->cfg->relay, slots)))
