@@ -10,13 +10,14 @@
  *
  * Target: kafka://[user@]host:port[,host:port...]/<topic template>[?query].
  * The query takes key=<template> (default {aggregate_type}/{aggregate_id};
- * an event without an aggregate has no key), ordered=1 (at most one
- * unacknowledged message per key, so no retry reorders a key), source=
+ * an event without an aggregate has no key), source=
  * (ce_source), and librdkafka properties (any name with a dot, e.g.
  * security.protocol=SASL_SSL, sasl.mechanisms=SCRAM-SHA-512,
  * ssl.ca.location=...), passed through. With user@ the subscription's secret
  * is sasl.password: a url never holds a password or key, and a property
- * that would is refused.
+ * that would is refused. A message with an order_key (an ordered
+ * subscription) waits for the report of the one before it of that key, so
+ * that no retry reorders a key.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -64,9 +65,9 @@ struct kafka_send {
 	struct kafka_send *predecessor;
 	struct kafka_producer *producer;
 	char id[40];
-	char *order_key;             /* when the target is ordered and the event has a key; owned */
-	char *topic, *key, *body;    /* owned */
-	rd_kafka_headers_t *headers; /* owned until produced */
+	char *order_key;              /* the message's order_key, else NULL; owned */
+	char *topic, *key, *body;     /* owned */
+	rd_kafka_headers_t *headers;  /* owned until produced */
 	struct transport_result *res; /* the caller's; NULL once cancelled */
 	void *owner;
 	enum kafka_state state;
@@ -477,10 +478,7 @@ static void *kafka_send(void *arg, const struct transport_message *m, struct tra
 	s->owner = owner;
 	if (!build_record(s, m, &u, &ev, err, errlen))
 		goto fail;
-	/* the caller's key, else with ?ordered=1 the message key */
-	order = m->order_key && m->order_key[0]  ? m->order_key
-	        : broker_url_flag(&u, "ordered") ? s->key
-	                                         : NULL;
+	order = m->order_key && m->order_key[0] ? m->order_key : NULL;
 	if (order && !(s->order_key = util_strdup(order))) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
