@@ -58,15 +58,26 @@ RETURNS bigint LANGUAGE sql IMMUTABLE STRICT AS $$
 $$;
 
 -- Take the locks of the keys of deliveries p_ids (ordered ones only), in
--- lock order; how many. For statements that then change several keys.
+-- lock order; how many. For statements that then change several keys. In
+-- PL/pgSQL, so that its query is planned once per session, and an empty
+-- array (a round of results without an ordered delivery) costs no query.
 CREATE OR REPLACE FUNCTION pgeventd_order_lock(p_ids uuid[])
-RETURNS bigint LANGUAGE sql VOLATILE AS $$
-    SELECT count(*) FROM (
-        SELECT pg_advisory_xact_lock(k) FROM (
-            SELECT DISTINCT pgeventd_order_lock_key(subscription_id, order_key) AS k
-              FROM deliveries WHERE id = ANY (p_ids) AND order_key IS NOT NULL
-             ORDER BY 1) l) t
-$$;
+RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_key bigint;
+    v_n bigint := 0;
+BEGIN
+    IF coalesce(cardinality(p_ids), 0) = 0 THEN
+        RETURN 0;
+    END IF;
+    FOR v_key IN SELECT DISTINCT pgeventd_order_lock_key(subscription_id, order_key)
+                   FROM deliveries WHERE id = ANY (p_ids) AND order_key IS NOT NULL
+                  ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(v_key);
+        v_n := v_n + 1;
+    END LOOP;
+    RETURN v_n;
+END $$;
 
 -- A delivery joins its key's queue (inserted, or pending again after it
 -- had finished: a replay, `deliveries retry`): at the end, and due only
