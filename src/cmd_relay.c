@@ -104,20 +104,24 @@ static bool url_ok(const char *url)
 	       url_is_broker(url);
 }
 
-/* --ordered[=BOOL]: "t" or "f" into *out; false after printing why. */
+/* --ordered[=BOOL] (no value: true): "t" or "f" into *out; false after
+ * printing why. */
 static bool ordered_arg(const char *arg, const char **out)
 {
-	static const char *const yes[] = { "true", "yes", "on", "1", NULL };
-	static const char *const no[] = { "false", "no", "off", "0", NULL };
+	static const struct {
+		const char *word, *value;
+	} words[] = {
+		{ "true", "t" },  { "yes", "t" }, { "on", "t" },  { "1", "t" },
+		{ "false", "f" }, { "no", "f" },  { "off", "f" }, { "0", "f" },
+	};
 
-	for (int i = 0; !arg || yes[i]; i++)
-		if (!arg || strcasecmp(arg, yes[i]) == 0) {
-			*out = "t";
-			return true;
-		}
-	for (int i = 0; no[i]; i++)
-		if (strcasecmp(arg, no[i]) == 0) {
-			*out = "f";
+	if (!arg) {
+		*out = "t";
+		return true;
+	}
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (strcasecmp(arg, words[i].word) == 0) {
+			*out = words[i].value;
 			return true;
 		}
 	fprintf(stderr, "pgeventd: --ordered wants true or false, got %s\n", arg);

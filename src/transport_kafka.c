@@ -9,8 +9,9 @@
  * rd_kafka_poll on the relay's thread, where the report callback runs.
  *
  * Target: kafka://[user@]host:port[,host:port...]/<topic template>[?query].
- * The query takes key=<template> (default {aggregate_type}/{aggregate_id};
- * an event without an aggregate has no key), source=
+ * The query takes key=<template> (default: the event's ordering_key for an
+ * ordered subscription's message when the producer set one, else
+ * {aggregate_type}/{aggregate_id}; an event without either has no key), source=
  * (ce_source), and librdkafka properties (any name with a dot, e.g.
  * security.protocol=SASL_SSL, sasl.mechanisms=SCRAM-SHA-512,
  * ssl.ca.location=...), passed through. With user@ the subscription's secret
@@ -387,12 +388,25 @@ static bool add_header(rd_kafka_headers_t *h, const char *name, const char *valu
 	       rd_kafka_header_add(h, name, -1, value, -1) == RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
+/* The producer's ordering_key in a message's order_key ("<subscription>
+ * k:<ordering_key>", see transport.h), or NULL: an event ordered by its
+ * aggregate, or an unordered message. An ordered subscription's messages
+ * are keyed by it (without key=), so that a key's messages share a
+ * partition and keep the relay's order there. */
+static const char *explicit_ordering_key(const char *order_key)
+{
+	const char *sp = order_key ? strchr(order_key, ' ') : NULL;
+
+	return sp && strncmp(sp + 1, "k:", 2) == 0 ? sp + 3 : NULL;
+}
+
 /* Topic, key, value and headers (CloudEvents' Kafka binding names: ce_*). */
 static bool build_record(struct kafka_send *s, const struct transport_message *m,
                          const struct broker_url *u, const struct broker_event *ev, char *err,
                          size_t errlen)
 {
 	const char *key_tmpl = broker_url_param(u, "key"), *source = broker_url_param(u, "source");
+	const char *ordering_key;
 	json_t *extra;
 	const char *k;
 	json_t *v;
@@ -410,6 +424,8 @@ static bool build_record(struct kafka_send *s, const struct transport_message *m
 		s->key = broker_expand(key_tmpl, ev, false, err, errlen);
 		if (!s->key)
 			return false;
+	} else if ((ordering_key = explicit_ordering_key(m->order_key))) {
+		s->key = util_strdup(ordering_key);
 	} else {
 		s->key = broker_event_key(ev);
 	}

@@ -22,7 +22,10 @@ out=$("${P[@]}" subscriptions add --name js --url "$PGEVENTD_TEST_NATS/$SUBJ.{ev
 assert_eq "$?" 0 "subscriptions add takes a nats:// url: $out"
 q "INSERT INTO subscriptions (name, url, secret, event_types)
    VALUES ('nostream', '$PGEVENTD_TEST_NATS/nowhere.$$.{event_type}', 'x', '[\"order.created\"]')" >/dev/null
-conf "$T/a.conf" 'relay = { event_types = ["*"]; concurrency = 32; breaker = { failures = 0; }; backoff = { base_ms = 200; cap_ms = 500; }; };'
+# One worker: the relay keeps a key in the order its deliveries were
+# queued, and two workers may queue two batches of one aggregate in either
+# order (README, Ordered subscriptions); one worker queues in event order.
+conf "$T/a.conf" 'workers = 1;' 'relay = { event_types = ["*"]; concurrency = 32; breaker = { failures = 0; }; backoff = { base_ms = 200; cap_ms = 500; }; };'
 # event order is (created_at, id): n's order (one statement's now() is one time)
 q "INSERT INTO events (event_type, aggregate_type, aggregate_id, payload, created_at)
    SELECT CASE WHEN n % 3 = 0 THEN 'order.created' ELSE 'order.paid' END, 'order', ('00000000-0000-0000-0000-00000000000' || (n % 10))::uuid,

@@ -63,9 +63,13 @@ assert_eq "$("${P[@]}" subscriptions list --json | python3 -c 'import json, sys;
 out=$("${P[@]}" subscriptions add --name x --url "nats://127.0.0.1:1/x?ordered=1" --events 'order.*' 2>&1)
 assert_eq "$?" 64 "a broker url's ordered=1 is refused, pointing to --ordered: $out"
 assert_match "$out" "--ordered" "the refusal names --ordered"
+out=$("${P[@]}" subscriptions update plain --ordered=maybe 2>&1)
+assert_eq "$?" 64 "--ordered=maybe is a usage error: $out"
 
 # order (n - 1) % 6 + 1: order 1 holds n = 1, 7, 13, ...; its head is n = 1.
-conf "$T/a.conf" 'relay = { event_types = ["*"]; concurrency = 32; breaker = { failures = 0; };
+# one worker: it queues the 48 in event order (with two, two batches of one
+# order may be queued in either order; the stress below checks queue order)
+conf "$T/a.conf" 'workers = 1;' 'relay = { event_types = ["*"]; concurrency = 32; breaker = { failures = 0; };
   backoff = { schedule_ms = [800]; jitter = 0.0; }; };'
 q "INSERT INTO events (event_type, aggregate_type, aggregate_id, payload, created_at)
    SELECT 'order.paid', 'order', ('00000000-0000-0000-0000-00000000000' || ((n - 1) % 6 + 1))::uuid,
