@@ -40,9 +40,9 @@ UPDATE subscriptions SET ordered = true
 ALTER TABLE deliveries
     ADD COLUMN IF NOT EXISTS order_key text,
     ADD COLUMN IF NOT EXISTS seq bigint;
+-- seq: set from it when a delivery joins its key's queue (pgeventd_order_join);
+-- NULL for unordered deliveries.
 CREATE SEQUENCE IF NOT EXISTS deliveries_seq;
--- For new rows only (a volatile default in ADD COLUMN would rewrite the table).
-ALTER TABLE deliveries ALTER COLUMN seq SET DEFAULT nextval('deliveries_seq');
 
 -- A key's queue, head first; only ordered rows not finished.
 CREATE INDEX IF NOT EXISTS deliveries_order_idx
