@@ -6,7 +6,9 @@
 # before that head's fourth attempt); no two deliveries of one order are
 # ever at the receiver at once (each answer takes 40 ms, and the receiver
 # records when each request came and went). An unordered subscription
-# beside it, same events, same receiver, gets everything at once. Then:
+# beside it, same events, same receiver, gets everything at once. Two
+# instances, one killed -9 mid-way, with a receiver failing at random:
+# per key, queue order and one at a time still hold. Then:
 # 20,000 deliveries waiting behind one head in backoff do not make the
 # claim read more (EXPLAIN (ANALYZE, BUFFERS) of the relay's own claim, as
 # in t65); the head's end lets the next go; `deliveries retry` of a dead
