@@ -12,16 +12,17 @@
 -- every due row of deliveries_sub_due_idx: the claim never reads them, so
 -- its cost does not grow with how many wait. When the head ends
 -- (delivered, failed, dead, or deleted) the next one is made due, in the
--- same transaction (deliveries_order_next).
+-- same transaction (pgeventd_order_next, by trigger).
 --
 -- Every change to a key's queue -- a delivery joining it (queued,
--- replayed, retried) or leaving it -- holds pgeventd_order_lock of (the
--- subscription, the key) to its transaction's end: whichever of two such
--- transactions comes second sees what the first did, so no key is left
--- without a head and none has two. Statements that touch several keys take
--- the locks in pgeventd_order_lock_key order first (enqueue.c, the relay's
--- results and lease reclaim, `deliveries retry`), so that they cannot
--- deadlock on them.
+-- replayed, retried) or leaving it -- holds the advisory lock
+-- pgeventd_order_lock_key(subscription, key) to its transaction's end
+-- (the triggers take it): whichever of two such transactions comes second
+-- sees what the first did, so no key is left without a head and none has
+-- two. Statements that touch several keys take
+-- their keys' locks in lock order first (pgeventd_order_lock: enqueue.c,
+-- the relay's results and lease reclaim, `deliveries retry`), so that they
+-- cannot deadlock on them.
 --
 -- Changes no delivery: the ones queued before stay unordered.
 
