@@ -3,6 +3,7 @@
  *
  *   pgeventd subscriptions add --name N --url U [options]
  *   pgeventd subscriptions update NAME [--max-in-flight N] [--rate-limit N|none]
+ *                                      [--ordered[=false]]
  *   pgeventd subscriptions list | disable NAME [--reason R] | enable NAME
  *   pgeventd subscriptions rotate-secret NAME [--keep-old]
  *   pgeventd deliveries list [--status S] [--subscription N] [--limit N]
@@ -70,6 +71,7 @@ static char *patterns_json(const char *list)
 struct sub_new {
 	const char *name, *url, *events, *scheme_name, *secret, *timeout, *attempts;
 	const char *max_in_flight, *rate_limit; /* rate_limit NULL: none */
+	const char *ordered;                    /* "t" or "f" */
 	const char *id_h, *ts_h, *sig_h;
 	enum sign_scheme scheme;
 	bool json;
@@ -100,6 +102,42 @@ static bool url_ok(const char *url)
 {
 	return strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0 ||
 	       url_is_broker(url);
+}
+
+/* --ordered[=BOOL] (no value: true): "t" or "f" into *out; false after
+ * printing why. */
+static bool ordered_arg(const char *arg, const char **out)
+{
+	static const struct {
+		const char *word, *value;
+	} words[] = {
+		{ "true", "t" },  { "yes", "t" }, { "on", "t" },  { "1", "t" },
+		{ "false", "f" }, { "no", "f" },  { "off", "f" }, { "0", "f" },
+	};
+
+	if (!arg) {
+		*out = "t";
+		return true;
+	}
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (strcasecmp(arg, words[i].word) == 0) {
+			*out = words[i].value;
+			return true;
+		}
+	fprintf(stderr, "pgeventd: --ordered wants true or false, got %s\n", arg);
+	return false;
+}
+
+/* Whether a broker url still asks for order with its query (ordered=...),
+ * which the subscription's ordered column replaced (migration 0011). */
+static bool url_has_ordered_param(const char *url)
+{
+	const char *q = strchr(url, '?');
+
+	for (const char *p = q; p; p = strchr(p + 1, '&'))
+		if (strncasecmp(p + 1, "ordered", 7) == 0 && (p[8] == '=' || p[8] == '&' || !p[8]))
+			return true;
+	return false;
 }
 
 /* --max-in-flight and --rate-limit (either may be NULL: not given);
@@ -139,6 +177,7 @@ static int sub_add_parse(struct sub_new *s, int argc, char **argv)
 		{ "max-attempts", required_argument, NULL, 'm' },
 		{ "max-in-flight", required_argument, NULL, 'F' },
 		{ "rate-limit", required_argument, NULL, 'R' },
+		{ "ordered", optional_argument, NULL, 'O' },
 		{ "header", required_argument, NULL, 'H' },
 		{ "id-header", required_argument, NULL, 'I' },
 		{ "timestamp-header", required_argument, NULL, 'T' },
@@ -154,6 +193,7 @@ static int sub_add_parse(struct sub_new *s, int argc, char **argv)
 		               .timeout = "15000",
 		               .attempts = "5",
 		               .max_in_flight = "16",
+		               .ordered = "f",
 		               .headers = json_object() };
 	if (!s->headers)
 		return 1;
@@ -186,6 +226,10 @@ static int sub_add_parse(struct sub_new *s, int argc, char **argv)
 			break;
 		case 'R':
 			s->rate_limit = strcmp(optarg, "none") == 0 ? NULL : optarg;
+			break;
+		case 'O':
+			if (!ordered_arg(optarg, &s->ordered))
+				return EX_USAGE;
 			break;
 		case 'I':
 			s->id_h = optarg;
@@ -238,6 +282,11 @@ static int sub_add_parse(struct sub_new *s, int argc, char **argv)
 		                "tls:// or kafka://\n");
 		return EX_USAGE;
 	}
+	if (url_is_broker(s->url) && url_has_ordered_param(s->url)) {
+		fprintf(stderr, "pgeventd: --url: ordered= is not a url parameter any more; "
+		                "mark the subscription --ordered\n");
+		return EX_USAGE;
+	}
 	if (!cli_int_ok(s->timeout, 100, 600000)) {
 		fprintf(stderr, "pgeventd: --timeout-ms wants 100 to 600000, got %s\n", s->timeout);
 		return EX_USAGE;
@@ -279,24 +328,26 @@ static int sub_add_parse(struct sub_new *s, int argc, char **argv)
 static int sub_add(PGconn *conn, const struct sub_new *s)
 {
 	char *hdrs = json_dumps(s->headers, JSON_COMPACT);
-	const char *p[13] = { s->name,    s->url,           s->secret,    s->pats, s->scheme_name,
-		              s->timeout, s->attempts,      hdrs,         s->id_h, s->ts_h,
-		              s->sig_h,   s->max_in_flight, s->rate_limit };
+	const char *p[14] = { s->name,        s->url,     s->secret,   s->pats,
+		              s->scheme_name, s->timeout, s->attempts, hdrs,
+		              s->id_h,        s->ts_h,    s->sig_h,    s->max_in_flight,
+		              s->rate_limit,  s->ordered };
 	char state[CLI_SQLSTATE_LEN], err[512];
 	PGresult *res;
 	int rc = 1;
 
 	if (!hdrs)
 		return 1;
-	res = cli_try_exec(conn,
-	                   "INSERT INTO subscriptions (name, url, secret, event_types,"
-	                   " signature_scheme, timeout_ms, max_attempts, headers, id_header,"
-	                   " timestamp_header, signature_header, max_in_flight, rate_limit)"
-	                   " VALUES ($1, $2, $3, $4::jsonb, $5, $6::int, $7::int, $8::jsonb, $9,"
-	                   " $10, $11, $12::int, $13::int) RETURNING id, name, url,"
-	                   " event_types::text AS event_types, signature_scheme, max_in_flight,"
-	                   " coalesce(rate_limit::text, 'none') AS rate_limit",
-	                   13, p, state, err, sizeof(err));
+	res =
+	    cli_try_exec(conn,
+	                 "INSERT INTO subscriptions (name, url, secret, event_types,"
+	                 " signature_scheme, timeout_ms, max_attempts, headers, id_header,"
+	                 " timestamp_header, signature_header, max_in_flight, rate_limit, ordered)"
+	                 " VALUES ($1, $2, $3, $4::jsonb, $5, $6::int, $7::int, $8::jsonb, $9,"
+	                 " $10, $11, $12::int, $13::int, $14::boolean) RETURNING id, name, url,"
+	                 " event_types::text AS event_types, signature_scheme, max_in_flight,"
+	                 " coalesce(rate_limit::text, 'none') AS rate_limit, ordered",
+	                 14, p, state, err, sizeof(err));
 	if (!res) {
 		if (strcmp(state, SQLSTATE_UNIQUE_VIOLATION) == 0) {
 			fprintf(stderr, "pgeventd: a subscription named %s exists already\n",
@@ -377,7 +428,7 @@ static int sub_list(PGconn *conn, bool json)
 	    "SELECT name, CASE WHEN enabled THEN 'enabled' ELSE 'disabled' END AS state, url,"
 	    " event_types::text AS event_types, signature_scheme AS scheme,"
 	    " consecutive_failures AS failures, max_in_flight,"
-	    " coalesce(rate_limit::text, 'none') AS rate_limit,"
+	    " coalesce(rate_limit::text, 'none') AS rate_limit, ordered,"
 	    " coalesce(to_char(paused_until, 'YYYY-MM-DD HH24:MI:SS'), '') AS paused_until,"
 	    " coalesce(disabled_reason, '') AS disabled_reason"
 	    " FROM subscriptions ORDER BY name",
@@ -399,6 +450,7 @@ struct sub_verb {
 	const char *reason;                     /* disable */
 	const char *max_in_flight, *rate_limit; /* update: NULL = unchanged */
 	bool rate_none;                         /* update --rate-limit none */
+	const char *ordered;                    /* update: "t", "f", NULL = unchanged */
 	bool keep_old;                          /* rotate-secret */
 	bool json;                              /* list */
 };
@@ -416,6 +468,7 @@ static int sub_verb_parse(struct sub_verb *v, int argc, char **argv)
 	static const struct option update_opts[] = {
 		{ "max-in-flight", required_argument, NULL, 'F' },
 		{ "rate-limit", required_argument, NULL, 'R' },
+		{ "ordered", optional_argument, NULL, 'O' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static const struct option no_opts[] = { { NULL, 0, NULL, 0 } };
@@ -449,6 +502,10 @@ static int sub_verb_parse(struct sub_verb *v, int argc, char **argv)
 			v->rate_none = strcmp(optarg, "none") == 0;
 			v->rate_limit = v->rate_none ? NULL : optarg;
 			break;
+		case 'O':
+			if (!ordered_arg(optarg, &v->ordered))
+				return EX_USAGE;
+			break;
 		default:
 			return EX_USAGE;
 		}
@@ -463,10 +520,10 @@ static int sub_verb_parse(struct sub_verb *v, int argc, char **argv)
 	}
 	v->name = list ? NULL : argv[optind];
 	if (strcmp(v->verb, "update") == 0) {
-		if (!v->max_in_flight && !v->rate_limit && !v->rate_none) {
+		if (!v->max_in_flight && !v->rate_limit && !v->rate_none && !v->ordered) {
 			fprintf(stderr,
 			        "pgeventd %s: nothing to change: --max-in-flight N, "
-			        "--rate-limit N|none\n",
+			        "--rate-limit N|none, --ordered[=false]\n",
 			        cmd);
 			return EX_USAGE;
 		}
@@ -482,19 +539,22 @@ static int sub_change(PGconn *conn, const struct sub_verb *v)
 	int rc;
 
 	if (strcmp(v->verb, "update") == 0) {
-		const char *u[4] = { v->name, v->max_in_flight, v->rate_limit,
-			             v->rate_none || v->rate_limit ? "t" : "f" };
+		const char *u[5] = { v->name, v->max_in_flight, v->rate_limit,
+			             v->rate_none || v->rate_limit ? "t" : "f", v->ordered };
 
-		/* A new rate starts with a full bucket. */
+		/* A new rate starts with a full bucket. Ordered applies to the
+		 * deliveries queued from now on; unordered, the ones waiting
+		 * behind their key's head are due at once (0011's trigger). */
 		return changed(
 		    cli_exec(conn,
 		             "UPDATE subscriptions SET"
 		             " max_in_flight = coalesce($2::int, max_in_flight),"
 		             " rate_limit = CASE WHEN $4::boolean THEN $3::int ELSE rate_limit END,"
 		             " rate_tokens = CASE WHEN $4::boolean THEN 0 ELSE rate_tokens END,"
-		             " rate_at = CASE WHEN $4::boolean THEN NULL ELSE rate_at END"
+		             " rate_at = CASE WHEN $4::boolean THEN NULL ELSE rate_at END,"
+		             " ordered = coalesce($5::boolean, ordered)"
 		             " WHERE name = $1",
-		             4, u),
+		             5, u),
 		    "updated", v->name);
 	}
 
@@ -660,7 +720,9 @@ int cmd_deliveries_main(const struct config *cfg, int argc, char **argv)
 		    conn,
 		    "SELECT d.id, s.name AS subscription, d.event_type, d.status, d.attempt,"
 		    " coalesce(d.last_status::text, '') AS http,"
-		    " to_char(d.next_attempt_at, 'YYYY-MM-DD HH24:MI:SS') AS next_attempt_at,"
+		    " CASE WHEN d.next_attempt_at = 'infinity' THEN 'behind its key'"
+		    "  ELSE to_char(d.next_attempt_at, 'YYYY-MM-DD HH24:MI:SS') END AS "
+		    "next_attempt_at,"
 		    " coalesce(left(d.last_error, 60), '') AS last_error"
 		    " FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id"
 		    " WHERE ($1::text IS NULL OR d.status = $1) AND ($2::text IS NULL OR "
@@ -681,15 +743,20 @@ int cmd_deliveries_main(const struct config *cfg, int argc, char **argv)
 		const char *p[3] = { nids ? idj : NULL, sub, since };
 		PGresult *res = cli_exec(
 		    conn,
-		    "UPDATE deliveries d SET status = 'pending', attempt = 0, next_attempt_at "
+		    "WITH r AS MATERIALIZED (SELECT d.id FROM deliveries d"
+		    "  JOIN subscriptions s ON s.id = d.subscription_id"
+		    "  WHERE d.status IN ('failed', 'dead')"
+		    "  AND ($1::jsonb IS NULL OR d.id::text IN"
+		    "       (SELECT jsonb_array_elements_text($1::jsonb)))"
+		    "  AND ($2::text IS NULL OR s.name = $2)"
+		    "  AND ($3::timestamptz IS NULL OR d.created_at >= $3::timestamptz)),"
+		    /* an ordered one joins the end of its key's queue (0011); the
+		     * keys are locked first, in lock order */
+		    " lk AS MATERIALIZED (SELECT pgeventd_order_lock(ARRAY(SELECT id FROM r)) AS n)"
+		    " UPDATE deliveries d SET status = 'pending', attempt = 0, next_attempt_at "
 		    "= now(),"
 		    " last_error = NULL, finished_at = NULL, locked_until = NULL"
-		    " FROM subscriptions s WHERE s.id = d.subscription_id"
-		    " AND d.status IN ('failed', 'dead')"
-		    " AND ($1::jsonb IS NULL OR d.id::text IN"
-		    "      (SELECT jsonb_array_elements_text($1::jsonb)))"
-		    " AND ($2::text IS NULL OR s.name = $2)"
-		    " AND ($3::timestamptz IS NULL OR d.created_at >= $3::timestamptz)",
+		    " FROM r, lk WHERE d.id = r.id AND d.status IN ('failed', 'dead')",
 		    3, p);
 		if (res) {
 			printf("%s deliveries queued again\n", PQcmdTuples(res));

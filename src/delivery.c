@@ -22,6 +22,8 @@
  * the same subscription at once), so the token bucket is exact. Pending rows
  * of disabled or paused subscriptions are never read (deliveries_sub_due_idx
  * keeps them under their own subscription_id).
+ * Deliveries waiting behind their key's head (ordered subscriptions,
+ * migration 0011) are due at 'infinity': the claim never reads them.
  * Whether a subscription has due work is a probe for its first due row in
  * the index's order (an EXISTS could be planned as reading all of them). The rows are updated by id
  * from an array (a join with `chosen` would be
@@ -65,28 +67,38 @@ static const char claim_sql[] =
     " FROM subscriptions s WHERE d.id = ANY (ARRAY(SELECT id FROM chosen)) "
     "  AND s.id = d.subscription_id "
     "RETURNING d.id, d.attempt, d.body, s.id, s.name, s.url, s.secret, s.signature_scheme, "
-    "  s.id_header, s.timestamp_header, s.signature_header, s.headers::text, s.timeout_ms, d.lease";
+    "  s.id_header, s.timestamp_header, s.signature_header, s.headers::text, s.timeout_ms, "
+    "  d.lease, d.subscription_id || ' ' || d.order_key";
 
 /* Leases that ran out (a process died, or lost its database, mid-request):
  * back to pending. The lost attempt stays counted, and its late result,
- * if any, no longer matches. */
+ * if any, no longer matches. A delivery of an ordered subscription that
+ * dies here lets the next of its key go (migration 0011): their keys are
+ * locked first, in lock order (lk). */
 static const char reclaim_sql[] =
-    "UPDATE deliveries d SET status = CASE WHEN d.attempt >= s.max_attempts THEN 'dead'"
+    "WITH lk AS MATERIALIZED (SELECT pgeventd_order_lock(ARRAY("
+    "  SELECT id FROM deliveries WHERE status = 'in_flight' AND locked_until < now()"
+    "   AND order_key IS NOT NULL)) AS n)"
+    " UPDATE deliveries d SET status = CASE WHEN d.attempt >= s.max_attempts THEN 'dead'"
     "  ELSE 'pending' END,"
     " locked_until = NULL, next_attempt_at = now(),"
     " finished_at = CASE WHEN d.attempt >= s.max_attempts THEN now() END,"
     " last_error = CASE WHEN d.attempt >= s.max_attempts"
     "  THEN 'gave up after ' || d.attempt || ' attempts: the last did not report back'"
     "  ELSE 'lease expired: the attempt did not report back' END"
-    " FROM subscriptions s WHERE s.id = d.subscription_id"
+    " FROM subscriptions s, lk WHERE s.id = d.subscription_id"
     "  AND d.status = 'in_flight' AND d.locked_until < now()";
 
 /* A round of results, one element of each array per result (see
- * pgeventd_finish_deliveries in 0005_relay_fair.sql): whether each applied. */
+ * pgeventd_finish_deliveries in 0005_relay_fair.sql): whether each applied.
+ * $15: the ids of the round's ordered deliveries, whose keys are locked
+ * first, in lock order, for the trigger that lets the next of a key go
+ * (migration 0011); '{}' for a round without any, which costs nothing. */
 static const char finish_sql[] =
     "SELECT pgeventd_finish_deliveries($1::uuid[], $2::bigint[], $3::int[], $4::text[],"
     " $5::int[], $6::text[], $7::text[], $8::float8[], $9::float8[], $10::bigint[],"
-    " $11::int, $12::bigint, $13::bigint, $14::boolean)";
+    " $11::int, $12::bigint, $13::bigint, $14::boolean)"
+    " FROM (SELECT pgeventd_order_lock($15::uuid[])) lk";
 
 /* Shutdown: requests not sent or not finished go back, attempt uncounted. */
 static const char release_sql[] =
@@ -103,7 +115,7 @@ bool delivery_prepare(PGconn *conn, char *err, size_t errlen)
 	return db_exec(conn, "SET plan_cache_mode = force_generic_plan", err, errlen) &&
 	       db_prepare(conn, "claim", claim_sql, 2, err, errlen) &&
 	       db_prepare(conn, "reclaim", reclaim_sql, 0, err, errlen) &&
-	       db_prepare(conn, "finish", finish_sql, 14, err, errlen) &&
+	       db_prepare(conn, "finish", finish_sql, 15, err, errlen) &&
 	       db_prepare(conn, "release", release_sql, 2, err, errlen);
 }
 
@@ -186,14 +198,16 @@ enum {
 };
 struct round {
 	struct buf a[R_NARRAYS];
+	struct buf ordered; /* the ids of ordered deliveries ($15) */
 	char bf[16], cool[32], dis[32];
-	const char *p[14];
+	const char *p[15];
 };
 
 static void round_free(struct round *rd)
 {
 	for (int k = 0; k < R_NARRAYS; k++)
 		free(rd->a[k].p);
+	free(rd->ordered.p);
 }
 
 /* Build the call's parameters for `n` results; false with why in `err`. */
@@ -217,7 +231,17 @@ static bool round_build(struct round *rd, const struct relay_config *rc, struct 
 		buf_elem(&rd->a[R_STARTED], d->s_started);
 		buf_elem(&rd->a[R_DURATION], d->s_duration);
 		buf_elem(&rd->a[R_RETRY], d->s_retry);
+		if (d->ordered)
+			buf_elem(&rd->ordered, d->id);
 	}
+	if (rd->ordered.len == 0)
+		buf_put(&rd->ordered, "{", 1);
+	buf_put(&rd->ordered, "}", 1);
+	if (rd->ordered.oom) {
+		snprintf(err, errlen, "out of memory");
+		return false;
+	}
+	rd->p[14] = rd->ordered.p;
 	for (int k = 0; k < R_NARRAYS; k++) {
 		buf_put(&rd->a[k], "}", 1);
 		if (rd->a[k].oom) {
@@ -272,7 +296,7 @@ static bool finish_round(PGconn *conn, const struct relay_config *rc, struct del
 	bool ok = false;
 
 	if (round_build(&rd, rc, ds, n, err, errlen)) {
-		res = PQexecPrepared(conn, "finish", 14, rd.p, NULL, NULL, 0);
+		res = PQexecPrepared(conn, "finish", 15, rd.p, NULL, NULL, 0);
 		ok = round_applied(conn, res, ds, n, err, errlen);
 	}
 	PQclear(res);
@@ -351,7 +375,7 @@ bool delivery_round_send(PGconn *conn, const struct relay_config *rc, struct del
 		return false;
 	}
 	ok = PQenterPipelineMode(conn) == 1 &&
-	     (n == 0 || PQsendQueryPrepared(conn, "finish", 14, args.p, NULL, NULL, 0)) &&
+	     (n == 0 || PQsendQueryPrepared(conn, "finish", 15, args.p, NULL, NULL, 0)) &&
 	     (!rd->claims || PQsendQueryPrepared(conn, "claim", 2, cp, NULL, NULL, 0)) &&
 	     PQpipelineSync(conn) == 1;
 	round_free(&args);
@@ -446,6 +470,7 @@ void delivery_fail_unsendable(PGconn *conn, const PGresult *claimed, int row, co
 	snprintf(d->lease, sizeof(d->lease), "%s", PQgetvalue(claimed, row, DELIVERY_COL_LEASE));
 	snprintf(d->s_attempt, sizeof(d->s_attempt), "%s",
 	         PQgetvalue(claimed, row, DELIVERY_COL_ATTEMPT));
+	d->ordered = !PQgetisnull(claimed, row, DELIVERY_COL_ORDER_KEY);
 	d->outcome = "failed";
 	snprintf(d->res.error, sizeof(d->res.error), "%s", why);
 	snprintf(d->s_started, sizeof(d->s_started), "%.6f", util_real_s());

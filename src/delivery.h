@@ -40,6 +40,7 @@ enum delivery_column {
 	DELIVERY_COL_HEADERS,
 	DELIVERY_COL_TIMEOUT_MS,
 	DELIVERY_COL_LEASE,
+	DELIVERY_COL_ORDER_KEY, /* "<subscription id> <key>", NULL: unordered */
 };
 
 /* One claimed delivery, from claim to its result. */
@@ -49,6 +50,7 @@ struct delivery {
 	int attempt;
 	char sub_name[128];
 	int transport; /* its row of transports[] */
+	bool ordered;  /* of an ordered subscription, with a key (DELIVERY_COL_ORDER_KEY) */
 	void *handle;  /* the transport's, while in flight */
 	double started_real, started_mono;
 	struct transport_result res; /* filled by the transport */

@@ -88,8 +88,9 @@ static const struct command commands[] = {
 	  "                       [--scheme standard|timestamped_hex|body_hex] [--secret S]\n"
 	  "                       [--timeout-ms N] [--max-attempts N] [--header 'Name: value']...\n"
 	  "                       [--id-header H] [--timestamp-header H] [--signature-header H]\n"
-	  "                       [--max-in-flight N] [--rate-limit N|none]\n"
+	  "                       [--max-in-flight N] [--rate-limit N|none] [--ordered]\n"
 	  "       subscriptions update NAME [--max-in-flight N] [--rate-limit N|none]\n"
+	  "                       [--ordered[=false]]\n"
 	  "       subscriptions list [--json]\n"
 	  "       subscriptions disable NAME [--reason TEXT] | enable NAME\n"
 	  "       subscriptions rotate-secret NAME [--keep-old]\n"
@@ -98,7 +99,8 @@ static const struct command commands[] = {
 	  "deliveries list [--status pending|in_flight|delivered|failed|dead]\n"
 	  "                       [--subscription NAME] [--limit N] [--json]\n"
 	  "       deliveries retry ID... | --subscription NAME [--since TIMESTAMP]\n"
-	  "  retry queues failed and dead deliveries again with fresh attempts." },
+	  "  retry queues failed and dead deliveries again with fresh attempts\n"
+	  "  (of an ordered subscription: at the end of its key's queue)." },
 	{ "version", cmd_version, "print the version", "version" },
 	{ "help", cmd_help, "list commands, or show one: help COMMAND", "help [COMMAND]" },
 	{ NULL, NULL, NULL, NULL },

@@ -230,6 +230,9 @@ static bool send_claimed(struct relay *r, const PGresult *res, int row, char *er
 		                        : PQgetvalue(res, row, DELIVERY_COL_SIG_HEADER),
 		.headers = PQgetvalue(res, row, DELIVERY_COL_HEADERS),
 		.timeout_ms = atol(PQgetvalue(res, row, DELIVERY_COL_TIMEOUT_MS)),
+		.order_key = PQgetisnull(res, row, DELIVERY_COL_ORDER_KEY)
+		                 ? NULL
+		                 : PQgetvalue(res, row, DELIVERY_COL_ORDER_KEY),
 	};
 
 	if (!d) {
@@ -241,6 +244,7 @@ static bool send_claimed(struct relay *r, const PGresult *res, int row, char *er
 	         PQgetvalue(res, row, DELIVERY_COL_SUB_NAME));
 	d->attempt = atoi(PQgetvalue(res, row, DELIVERY_COL_ATTEMPT));
 	snprintf(d->lease, sizeof(d->lease), "%s", PQgetvalue(res, row, DELIVERY_COL_LEASE));
+	d->ordered = m.order_key != NULL;
 	d->transport = transport_for(m.target);
 	d->handle =
 	    transports[d->transport]->send(r->tstate[d->transport], &m, &d->res, d, err, errlen);

@@ -40,10 +40,14 @@ struct transport_message {
 	const char *id_header, *timestamp_header, *signature_header; /* "" = scheme's */
 	const char *headers; /* JSON object of extra headers */
 	long timeout_ms;     /* the whole attempt */
-	/* Broker transports: non-NULL and not "": keep this key's messages in
-	 * send order (at most one unacknowledged at a time, and a message
-	 * behind one that failed fails with it); NULL: as the target says
-	 * (?ordered=1 orders by aggregate). HTTP ignores it. */
+	/* Set for a delivery of an ordered subscription whose event has a
+	 * key: "<subscription id> <key>", an opaque string. The core already
+	 * sends at most one delivery of a key at a time (the claim never hands
+	 * over the next before the head has ended, migration 0011); a broker
+	 * transport also keeps at most one unacknowledged message per key, so
+	 * that a head sent again after its lease ran out, while its first send
+	 * is still unacknowledged here, is published behind it and fails with
+	 * it. NULL: unordered. HTTP ignores it. */
 	const char *order_key;
 };
 

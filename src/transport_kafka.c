@@ -9,14 +9,16 @@
  * rd_kafka_poll on the relay's thread, where the report callback runs.
  *
  * Target: kafka://[user@]host:port[,host:port...]/<topic template>[?query].
- * The query takes key=<template> (default {aggregate_type}/{aggregate_id};
- * an event without an aggregate has no key), ordered=1 (at most one
- * unacknowledged message per key, so no retry reorders a key), source=
+ * The query takes key=<template> (default: the event's ordering_key for an
+ * ordered subscription's message when the producer set one, else
+ * {aggregate_type}/{aggregate_id}; an event without either has no key), source=
  * (ce_source), and librdkafka properties (any name with a dot, e.g.
  * security.protocol=SASL_SSL, sasl.mechanisms=SCRAM-SHA-512,
  * ssl.ca.location=...), passed through. With user@ the subscription's secret
  * is sasl.password: a url never holds a password or key, and a property
- * that would is refused.
+ * that would is refused. A message with an order_key (an ordered
+ * subscription) waits for the report of the one before it of that key, so
+ * that no retry reorders a key.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -64,9 +66,9 @@ struct kafka_send {
 	struct kafka_send *predecessor;
 	struct kafka_producer *producer;
 	char id[40];
-	char *order_key;             /* when the target is ordered and the event has a key; owned */
-	char *topic, *key, *body;    /* owned */
-	rd_kafka_headers_t *headers; /* owned until produced */
+	char *order_key;              /* the message's order_key, else NULL; owned */
+	char *topic, *key, *body;     /* owned */
+	rd_kafka_headers_t *headers;  /* owned until produced */
 	struct transport_result *res; /* the caller's; NULL once cancelled */
 	void *owner;
 	enum kafka_state state;
@@ -386,12 +388,25 @@ static bool add_header(rd_kafka_headers_t *h, const char *name, const char *valu
 	       rd_kafka_header_add(h, name, -1, value, -1) == RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
+/* The producer's ordering_key in a message's order_key ("<subscription>
+ * k:<ordering_key>", see transport.h), or NULL: an event ordered by its
+ * aggregate, or an unordered message. An ordered subscription's messages
+ * are keyed by it (without key=), so that a key's messages share a
+ * partition and keep the relay's order there. */
+static const char *explicit_ordering_key(const char *order_key)
+{
+	const char *sp = order_key ? strchr(order_key, ' ') : NULL;
+
+	return sp && strncmp(sp + 1, "k:", 2) == 0 ? sp + 3 : NULL;
+}
+
 /* Topic, key, value and headers (CloudEvents' Kafka binding names: ce_*). */
 static bool build_record(struct kafka_send *s, const struct transport_message *m,
                          const struct broker_url *u, const struct broker_event *ev, char *err,
                          size_t errlen)
 {
 	const char *key_tmpl = broker_url_param(u, "key"), *source = broker_url_param(u, "source");
+	const char *ordering_key;
 	json_t *extra;
 	const char *k;
 	json_t *v;
@@ -409,6 +424,8 @@ static bool build_record(struct kafka_send *s, const struct transport_message *m
 		s->key = broker_expand(key_tmpl, ev, false, err, errlen);
 		if (!s->key)
 			return false;
+	} else if ((ordering_key = explicit_ordering_key(m->order_key))) {
+		s->key = util_strdup(ordering_key);
 	} else {
 		s->key = broker_event_key(ev);
 	}
@@ -477,10 +494,7 @@ static void *kafka_send(void *arg, const struct transport_message *m, struct tra
 	s->owner = owner;
 	if (!build_record(s, m, &u, &ev, err, errlen))
 		goto fail;
-	/* the caller's key, else with ?ordered=1 the message key */
-	order = m->order_key && m->order_key[0]  ? m->order_key
-	        : broker_url_flag(&u, "ordered") ? s->key
-	                                         : NULL;
+	order = m->order_key && m->order_key[0] ? m->order_key : NULL;
 	if (order && !(s->order_key = util_strdup(order))) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;

@@ -10,8 +10,8 @@
  * relay's thread, matches acks to sends by that id.
  *
  * Target: nats://[user@]host[:port][,host:port...]/<subject template>[?query]
- * (tls://... for TLS). The query takes ordered=1 (at most one unacknowledged
- * publish per aggregate; the message's order_key, when given, is the key), source= (ce-source),
+ * (tls://... for TLS). A message with an order_key (an ordered subscription)
+ * waits for the ack of the one before it of that key. The query takes source= (ce-source),
  * auth=token, creds=<file>, nkey=<public key>&seed=<file>, ca=<file>, cert=<file>&key=<file>. The
  * password (user@) or token is the subscription's secret.
  */
@@ -68,7 +68,7 @@ struct nats_pub {
 	struct nats_conn *conn;
 	natsMsg *msg; /* built; the library's once published */
 	char id[40];
-	char *key; /* the ordering key when the target is ordered, else NULL; owned */
+	char *key;                    /* the message's order_key, else NULL; owned */
 	struct transport_result *res; /* the caller's */
 	void *owner;
 	long timeout_ms;
@@ -500,22 +500,9 @@ static void *nats_send(void *arg, const struct transport_message *m, struct tran
 	p->msg = build_message(m, &u, &ev, err, errlen);
 	if (!p->msg)
 		goto fail;
-	if (m->order_key && m->order_key[0]) {
-		p->key = util_strdup(m->order_key);
-		if (!p->key) {
-			snprintf(err, errlen, "out of memory");
-			goto fail;
-		}
-	} else if (broker_url_flag(&u, "ordered")) {
-		p->key = broker_event_key(&ev);
-		if (!p->key) {
-			snprintf(err, errlen, "out of memory");
-			goto fail;
-		}
-		if (!p->key[0]) { /* no aggregate: no order to keep */
-			free(p->key);
-			p->key = NULL;
-		}
+	if (m->order_key && m->order_key[0] && !(p->key = util_strdup(m->order_key))) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
 	}
 	p->conn = conn_find(tp, &u, m->secret, err, errlen);
 	if (!p->conn)

@@ -24,8 +24,8 @@ psql -X -q -c "INSERT INTO events (event_type, payload) SELECT 'test.effect', '{
 want_nats=0
 if [ -n "${PGEVENTD_TEST_NATS:-}" ]; then
 	"$B/tests/nats_stream" "$PGEVENTD_TEST_NATS" create "VG$$" "vg$$.>" || exit 1
-	psql -X -q -c "INSERT INTO subscriptions (name, url, secret, event_types)
-	  VALUES ('nats', '$PGEVENTD_TEST_NATS/vg$$.{event_type}?ordered=1', 'x', '[\"*\"]')" || exit 1
+	psql -X -q -c "INSERT INTO subscriptions (name, url, secret, event_types, ordered)
+	  VALUES ('nats', '$PGEVENTD_TEST_NATS/vg$$.{event_type}', 'x', '[\"*\"]', true)" || exit 1
 	want_nats=200
 fi
 "${VG[@]}" "$BIN" -c "$T/v.conf" run >"$T/run.log" 2>&1 &

@@ -3,7 +3,9 @@
 # relayed to a file-storage stream. The stream, read back, holds every
 # delivery once: subject from the template, the body byte for byte,
 # Nats-Msg-Id = delivery id, the ce-* headers; each aggregate's events in
-# event order (ordered=1). Deliveries put back to pending publish again and
+# event order (an ordered subscription: the relay sends them as the workers
+# queue them, never two of an aggregate at once, which delivery_attempts
+# shows too). Deliveries put back to pending publish again and
 # the stream drops the copies (Nats-Msg-Id dedupe). A subject no stream
 # takes is a clear error in delivery_attempts, retried, never a crash.
 . "$(dirname "$0")/lib.sh"
@@ -16,27 +18,23 @@ setup_db
 
 # the CLI takes a broker url (and a secret that signs nothing)
 P=("$BIN" -c "$T/migrate.conf")
-out=$("${P[@]}" subscriptions add --name js --url "$PGEVENTD_TEST_NATS/$SUBJ.{event_type}?ordered=1&source=/t80" --events 'order.*' --secret 'not-a-signing-key' 2>&1)
+out=$("${P[@]}" subscriptions add --name js --url "$PGEVENTD_TEST_NATS/$SUBJ.{event_type}?source=/t80" --ordered --events 'order.*' --secret 'not-a-signing-key' 2>&1)
 assert_eq "$?" 0 "subscriptions add takes a nats:// url: $out"
 q "INSERT INTO subscriptions (name, url, secret, event_types)
    VALUES ('nostream', '$PGEVENTD_TEST_NATS/nowhere.$$.{event_type}', 'x', '[\"order.created\"]')" >/dev/null
-conf "$T/a.conf" 'relay = { event_types = ["*"]; concurrency = 32; breaker = { failures = 0; }; backoff = { base_ms = 200; cap_ms = 500; }; };'
-q "INSERT INTO events (event_type, aggregate_type, aggregate_id, payload)
+# One worker: the relay keeps a key in the order its deliveries were
+# queued, and two workers may queue two batches of one aggregate in either
+# order (README, Ordered subscriptions); one worker queues in event order.
+conf "$T/a.conf" 'workers = 1;' 'relay = { event_types = ["*"]; concurrency = 32; breaker = { failures = 0; }; backoff = { base_ms = 200; cap_ms = 500; }; };'
+# event order is (created_at, id): n's order (one statement's now() is one time)
+q "INSERT INTO events (event_type, aggregate_type, aggregate_id, payload, created_at)
    SELECT CASE WHEN n % 3 = 0 THEN 'order.created' ELSE 'order.paid' END, 'order', ('00000000-0000-0000-0000-00000000000' || (n % 10))::uuid,
-          jsonb_build_object('n', n, 'agg', n % 10)
+          jsonb_build_object('n', n, 'agg', n % 10), now() - interval '1 s' + n * interval '1 ms'
    FROM generate_series(1, 200) n ORDER BY n"
 q "INSERT INTO events (event_type, payload) SELECT 'order.noted', jsonb_build_object('n', n) FROM generate_series(201, 220) n ORDER BY n"
-# The claim hands deliveries over in next_attempt_at order; the workers
-# queue them batch by batch, concurrently. Hold them (paused) until all
-# are queued and give them their events' order, so that what is checked
-# below is the transport's: per key, the stream's order is the order of
-# the sends.
-q "UPDATE subscriptions SET paused_until = 'infinity' WHERE name = 'js'" >/dev/null
+# Nothing held back: the workers queue the deliveries batch by batch while
+# the relay publishes them.
 start_daemon a "$T/a.conf"
-wait_for "SELECT count(*) FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id WHERE s.name = 'js'" 220 60 || die "not all queued"
-q "UPDATE deliveries d SET next_attempt_at = now() - interval '1 hour' + (e.payload->>'n')::int * interval '1 ms'
-   FROM events e WHERE e.id = d.event_id" >/dev/null
-q "UPDATE subscriptions SET paused_until = NULL WHERE name = 'js'" >/dev/null
 wait_for "SELECT count(*) FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id WHERE s.name = 'js' AND d.status = 'delivered'" 220 60 || die "not all delivered"
 "$NS" "$PGEVENTD_TEST_NATS" wait "$STREAM" 220 10 >/dev/null
 "$NS" "$PGEVENTD_TEST_NATS" dump "$STREAM" >"$T/stream.jsonl" || die "dump"
@@ -88,6 +86,11 @@ assert_eq "$(check count)" 220 "the stream holds 220 messages"
 assert_eq "$(check ids)" True "each delivery once, Nats-Msg-Id = delivery id"
 assert_eq "$(check fields)" 0 "subject from the template, body byte for byte, ce-* headers"
 assert_eq "$(check order)" "0 10" "each of the 10 aggregates in event order"
+assert_eq "$(q "SELECT count(*) FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id,
+   delivery_attempts b JOIN deliveries e ON e.id = b.delivery_id
+   WHERE d.subscription_id = e.subscription_id AND d.order_key = e.order_key AND a.id <> b.id
+     AND b.started_at >= a.started_at AND b.started_at < a.started_at + a.duration_ms * interval '1 ms'")" 0 \
+	"never two publishes of one aggregate unacknowledged at once (delivery_attempts)"
 assert_eq "$(q "SELECT count(*) FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id JOIN subscriptions s ON s.id = d.subscription_id WHERE s.name = 'js' AND a.applied AND a.error IS NULL")" 220 "one delivered attempt per delivery"
 
 # Dedupe: publish 5 deliveries again, as after a lost ack.
