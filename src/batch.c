@@ -417,7 +417,12 @@ static void run_route_group(struct worker *w, struct batch *b, struct record *re
 	bool wrote = false;
 	double t0 = util_mono_s();
 
-	while (end < b->n && end - rec->row < ROUTE_GROUP_MAX && row_route(w, b, end, NULL) == rt)
+	/* The run ends before a row the batch holds back: an ordered event
+	 * not due yet holds its key (batch_run), and running it here would
+	 * leave its writes standing while it stays unprocessed. */
+	while (end < b->n && end - rec->row < ROUTE_GROUP_MAX && row_route(w, b, end, NULL) == rt &&
+	       b->recs[end].kind != ROW_EMPTY &&
+	       (b->recs[end].kind == ROW_RUN || PQgetvalue(b->claim, end, C_DUE_NOW)[0] == 't'))
 		end++;
 	for (int k = rec->row; k < end; k++)
 		b->recs[k].group_tried = true;
