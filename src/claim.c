@@ -36,9 +36,6 @@
 
 /* A claim starts at this size (or batch_size, if smaller). */
 #define CLAIM_START 100
-/* Claims in a row that leave out unordered events while admission works
- * through a backlog of ordered ones (see claim_begin). */
-#define UNORDERED_SKIP_MAX 31
 /* A batch that took longer than this does not grow the next claim. */
 #define GROW_MAX_S 0.25
 
@@ -128,7 +125,7 @@ static const char claim_sql[] =
  * earliest of their cursors (pgeventd_admit_cursor), less a second for
  * producers whose rows commit after later ones. Read in this statement, a
  * cursor may predate the lock -- an earlier one, which only costs the scan
- * a few rows. */
+ * a few rows. Returns the transaction's now() too (claim_advance). */
 /* clang-format off */
 static const char admit_lock_sql[] =
     "WITH l AS MATERIALIZED (SELECT coalesce((SELECT array_agg(y.p) FROM (SELECT x.p"
@@ -138,7 +135,7 @@ static const char admit_lock_sql[] =
     " SELECT set_config('pgeventd.parts', l.parts::text, true),"
     " set_config('pgeventd.admit_from', CASE WHEN $3 THEN '-infinity' ELSE coalesce((SELECT"
     "  min(c.due) - interval '1 second' FROM pgeventd_admit_cursor c WHERE c.part = ANY(l.parts)),"
-    "  '-infinity')::text END, true) FROM l";
+    "  '-infinity')::text END, true), now()::text FROM l";
 
 static const char admit_sql[] =
     "WITH"
@@ -290,21 +287,11 @@ PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 	const char *claim_p[5], *admit_p[3], *lock_p[3], *timeout_p[1] = { timeout };
 	bool ordered = ordering_enabled(&cfg->ordering);
 	char *by_aggregate = NULL, *by_key = NULL;
-	int n = 0, arm_at = -1, released_at = -1, claim_at;
+	int n = 0, arm_at = -1, released_at = -1, lock_at = -1, claim_at;
 	bool ok;
 
 	snprintf(limit, sizeof(limit), "%d", w->claim_limit);
 	claim_p[0] = limit;
-	if (ordered && w->admission_backlog && w->unordered_skipped < UNORDERED_SKIP_MAX) {
-		/* While admission works through a backlog, the unordered part of
-		 * the claim would read the ordered events still waiting for it
-		 * only to filter them out (every one of them, every claim): it
-		 * looks only every UNORDERED_SKIP_MAX + 1 claims. */
-		w->unordered_skipped++;
-		claim_p[0] = "0";
-	} else {
-		w->unordered_skipped = 0;
-	}
 	claim_p[1] = claim_from(w, full);
 	snprintf(key_run, sizeof(key_run), "%d", CLAIM_KEY_RUN);
 	claim_p[2] = key_run;
@@ -354,6 +341,7 @@ PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 			                    0, NULL, PGRES_TUPLES_OK };
 	}
 	if (ordered) {
+		lock_at = n;
 		st[n++] = (struct db_stmt){ "admit_lock", NULL, 3, lock_p, PGRES_TUPLES_OK };
 		st[n++] = (struct db_stmt){ "admit", NULL, 3, admit_p, PGRES_TUPLES_OK };
 		st[n++] = (struct db_stmt){ "lock_keys", NULL, 1, admit_p, PGRES_TUPLES_OK };
@@ -395,6 +383,9 @@ PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 	}
 	if (ok && *full)
 		schedule_full_claim(w, util_mono_s() - t0);
+	w->claim_now[0] = '\0';
+	if (ok && lock_at >= 0 && PQntuples(res[lock_at]) == 1)
+		snprintf(w->claim_now, sizeof(w->claim_now), "%s", PQgetvalue(res[lock_at], 0, 2));
 	for (int i = 0; i < n; i++)
 		if (i != claim_at)
 			PQclear(res[i]);
@@ -425,7 +416,11 @@ bool claim_commit_empty(struct worker *w, char *err)
 	return ok;
 }
 
-void claim_remember(struct worker *w, const PGresult *claim, int row)
+void claim_advance(struct worker *w, const PGresult *claim, int unordered, int ran)
 {
-	snprintf(w->cursor, sizeof(w->cursor), "%s", PQgetvalue(claim, row, C_DUE));
+	if (ran >= unordered && unordered < w->claim_limit && w->claim_now[0] != '\0')
+		snprintf(w->cursor, sizeof(w->cursor), "%s", w->claim_now);
+	else if (claim && ran > 0 && unordered > 0)
+		snprintf(w->cursor, sizeof(w->cursor), "%s",
+		         PQgetvalue(claim, (ran < unordered ? ran : unordered) - 1, C_DUE));
 }
