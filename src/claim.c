@@ -95,10 +95,11 @@ static const char claim_sql[] =
  * KEY_OF) from the start of events_due_idx, with no SKIP LOCKED: so each
  * pass sees every waiting event of its keys before their later ones, and a
  * key's events join it in (due, id) order -- two batches admitting
- * different stretches of one key at once could not keep that. A full
- * claim (the last look before sleeping, or stopping with --once) takes
- * every free partition: those it cannot take are in the hands of batches
- * that will look again.
+ * different stretches of one key at once could not keep that. The last
+ * look before sleeping, or stopping with --once (the full claim after one
+ * that found nothing), takes every free partition: those it cannot take
+ * are in the hands of batches that will look again. Other claims take at
+ * most ADMIT_TAKE, so that the other workers have partitions too.
  *
  * What happens to an event depends on its key's row in pgeventd_keys:
  *   - none (nothing of the key is queued: the common case): the event is
@@ -311,7 +312,11 @@ PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 		 * worker's turn. */
 		snprintf(partition, sizeof(partition), "%u", w->admit_turn++ % 1024u);
 		lock_p[0] = partition;
-		lock_p[1] = *full ? ADMIT_PARTITIONS : ADMIT_TAKE;
+		/* Every free partition on the last look only: a worker's first
+		 * claim, or a scheduled full one, taking them all would leave the
+		 * other workers nothing to admit for its whole batch (and with
+		 * --once they would stop). */
+		lock_p[1] = *full && w->last_look ? ADMIT_PARTITIONS : ADMIT_TAKE;
 		lock_p[2] = *full ? "true" : "false";
 	}
 	if (w->sleep_lock && !arm) {
@@ -363,7 +368,8 @@ PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 	ok = db_pipeline(w->conn, st, n, res, err, DB_ERRLEN);
 	free(by_aggregate);
 	free(by_key);
-	w->last_claim_full = *full;
+	w->last_claim_full = *full && (!ordered || w->last_look);
+	w->last_look = false;
 	/* Let go only if the unlock ran: a pipeline that failed before it
 	 * leaves the lock held, for the failure path to release. */
 	if (released_at >= 0 && res[released_at] &&

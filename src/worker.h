@@ -40,7 +40,9 @@ struct worker {
 	char cursor[64];        /* due time (text) where the last claim ended; "" none */
 	char claim_now[64];     /* ordered types: now() of the last claim (text); "" none */
 	double next_full_claim; /* monotonic s: the next claim reads the index from its start */
-	bool last_claim_full;   /* the last claim read the index from its start */
+	bool last_claim_full;   /* the last claim read the index from its start (ordered types:
+	                           and admitted for every free partition) */
+	bool last_look;         /* the next claim is the last look before sleeping or stopping */
 	bool sleep_lock;        /* holds the wake-up advisory lock (migration 0004) */
 	bool rearm;             /* let go of it on waking: the next look takes it first */
 	enum worker_sleep_state sleep_state; /* what the last armed claim found */
