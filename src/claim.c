@@ -148,10 +148,13 @@ static const char admit_sql[] =
     "  AND " KEY_PART(KEY_OF("$2", "$3")) " = ANY(current_setting('pgeventd.parts')::int[])"
     "  ORDER BY " DUE ", e.id LIMIT $1),"
     " known AS (SELECT k.key FROM pgeventd_keys k WHERE k.key IN (SELECT key FROM a)),"
-    " mine AS (SELECT k.key FROM pgeventd_keys k WHERE k.key IN (SELECT key FROM a)"
+    /* Of the keys with a row only (the scan's keys mostly have none), and
+     * nothing to update unless one is locked here: a one-time filter, for
+     * the planner would otherwise visit every event read to join it. */
+    " mine AS (SELECT k.key FROM pgeventd_keys k WHERE k.key IN (SELECT key FROM known)"
     "  ORDER BY k.key FOR UPDATE SKIP LOCKED),"
-    " queued AS (UPDATE events e SET pgeventd_key = a.key FROM a WHERE e.id = a.id"
-    "  AND a.key IN (SELECT key FROM mine) RETURNING e.id),"
+    " queued AS (UPDATE events e SET pgeventd_key = a.key FROM a WHERE EXISTS (SELECT FROM mine)"
+    "  AND e.id = a.id AND a.key IN (SELECT key FROM mine) RETURNING e.id),"
     " free AS (SELECT id, key FROM a WHERE key NOT IN (SELECT key FROM known)),"
     /* The partitions' new cursors: the first event left (its key busy), or
      * the last one read; unchanged when none was read. */
