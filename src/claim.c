@@ -145,7 +145,9 @@ static const char admit_sql[] =
     "  AND NOT e.processed AND e.pgeventd_key IS NULL AND " DUE " <= now()"
     "  AND " DUE " >= current_setting('pgeventd.admit_from')::timestamptz"
     "  AND (e.event_type LIKE ANY($2::text[]) OR e.event_type LIKE ANY($3::text[]))"
-    "  AND " KEY_PART(KEY_OF("$2", "$3")) " = ANY(current_setting('pgeventd.parts')::int[])"
+    /* (a subquery: the setting is read once, not once per row) */
+    "  AND " KEY_PART(KEY_OF("$2", "$3"))
+    "  = ANY((SELECT current_setting('pgeventd.parts')::int[])::int[])"
     "  ORDER BY " DUE ", e.id LIMIT $1),"
     " known AS (SELECT k.key FROM pgeventd_keys k WHERE k.key IN (SELECT key FROM a)),"
     /* Of the keys with a row only (the scan's keys mostly have none), and
