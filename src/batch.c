@@ -417,7 +417,12 @@ static void run_route_group(struct worker *w, struct batch *b, struct record *re
 	bool wrote = false;
 	double t0 = util_mono_s();
 
-	while (end < b->n && end - rec->row < ROUTE_GROUP_MAX && row_route(w, b, end, NULL) == rt)
+	/* The run ends before a row the batch holds back: an ordered event
+	 * not due yet holds its key (batch_run), and running it here would
+	 * leave its writes standing while it stays unprocessed. */
+	while (end < b->n && end - rec->row < ROUTE_GROUP_MAX && row_route(w, b, end, NULL) == rt &&
+	       b->recs[end].kind != ROW_EMPTY &&
+	       (b->recs[end].kind == ROW_RUN || PQgetvalue(b->claim, end, C_DUE_NOW)[0] == 't'))
 		end++;
 	for (int k = rec->row; k < end; k++)
 		b->recs[k].group_tried = true;
@@ -784,9 +789,9 @@ int batch_run(struct worker *w, bool arm, bool *more)
 	if (b.nrows == 0) {
 		PQclear(b.claim);
 		b.claim = NULL;
-		w->admission_backlog = false;
 		if (!claim_commit_empty(w, err))
 			goto fail;
+		claim_advance(w, NULL, 0, 0);
 		claim_size_next(w, 0, 0);
 		return 0;
 	}
@@ -802,7 +807,6 @@ int batch_run(struct worker *w, bool arm, bool *more)
 	if (!classify_rows(&b, err))
 		goto fail;
 	choose_prefix(&b, w->claim_limit);
-	w->admission_backlog = b.admitted_rows >= w->claim_limit && b.unordered_rows == 0;
 	for (int i = 0; i < b.n; i++) {
 		if (b.recs[i].kind == ROW_EMPTY)
 			continue;
@@ -909,10 +913,7 @@ int batch_run(struct worker *w, bool arm, bool *more)
 			marked = false;
 		goto fail;
 	}
-	/* The next claim starts where this batch's last unordered event was
-	 * due. */
-	if (b.n > 0 && b.unordered_rows > 0)
-		claim_remember(w, b.claim, (b.n < b.unordered_rows ? b.n : b.unordered_rows) - 1);
+	claim_advance(w, b.claim, b.unordered_rows, b.n);
 	atomic_fetch_add(&stats.batches, 1);
 	telemetry_batch(b.n, util_mono_s() - t_begin);
 	log_outcomes(w, &b);

@@ -36,9 +36,6 @@
 
 /* A claim starts at this size (or batch_size, if smaller). */
 #define CLAIM_START 100
-/* Claims in a row that leave out unordered events while admission works
- * through a backlog of ordered ones (see claim_begin). */
-#define UNORDERED_SKIP_MAX 31
 /* A batch that took longer than this does not grow the next claim. */
 #define GROW_MAX_S 0.25
 
@@ -98,10 +95,11 @@ static const char claim_sql[] =
  * KEY_OF) from the start of events_due_idx, with no SKIP LOCKED: so each
  * pass sees every waiting event of its keys before their later ones, and a
  * key's events join it in (due, id) order -- two batches admitting
- * different stretches of one key at once could not keep that. A full
- * claim (the last look before sleeping, or stopping with --once) takes
- * every free partition: those it cannot take are in the hands of batches
- * that will look again.
+ * different stretches of one key at once could not keep that. The last
+ * look before sleeping, or stopping with --once (the full claim after one
+ * that found nothing), takes every free partition: those it cannot take
+ * are in the hands of batches that will look again. Other claims take at
+ * most ADMIT_TAKE, so that the other workers have partitions too.
  *
  * What happens to an event depends on its key's row in pgeventd_keys:
  *   - none (nothing of the key is queued: the common case): the event is
@@ -128,7 +126,7 @@ static const char claim_sql[] =
  * earliest of their cursors (pgeventd_admit_cursor), less a second for
  * producers whose rows commit after later ones. Read in this statement, a
  * cursor may predate the lock -- an earlier one, which only costs the scan
- * a few rows. */
+ * a few rows. Returns the transaction's now() too (claim_advance). */
 /* clang-format off */
 static const char admit_lock_sql[] =
     "WITH l AS MATERIALIZED (SELECT coalesce((SELECT array_agg(y.p) FROM (SELECT x.p"
@@ -138,7 +136,7 @@ static const char admit_lock_sql[] =
     " SELECT set_config('pgeventd.parts', l.parts::text, true),"
     " set_config('pgeventd.admit_from', CASE WHEN $3 THEN '-infinity' ELSE coalesce((SELECT"
     "  min(c.due) - interval '1 second' FROM pgeventd_admit_cursor c WHERE c.part = ANY(l.parts)),"
-    "  '-infinity')::text END, true) FROM l";
+    "  '-infinity')::text END, true), now()::text FROM l";
 
 static const char admit_sql[] =
     "WITH"
@@ -147,13 +145,18 @@ static const char admit_sql[] =
     "  AND NOT e.processed AND e.pgeventd_key IS NULL AND " DUE " <= now()"
     "  AND " DUE " >= current_setting('pgeventd.admit_from')::timestamptz"
     "  AND (e.event_type LIKE ANY($2::text[]) OR e.event_type LIKE ANY($3::text[]))"
-    "  AND " KEY_PART(KEY_OF("$2", "$3")) " = ANY(current_setting('pgeventd.parts')::int[])"
+    /* (a subquery: the setting is read once, not once per row) */
+    "  AND " KEY_PART(KEY_OF("$2", "$3"))
+    "  = ANY((SELECT current_setting('pgeventd.parts')::int[])::int[])"
     "  ORDER BY " DUE ", e.id LIMIT $1),"
     " known AS (SELECT k.key FROM pgeventd_keys k WHERE k.key IN (SELECT key FROM a)),"
-    " mine AS (SELECT k.key FROM pgeventd_keys k WHERE k.key IN (SELECT key FROM a)"
+    /* Of the keys with a row only (the scan's keys mostly have none), and
+     * nothing to update unless one is locked here: a one-time filter, for
+     * the planner would otherwise visit every event read to join it. */
+    " mine AS (SELECT k.key FROM pgeventd_keys k WHERE k.key IN (SELECT key FROM known)"
     "  ORDER BY k.key FOR UPDATE SKIP LOCKED),"
-    " queued AS (UPDATE events e SET pgeventd_key = a.key FROM a WHERE e.id = a.id"
-    "  AND a.key IN (SELECT key FROM mine) RETURNING e.id),"
+    " queued AS (UPDATE events e SET pgeventd_key = a.key FROM a WHERE EXISTS (SELECT FROM mine)"
+    "  AND e.id = a.id AND a.key IN (SELECT key FROM mine) RETURNING e.id),"
     " free AS (SELECT id, key FROM a WHERE key NOT IN (SELECT key FROM known)),"
     /* The partitions' new cursors: the first event left (its key busy), or
      * the last one read; unchanged when none was read. */
@@ -290,21 +293,11 @@ PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 	const char *claim_p[5], *admit_p[3], *lock_p[3], *timeout_p[1] = { timeout };
 	bool ordered = ordering_enabled(&cfg->ordering);
 	char *by_aggregate = NULL, *by_key = NULL;
-	int n = 0, arm_at = -1, released_at = -1, claim_at;
+	int n = 0, arm_at = -1, released_at = -1, lock_at = -1, claim_at;
 	bool ok;
 
 	snprintf(limit, sizeof(limit), "%d", w->claim_limit);
 	claim_p[0] = limit;
-	if (ordered && w->admission_backlog && w->unordered_skipped < UNORDERED_SKIP_MAX) {
-		/* While admission works through a backlog, the unordered part of
-		 * the claim would read the ordered events still waiting for it
-		 * only to filter them out (every one of them, every claim): it
-		 * looks only every UNORDERED_SKIP_MAX + 1 claims. */
-		w->unordered_skipped++;
-		claim_p[0] = "0";
-	} else {
-		w->unordered_skipped = 0;
-	}
 	claim_p[1] = claim_from(w, full);
 	snprintf(key_run, sizeof(key_run), "%d", CLAIM_KEY_RUN);
 	claim_p[2] = key_run;
@@ -324,7 +317,11 @@ PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 		 * worker's turn. */
 		snprintf(partition, sizeof(partition), "%u", w->admit_turn++ % 1024u);
 		lock_p[0] = partition;
-		lock_p[1] = *full ? ADMIT_PARTITIONS : ADMIT_TAKE;
+		/* Every free partition on the last look only: a worker's first
+		 * claim, or a scheduled full one, taking them all would leave the
+		 * other workers nothing to admit for its whole batch (and with
+		 * --once they would stop). */
+		lock_p[1] = *full && w->last_look ? ADMIT_PARTITIONS : ADMIT_TAKE;
 		lock_p[2] = *full ? "true" : "false";
 	}
 	if (w->sleep_lock && !arm) {
@@ -354,6 +351,7 @@ PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 			                    0, NULL, PGRES_TUPLES_OK };
 	}
 	if (ordered) {
+		lock_at = n;
 		st[n++] = (struct db_stmt){ "admit_lock", NULL, 3, lock_p, PGRES_TUPLES_OK };
 		st[n++] = (struct db_stmt){ "admit", NULL, 3, admit_p, PGRES_TUPLES_OK };
 		st[n++] = (struct db_stmt){ "lock_keys", NULL, 1, admit_p, PGRES_TUPLES_OK };
@@ -375,7 +373,8 @@ PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 	ok = db_pipeline(w->conn, st, n, res, err, DB_ERRLEN);
 	free(by_aggregate);
 	free(by_key);
-	w->last_claim_full = *full;
+	w->last_claim_full = *full && (!ordered || w->last_look);
+	w->last_look = false;
 	/* Let go only if the unlock ran: a pipeline that failed before it
 	 * leaves the lock held, for the failure path to release. */
 	if (released_at >= 0 && res[released_at] &&
@@ -395,6 +394,9 @@ PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 	}
 	if (ok && *full)
 		schedule_full_claim(w, util_mono_s() - t0);
+	w->claim_now[0] = '\0';
+	if (ok && lock_at >= 0 && PQntuples(res[lock_at]) == 1)
+		snprintf(w->claim_now, sizeof(w->claim_now), "%s", PQgetvalue(res[lock_at], 0, 2));
 	for (int i = 0; i < n; i++)
 		if (i != claim_at)
 			PQclear(res[i]);
@@ -425,7 +427,11 @@ bool claim_commit_empty(struct worker *w, char *err)
 	return ok;
 }
 
-void claim_remember(struct worker *w, const PGresult *claim, int row)
+void claim_advance(struct worker *w, const PGresult *claim, int unordered, int ran)
 {
-	snprintf(w->cursor, sizeof(w->cursor), "%s", PQgetvalue(claim, row, C_DUE));
+	if (ran >= unordered && unordered < w->claim_limit && w->claim_now[0] != '\0')
+		snprintf(w->cursor, sizeof(w->cursor), "%s", w->claim_now);
+	else if (claim && ran > 0 && unordered > 0)
+		snprintf(w->cursor, sizeof(w->cursor), "%s",
+		         PQgetvalue(claim, (ran < unordered ? ran : unordered) - 1, C_DUE));
 }

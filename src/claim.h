@@ -64,8 +64,17 @@ PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err);
  * w->next_due_ms from the next event in backoff or scheduled. */
 bool claim_commit_empty(struct worker *w, char *err);
 
-/* The next claim starts at row `row`'s due time (less a second). */
-void claim_remember(struct worker *w, const PGresult *claim, int row);
+/*
+ * After a batch that ran the first `ran` rows of `claim` (NULL for an
+ * empty claim), `unordered` of them from the unordered part: the next
+ * claim starts (less a second) at the due time of the last unordered event
+ * it ran, or -- ordered types only, when the unordered part came back
+ * short and ran whole, so that it read its range up to the claim's now() --
+ * at that now(). Ordered events not yet admitted lie in that range and are
+ * only filtered out by the unordered part: starting past them keeps a
+ * backlog of them from being read again by every claim.
+ */
+void claim_advance(struct worker *w, const PGresult *claim, int unordered, int ran);
 
 /* Let go of the wake-up lock if held; false with `err` if that failed. */
 bool claim_release_sleep_lock(struct worker *w, char *err);

@@ -331,6 +331,7 @@ static void *worker_main(void *arg)
 		 * committed after later ones. */
 		if (!w->last_claim_full) {
 			w->next_full_claim = 0;
+			w->last_look = true;
 			continue;
 		}
 		if (w->rt->once)

@@ -37,11 +37,12 @@ struct worker {
 	int64_t next_due_ms;    /* monotonic ms when the next event falls due, 0 unknown */
 	int claim_limit;        /* rows the next claim takes (grows with the backlog) */
 	unsigned admit_turn;    /* ordered types: the partition admission tries first */
-	bool admission_backlog; /* the last batch admitted a full window and no unordered event */
-	int unordered_skipped;  /* claims in a row that left out unordered events */
 	char cursor[64];        /* due time (text) where the last claim ended; "" none */
+	char claim_now[64];     /* ordered types: now() of the last claim (text); "" none */
 	double next_full_claim; /* monotonic s: the next claim reads the index from its start */
-	bool last_claim_full;   /* the last claim read the index from its start */
+	bool last_claim_full;   /* the last claim read the index from its start (ordered types:
+	                           and admitted for every free partition) */
+	bool last_look;         /* the next claim is the last look before sleeping or stopping */
 	bool sleep_lock;        /* holds the wake-up advisory lock (migration 0004) */
 	bool rearm;             /* let go of it on waking: the next look takes it first */
 	enum worker_sleep_state sleep_state; /* what the last armed claim found */
