@@ -150,6 +150,67 @@ bool broker_url_flag(const struct broker_url *u, const char *key)
 	             strcasecmp(v, "yes") == 0 || strcasecmp(v, "on") == 0 || v[0] == '\0');
 }
 
+/* The librdkafka properties a url may set: tuning, the protocol and
+ * mechanism, and PEM files read as certificates and keys (as a NATS
+ * url's ca=, cert=, key=). Nothing that loads code, runs a command,
+ * holds a secret, or turns verification off. */
+static const char *const kafka_allowed[] = {
+	"batch.num.messages",
+	"batch.size",
+	"broker.address.family",
+	"client.id",
+	"compression.codec",
+	"compression.type",
+	"linger.ms",
+	"message.max.bytes",
+	"queue.buffering.max.ms",
+	"request.timeout.ms",
+	"retry.backoff.ms",
+	"sasl.mechanism",
+	"sasl.mechanisms",
+	"security.protocol",
+	"socket.keepalive.enable",
+	"socket.timeout.ms",
+	"ssl.ca.location",
+	"ssl.certificate.location",
+	"ssl.key.location",
+	"topic.metadata.propagation.max.ms",
+	"topic.metadata.refresh.interval.ms",
+};
+
+bool broker_kafka_property_allowed(const char *name)
+{
+	for (size_t i = 0; i < sizeof(kafka_allowed) / sizeof(kafka_allowed[0]); i++)
+		if (strcmp(kafka_allowed[i], name) == 0)
+			return true;
+	return false;
+}
+
+bool broker_kafka_properties_ok(const struct broker_url *u, char *err, size_t errlen)
+{
+	for (int i = 0; i < u->nparams; i++)
+		if (strchr(u->keys[i], '.') && !broker_kafka_property_allowed(u->keys[i])) {
+			snprintf(err, errlen,
+			         "Kafka property %.100s is not one a url may set (see Publishing "
+			         "to NATS and Kafka in the README)",
+			         u->keys[i]);
+			return false;
+		}
+	return true;
+}
+
+bool broker_url_check(const char *target, char *err, size_t errlen)
+{
+	struct broker_url u;
+	bool ok;
+
+	if (!broker_url_parse(target, &u, err, errlen))
+		return false;
+	ok = strcmp(u.scheme, "kafka") != 0 || broker_kafka_properties_ok(&u, err, errlen);
+	broker_url_release(&u);
+	return ok;
+}
+
 /* ---- the event ----------------------------------------------------------------- */
 
 static const char *string_or_empty(json_t *o, const char *key)

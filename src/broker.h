@@ -40,6 +40,24 @@ const char *broker_url_param(const struct broker_url *u, const char *key);
 /* Whether a boolean parameter is set ("1", "true", "yes", "on"). */
 bool broker_url_flag(const struct broker_url *u, const char *key);
 
+/*
+ * Whether a kafka:// url may set the librdkafka property `name` (a query
+ * parameter with a dot). An allowlist: whoever writes a subscription's url
+ * must not reach the properties that load a shared object
+ * (plugin.library.paths, ssl.engine.location), run a command
+ * (sasl.kerberos.kinit.cmd), hold a secret, turn TLS verification off or
+ * undo what the transport sets (enable.idempotence, acks, timeouts).
+ */
+bool broker_kafka_property_allowed(const char *name);
+
+/* Whether every property of kafka:// url `u` is allowed; false with the
+ * first that is not named in `err`. */
+bool broker_kafka_properties_ok(const struct broker_url *u, char *err, size_t errlen);
+
+/* Whether `target`, a broker url, is one the transports take; false with
+ * why in `err` (a Kafka property not allowed is named). */
+bool broker_url_check(const char *target, char *err, size_t errlen);
+
 /* The fields of one event, read from a delivery body; strings borrowed
  * from `root`, "" when absent. */
 struct broker_event {

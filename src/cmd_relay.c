@@ -26,6 +26,7 @@
 
 #include <jansson.h>
 
+#include "broker.h"
 #include "cli.h"
 #include "sign.h"
 
@@ -285,6 +286,10 @@ static int sub_add_parse(struct sub_new *s, int argc, char **argv)
 	if (url_is_broker(s->url) && url_has_ordered_param(s->url)) {
 		fprintf(stderr, "pgeventd: --url: ordered= is not a url parameter any more; "
 		                "mark the subscription --ordered\n");
+		return EX_USAGE;
+	}
+	if (url_is_broker(s->url) && !broker_url_check(s->url, err, sizeof(err))) {
+		fprintf(stderr, "pgeventd: --url: %s\n", err);
 		return EX_USAGE;
 	}
 	if (!cli_int_ok(s->timeout, 100, 600000)) {

@@ -12,11 +12,11 @@
  * The query takes key=<template> (default: the event's ordering_key for an
  * ordered subscription's message when the producer set one, else
  * {aggregate_type}/{aggregate_id}; an event without either has no key), source=
- * (ce_source), and librdkafka properties (any name with a dot, e.g.
- * security.protocol=SASL_SSL, sasl.mechanisms=SCRAM-SHA-512,
- * ssl.ca.location=...), passed through. With user@ the subscription's secret
- * is sasl.password: a url never holds a password or key, and a property
- * that would is refused. A message with an order_key (an ordered
+ * (ce_source), and the librdkafka properties of an allowlist
+ * (broker_kafka_property_allowed: security.protocol, sasl.mechanisms,
+ * ssl.ca.location, tuning, ...); any other name with a dot is refused, as
+ * some load a shared object or run a command. With user@ the subscription's
+ * secret is sasl.password: a url never holds a password. A message with an order_key (an ordered
  * subscription) waits for the report of the one before it of that key, so
  * that no retry reorders a key.
  */
@@ -142,13 +142,6 @@ static void on_library_log(const rd_kafka_t *rk, int level, const char *fac, con
 
 /* ---- producers ----------------------------------------------------------------- */
 
-/* A property that would put a secret into the url, which is shown. */
-static bool secret_property(const char *name)
-{
-	return strstr(name, "password") || strstr(name, "secret") || strstr(name, ".pem") ||
-	       strstr(name, "oauthbearer.config") || strstr(name, "sasl.jaas");
-}
-
 static char *producer_key(const struct broker_url *u, const char *secret, long timeout_ms)
 {
 	char *key = NULL, *next;
@@ -211,10 +204,9 @@ static rd_kafka_conf_t *producer_conf(struct kafka_transport *tp, struct kafka_p
 	for (int i = 0; i < u->nparams; i++) {
 		if (!strchr(u->keys[i], '.'))
 			continue;
-		if (secret_property(u->keys[i])) {
-			snprintf(err, errlen,
-			         "Kafka property %s: a secret does not go into the url (the "
-			         "subscription's secret is sasl.password)",
+		if (!broker_kafka_property_allowed(u->keys[i])) {
+			/* kafka_send refused it already: never passed through */
+			snprintf(err, errlen, "Kafka property %.100s is not one a url may set",
 			         u->keys[i]);
 			goto fail;
 		}
@@ -482,6 +474,10 @@ static void *kafka_send(void *arg, const struct transport_message *m, struct tra
 
 	if (!broker_url_parse(m->target, &u, err, errlen))
 		return NULL;
+	/* an allowlist: other properties load code, run commands or hold
+	 * secrets; a url with one is unsendable */
+	if (!broker_kafka_properties_ok(&u, err, errlen))
+		goto fail;
 	if (!broker_event_parse(m->body, &ev, err, errlen))
 		goto fail;
 	s = calloc(1, sizeof(*s));

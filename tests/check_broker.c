@@ -91,6 +91,66 @@ START_TEST(test_event_without_aggregate_has_no_key)
 }
 END_TEST
 
+/* Properties that load code, run a command or hold a secret are refused,
+ * by name, at `subscriptions add` (broker_url_check) and at each send. */
+START_TEST(test_kafka_url_properties_are_an_allowlist)
+{
+	static const char *const refused[] = {
+		"plugin.library.paths=/tmp/x.so",
+		"sasl.kerberos.kinit.cmd=touch%20/tmp/p",
+		"ssl.engine.location=/tmp/e.so",
+		"sasl.password=x",
+		"ssl.key.password=x",
+		"enable.ssl.certificate.verification=false",
+		"enable.idempotence=false",
+		"sasl.oauthbearer.config=x",
+	};
+	char err[256], url[256];
+
+	ck_assert(broker_url_check("kafka://svc@k:9092/t?security.protocol=SASL_SSL&"
+	                           "sasl.mechanisms=SCRAM-SHA-512&ssl.ca.location=/etc/ca.pem&"
+	                           "compression.type=zstd&linger.ms=5&client.id=me&key={id}",
+	                           err, sizeof(err)));
+	/* the names NATS takes are no Kafka properties, and are not refused */
+	ck_assert(broker_url_check("nats://h:4222/s?plugin.library.paths=x", err, sizeof(err)));
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		snprintf(url, sizeof(url), "kafka://k:9092/t?linger.ms=1&%s", refused[i]);
+		ck_assert_msg(!broker_url_check(url, err, sizeof(err)), "%s", refused[i]);
+		ck_assert_msg(strncmp(err, "Kafka property ", 15) == 0 &&
+		                  strncmp(err + 15, refused[i], strcspn(refused[i], "=")) == 0,
+		              "%s", err);
+	}
+}
+END_TEST
+
+/* The transport refuses such a url before librdkafka sees it: the send
+ * is unsendable (NULL), whatever the cluster. */
+START_TEST(test_kafka_send_refuses_a_property_not_allowed)
+{
+	const struct relay_config rc = { .connect_timeout_ms = 2000 };
+	struct transport_result res;
+	char err[256];
+	struct transport_message m = {
+		.id = "d1",
+		.body = "{\"id\": \"e\", \"type\": \"t\", \"aggregate\": null}",
+		.target = "kafka://127.0.0.1:1/t?sasl.kerberos.kinit.cmd=touch%20/tmp/pwned",
+		.secret = "",
+		.headers = "{}",
+		.timeout_ms = 1000,
+	};
+	void *tp = transport_kafka.open(&rc, 1);
+
+	ck_assert_ptr_nonnull(tp);
+	memset(&res, 0, sizeof(res));
+	ck_assert_ptr_null(transport_kafka.send(tp, &m, &res, NULL, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "sasl.kerberos.kinit.cmd is not one a url may set"), "%s", err);
+	m.target = "kafka://127.0.0.1:1/t?plugin.library.paths=/tmp/evil.so";
+	ck_assert_ptr_null(transport_kafka.send(tp, &m, &res, NULL, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "plugin.library.paths is not one a url may set"), "%s", err);
+	transport_kafka.close(tp);
+}
+END_TEST
+
 /* ---- the Kafka transport against the mock cluster ---------------------------- */
 
 struct finished {
@@ -216,6 +276,8 @@ Suite *broker_suite(void)
 	tcase_add_test(tc, test_url_with_a_password_is_refused_without_quoting_it);
 	tcase_add_test(tc, test_template_takes_the_event_fields);
 	tcase_add_test(tc, test_event_without_aggregate_has_no_key);
+	tcase_add_test(tc, test_kafka_url_properties_are_an_allowlist);
+	tcase_add_test(tc, test_kafka_send_refuses_a_property_not_allowed);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_kafka_ordered_key_never_overtakes_a_failed_message);
 	tcase_add_test(tc, test_kafka_unordered_messages_go_on_their_own);
