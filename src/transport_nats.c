@@ -86,9 +86,10 @@ struct nats_ack {
 
 /* Where the ack callbacks put what they learnt: the callbacks' closure. */
 struct nats_sink {
-	int event_fd;          /* written by callbacks, read by progress() */
-	pthread_mutex_t lock;  /* guards acks */
-	struct nats_ack *acks; /* newest first */
+	int event_fd;                     /* written by callbacks, read by progress() */
+	pthread_mutex_t lock;             /* guards acks */
+	struct nats_ack *acks;            /* newest first */
+	struct nats_sink *lingering_next; /* see lingering_sinks */
 };
 
 struct nats_transport {
@@ -100,9 +101,19 @@ struct nats_transport {
 	bool tls;  /* ... and set up OpenSSL for a connection */
 };
 
-/* A sink left to libnats's threads, which run on until the process ends
- * when TLS was used (see nats_close()): reachable, never freed. */
-static struct nats_sink *volatile lingering_sink; /* volatile: a store never read is kept */
+/* The sinks left to libnats's threads, which run on until the process
+ * ends when TLS was used or closing timed out (see nats_close()):
+ * reachable, never freed. */
+static struct nats_sink *volatile lingering_sinks; /* volatile: a store never read is kept */
+static pthread_mutex_t lingering_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void sink_leave(struct nats_sink *sink)
+{
+	pthread_mutex_lock(&lingering_lock);
+	sink->lingering_next = lingering_sinks;
+	lingering_sinks = sink;
+	pthread_mutex_unlock(&lingering_lock);
+}
 
 /* ---- callbacks (libnats's threads) ---------------------------------------- */
 
@@ -695,7 +706,8 @@ static void sink_drain(struct nats_sink *sink)
  * The connections go first (their unacknowledged publishes taken back, so
  * no late ack names them), then libnats's global threads and state with
  * nats_CloseAndWait, after which no callback can run and the sink goes.
- * Except after a TLS connection: libnats 3.4's final cleanup at exit then
+ * Except when that did not finish in time (the sink stays, a thread may
+ * still hold it), or after a TLS connection: libnats 3.4's final cleanup at exit then
  * frees OpenSSL's compression methods without resetting them, and
  * OpenSSL's own cleanup frees them again and crashes the exit
  * (nats-io/nats.c#904). Left open, libnats skips that cleanup; its threads
@@ -724,12 +736,19 @@ static void nats_close(void *arg)
 	}
 	if (tp->tls) {
 		sink_drain(tp->sink);
-		lingering_sink = tp->sink;
+		sink_leave(tp->sink);
 		free(tp);
 		return;
 	}
-	if (tp->used)
-		nats_CloseAndWait(2000);
+	/* Not closed in time (NATS_TIMEOUT, or any failure): a libnats
+	 * thread may still be in on_pub_ack with the sink, so it is left
+	 * to them as after TLS, never freed under them. */
+	if (tp->used && nats_CloseAndWait(2000) != NATS_OK) {
+		sink_drain(tp->sink);
+		sink_leave(tp->sink);
+		free(tp);
+		return;
+	}
 	sink_drain(tp->sink);
 	pthread_mutex_destroy(&tp->sink->lock);
 	close(tp->sink->event_fd);

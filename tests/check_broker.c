@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <fcntl.h>
+
 #include <librdkafka/rdkafka.h>
+#include <nats/nats.h>
 #include <librdkafka/rdkafka_mock.h>
 
 #include "src/broker.h"
@@ -151,6 +154,54 @@ START_TEST(test_kafka_send_refuses_a_property_not_allowed)
 }
 END_TEST
 
+static void on_connected(natsConnection *nc, void *closure)
+{
+	(void)nc;
+	(void)closure;
+}
+
+/*
+ * A close whose nats_CloseAndWait times out (here: a connection the test
+ * still holds, retrying in the background, keeps the library open) leaves the sink, which a
+ * libnats thread may still be using, alive: its eventfd stays open.
+ */
+START_TEST(test_nats_close_that_times_out_leaves_the_sink)
+{
+	const struct relay_config rc = { .connect_timeout_ms = 500 };
+	struct transport_result res;
+	struct transport_waitfd fds[1];
+	char err[256];
+	struct transport_message m = {
+		.id = "d1",
+		.body = "{\"id\": \"e\", \"type\": \"t\", \"aggregate\": null}",
+		.target = "nats://127.0.0.1:1/s.{event_type}",
+		.secret = "",
+		.headers = "{}",
+		.timeout_ms = 1000,
+	};
+	natsOptions *o = NULL;
+	natsConnection *held = NULL;
+	void *tp = transport_nats.open(&rc, 1);
+	void *h;
+
+	ck_assert_ptr_nonnull(tp);
+	ck_assert_uint_eq(transport_nats.waitfds(tp, fds, 1), 1);
+	memset(&res, 0, sizeof(res));
+	h = transport_nats.send(tp, &m, &res, NULL, err, sizeof(err)); /* nothing listens */
+	ck_assert_ptr_nonnull(h);
+	ck_assert_int_eq(res.verdict, WEBHOOK_RETRY);
+	transport_nats.cancel(tp, h);
+	ck_assert_int_eq(natsOptions_Create(&o), NATS_OK);
+	ck_assert_int_eq(natsOptions_SetURL(o, "nats://127.0.0.1:1"), NATS_OK);
+	ck_assert_int_eq(natsOptions_SetRetryOnFailedConnect(o, true, on_connected, NULL), NATS_OK);
+	ck_assert_int_eq(natsConnection_Connect(&held, o), NATS_NOT_YET_CONNECTED);
+	transport_nats.close(tp);
+	ck_assert_msg(fcntl(fds[0].fd, F_GETFD) != -1, "the sink's eventfd was closed");
+	natsConnection_Destroy(held);
+	natsOptions_Destroy(o);
+}
+END_TEST
+
 /* ---- the Kafka transport against the mock cluster ---------------------------- */
 
 struct finished {
@@ -278,6 +329,7 @@ Suite *broker_suite(void)
 	tcase_add_test(tc, test_event_without_aggregate_has_no_key);
 	tcase_add_test(tc, test_kafka_url_properties_are_an_allowlist);
 	tcase_add_test(tc, test_kafka_send_refuses_a_property_not_allowed);
+	tcase_add_test(tc, test_nats_close_that_times_out_leaves_the_sink);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_kafka_ordered_key_never_overtakes_a_failed_message);
 	tcase_add_test(tc, test_kafka_unordered_messages_go_on_their_own);
