@@ -296,6 +296,26 @@ static bool append(char **buf, size_t *len, size_t *cap, const char *s, size_t n
 	return true;
 }
 
+/*
+ * Make the `n` bytes at `s`, one value put into a subject, into what a
+ * subject token holds: no whitespace, control character, '*' or '>'; no
+ * '.' either (a value's dot would add tokens: aggregate id "1.admin"
+ * under "a.{aggregate_id}" would reach a consumer of "a.1.>"), except
+ * with `dotted`, for the event type, whose dots are its hierarchy
+ * (order.paid) but never make an empty token (".a", "a..b", "a.").
+ */
+static void subject_token_safe(char *s, size_t n, bool dotted)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c <= ' ' || c == '*' || c == '>' || c == 0x7f)
+			s[i] = '_';
+		else if (c == '.' && (!dotted || i == 0 || i == n - 1 || s[i - 1] == '.'))
+			s[i] = '_';
+	}
+}
+
 char *broker_expand(const char *tmpl, const struct broker_event *ev, bool subject_safe, char *err,
                     size_t errlen)
 {
@@ -334,10 +354,8 @@ char *broker_expand(const char *tmpl, const struct broker_event *ev, bool subjec
 		            subject_safe && !*v ? 1 : strlen(v)))
 			goto oom;
 		if (subject_safe)
-			for (size_t i = start; i < len; i++)
-				if ((unsigned char)out[i] <= ' ' || out[i] == '*' ||
-				    out[i] == '>' || out[i] == 0x7f)
-					out[i] = '_';
+			subject_token_safe(out + start, len - start,
+			                   v == ev->type); /* event types are dotted names */
 		p = close + 1;
 	}
 	return out;

@@ -75,7 +75,9 @@ char *broker_event_key(const struct broker_event *ev);
 /*
  * Fill the template with the event's fields. With `subject_safe` (NATS)
  * a value's characters that a subject token cannot hold (whitespace, '*',
- * '>', control characters) become '_', and an empty value becomes "_".
+ * '>', control characters, '.') become '_', and an empty value becomes
+ * "_"; only {event_type} keeps its dots (order.paid: two tokens), except
+ * one that would make an empty token (leading, trailing, doubled).
  * Returns a malloc'd string, or NULL with why in `err` (an unknown
  * {field}, an unclosed brace).
  */

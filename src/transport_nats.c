@@ -439,8 +439,11 @@ static natsMsg *build_message(const struct transport_message *m, const struct br
 
 	if (!subject)
 		return NULL;
-	if (!subject[0] || subject[strlen(subject) - 1] == '.') {
-		snprintf(err, errlen, "the subject template %s gives no subject", u->path);
+	if (!subject[0] || subject[0] == '.' || subject[strlen(subject) - 1] == '.' ||
+	    strstr(subject, "..")) {
+		/* the template's own dots: the values' cannot make an empty token */
+		snprintf(err, errlen, "the subject template %s gives no valid subject (%s)",
+		         u->path, subject);
 		goto fail;
 	}
 	if (natsMsg_Create(&msg, subject, NULL, m->body, (int)strlen(m->body)) != NATS_OK) {

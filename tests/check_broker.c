@@ -202,6 +202,35 @@ START_TEST(test_nats_close_that_times_out_leaves_the_sink)
 }
 END_TEST
 
+/* A value's dots make no subject tokens: only the event type's, which
+ * are its hierarchy, and never an empty token. */
+START_TEST(test_subject_values_make_no_tokens)
+{
+	struct broker_event ev;
+	char err[256], *s;
+
+	ck_assert(broker_event_parse("{\"id\": \"e.1\", \"type\": \".order..paid.\", "
+	                             "\"aggregate\": {\"type\": \"a..b\", \"id\": \"1.admin\"}}",
+	                             &ev, err, sizeof(err)));
+	s = broker_expand("x.{aggregate_type}.{aggregate_id}.{id}", &ev, true, err, sizeof(err));
+	ck_assert_str_eq(s, "x.a__b.1_admin.e_1");
+	free(s);
+	s = broker_expand("x.{event_type}", &ev, true, err, sizeof(err));
+	ck_assert_str_eq(s, "x._order._paid_");
+	free(s);
+	/* a Kafka topic is no subject: dots stay */
+	s = broker_expand("{aggregate_id}", &ev, false, err, sizeof(err));
+	ck_assert_str_eq(s, "1.admin");
+	free(s);
+	broker_event_release(&ev);
+	ck_assert(broker_event_parse(body, &ev, err, sizeof(err)));
+	s = broker_expand("events.{event_type}", &ev, true, err, sizeof(err));
+	ck_assert_str_eq(s, "events.order.paid");
+	free(s);
+	broker_event_release(&ev);
+}
+END_TEST
+
 /* ---- the Kafka transport against the mock cluster ---------------------------- */
 
 struct finished {
@@ -327,6 +356,7 @@ Suite *broker_suite(void)
 	tcase_add_test(tc, test_url_with_a_password_is_refused_without_quoting_it);
 	tcase_add_test(tc, test_template_takes_the_event_fields);
 	tcase_add_test(tc, test_event_without_aggregate_has_no_key);
+	tcase_add_test(tc, test_subject_values_make_no_tokens);
 	tcase_add_test(tc, test_kafka_url_properties_are_an_allowlist);
 	tcase_add_test(tc, test_kafka_send_refuses_a_property_not_allowed);
 	tcase_add_test(tc, test_nats_close_that_times_out_leaves_the_sink);
