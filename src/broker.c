@@ -12,8 +12,12 @@
 #include <string.h>
 #include <strings.h>
 
+#include <netdb.h>
+#include <sys/socket.h>
+
 #include <jansson.h>
 
+#include "netaddr.h"
 #include "util.h"
 
 static int hex_value(char c)
@@ -209,6 +213,67 @@ bool broker_url_check(const char *target, char *err, size_t errlen)
 	ok = strcmp(u.scheme, "kafka") != 0 || broker_kafka_properties_ok(&u, err, errlen);
 	broker_url_release(&u);
 	return ok;
+}
+
+/* ---- relay.block_private_networks ------------------------------------------- */
+
+/* Whether one "host[:port]" ("[v6]:port", or a bare IPv6 address)
+ * resolves to an address netaddr_blocked refuses. */
+static bool host_blocked(const char *hostport, const char *default_port)
+{
+	char host[256];
+	const char *port = default_port, *colon = strrchr(hostport, ':');
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
+	bool blocked = false;
+	size_t len;
+
+	if (hostport[0] == '[') {
+		const char *close = strchr(hostport, ']');
+
+		if (!close)
+			return false; /* not an address: the library says so */
+		len = (size_t)(close - hostport - 1);
+		hostport++;
+		if (close[1] == ':')
+			port = close + 2;
+	} else if (colon && strchr(hostport, ':') == colon) {
+		len = (size_t)(colon - hostport);
+		port = colon + 1;
+	} else {
+		len = strlen(hostport); /* no port, or a bare IPv6 address */
+	}
+	if (len == 0 || len >= sizeof(host))
+		return false;
+	memcpy(host, hostport, len);
+	host[len] = '\0';
+	/* a name that does not resolve is the library's error to give */
+	if (getaddrinfo(host, port && *port ? port : NULL, &hints, &res) != 0)
+		return false;
+	for (struct addrinfo *a = res; a && !blocked; a = a->ai_next)
+		blocked = netaddr_blocked(a->ai_addr);
+	freeaddrinfo(res);
+	return blocked;
+}
+
+bool broker_hosts_blocked(const char *hosts, const char *default_port, char *err, size_t errlen)
+{
+	char *copy = util_strdup(hosts), *save = NULL;
+	bool blocked = false;
+
+	if (!copy)
+		return false;
+	for (char *h = strtok_r(copy, ",", &save); h && !blocked; h = strtok_r(NULL, ",", &save)) {
+		h += strspn(h, " ");
+		if (host_blocked(h, default_port)) {
+			snprintf(err, errlen,
+			         "refused: broker %.200s resolves to a loopback, private or "
+			         "link-local address (relay.block_private_networks)",
+			         h);
+			blocked = true;
+		}
+	}
+	free(copy);
+	return blocked;
 }
 
 /* ---- the event ----------------------------------------------------------------- */

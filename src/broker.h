@@ -58,6 +58,18 @@ bool broker_kafka_properties_ok(const struct broker_url *u, char *err, size_t er
  * why in `err` (a Kafka property not allowed is named). */
 bool broker_url_check(const char *target, char *err, size_t errlen);
 
+/*
+ * Whether a host of `hosts` ("host[:port],...", as in the url; a host
+ * without a port takes `default_port`) resolves to an address that
+ * relay.block_private_networks refuses (netaddr_blocked); true with the
+ * host named in `err`. It resolves with getaddrinfo, blocking; the library
+ * resolves again when it connects, so a name whose answer changes in
+ * between gets through (the Kafka transport also checks the address
+ * librdkafka connects to). A name that does not resolve is not refused:
+ * the library's connect fails.
+ */
+bool broker_hosts_blocked(const char *hosts, const char *default_port, char *err, size_t errlen);
+
 /* The fields of one event, read from a delivery body; strings borrowed
  * from `root`, "" when absent. */
 struct broker_event {

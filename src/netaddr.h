@@ -1,6 +1,8 @@
 /*
  * netaddr.h -- which addresses relay.block_private_networks refuses: the
- * check the HTTP transport runs on the address curl is about to connect to.
+ * check the HTTP transport runs on the address curl is about to connect to,
+ * and the broker transports on their hosts (broker_hosts_blocked) and on
+ * what librdkafka connects to.
  */
 #ifndef PGEVENTD_NETADDR_H
 #define PGEVENTD_NETADDR_H

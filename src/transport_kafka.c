@@ -26,7 +26,9 @@
 
 #include "transport.h"
 
+#include <errno.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +42,7 @@
 
 #include "broker.h"
 #include "log.h"
+#include "netaddr.h"
 #include "util.h"
 
 /* After a producer could not be made, sends fail at once for this long. */
@@ -54,6 +57,9 @@ struct kafka_producer {
 	rd_kafka_t *rk;
 	int64_t retry_at_ms;
 	int unfinished;                    /* sends not reported yet */
+	bool vetted;                       /* its bootstrap hosts passed block_private_networks */
+	atomic_bool block;                 /* relay.block_private_networks, for on_connect */
+	atomic_bool refused;               /* on_connect refused an address */
 	char last_error[TRANSPORT_ERRLEN]; /* the last producer-level error (error_cb), or why
 	                                      creating failed */
 };
@@ -77,6 +83,7 @@ struct kafka_send {
 
 struct kafka_transport {
 	const struct relay_config *rc;
+	bool blocking; /* relay.block_private_networks, as last configured */
 	int event_fd;
 	struct kafka_send *head, *tail;
 	struct kafka_send *orphans; /* cancelled while produced: a report may still name them */
@@ -96,6 +103,11 @@ static void describe_error(const struct kafka_send *s, rd_kafka_resp_err_t e, ch
 		         rd_kafka_err2str(e));
 	else if (e == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
 		snprintf(error, len, "Kafka: not authorised to write to topic %s", s->topic);
+	else if (e == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT && atomic_load(&s->producer->refused))
+		snprintf(error, len,
+		         "Kafka: %s: refused: a broker's address is loopback, private or "
+		         "link-local (relay.block_private_networks)",
+		         rd_kafka_err2str(e));
 	else if (e == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT && s->producer->last_error[0])
 		snprintf(error, len, "Kafka: %s (last error: %.300s)", rd_kafka_err2str(e),
 		         s->producer->last_error);
@@ -130,6 +142,25 @@ static void on_producer_error(rd_kafka_t *rk, int err, const char *reason, void 
 	(void)rk;
 	(void)err;
 	snprintf(p->last_error, sizeof(p->last_error), "%s", reason);
+}
+
+/* Every connection librdkafka opens, to the bootstrap servers and to the
+ * brokers they name, on its threads: with relay.block_private_networks
+ * on, a refused address is not connected to (as curl's for a webhook). */
+static int on_connect(int fd, const struct sockaddr *addr, int addrlen, const char *id,
+                      void *opaque)
+{
+	struct kafka_producer *p = opaque;
+
+	(void)id;
+	if (atomic_load(&p->block) && netaddr_blocked(addr)) {
+		atomic_store(&p->refused, true);
+		return ECONNREFUSED;
+	}
+	/* the socket is non-blocking: librdkafka waits for it */
+	if (connect(fd, addr, (socklen_t)addrlen) == -1 && errno != EINPROGRESS)
+		return errno;
+	return 0;
 }
 
 /* librdkafka's own log lines (its threads), as warnings. */
@@ -222,6 +253,7 @@ static rd_kafka_conf_t *producer_conf(struct kafka_transport *tp, struct kafka_p
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery_report);
 	rd_kafka_conf_set_error_cb(conf, on_producer_error);
 	rd_kafka_conf_set_log_cb(conf, on_library_log);
+	rd_kafka_conf_set_connect_cb(conf, on_connect);
 	rd_kafka_conf_set_opaque(conf, p);
 	return conf;
 fail:
@@ -454,6 +486,21 @@ static bool build_record(struct kafka_send *s, const struct transport_message *m
 	return true;
 }
 
+/* Whether relay.block_private_networks refuses the bootstrap servers:
+ * resolved once per producer while the option is on; on_connect checks
+ * every address librdkafka connects to after that. */
+static bool blocked(struct kafka_transport *tp, struct kafka_producer *p,
+                    const struct broker_url *u, char *err, size_t errlen)
+{
+	atomic_store(&p->block, tp->rc->block_private_networks);
+	if (!tp->rc->block_private_networks || p->vetted)
+		return false;
+	if (broker_hosts_blocked(u->hosts, "9092", err, errlen))
+		return true;
+	p->vetted = true;
+	return false;
+}
+
 static struct kafka_send *last_of_key(struct kafka_transport *tp, const char *key)
 {
 	for (struct kafka_send *s = tp->tail; s; s = s->prev)
@@ -505,7 +552,10 @@ static void *kafka_send(void *arg, const struct transport_message *m, struct tra
 	else
 		tp->head = s;
 	tp->tail = s;
-	if (!producer_ready(tp, s->producer, &u, m->secret, m->timeout_ms, perr, sizeof(perr))) {
+	if (blocked(tp, s->producer, &u, perr, sizeof(perr))) {
+		ksend_finish(s, WEBHOOK_FAIL, perr); /* as a webhook's: nothing is produced */
+	} else if (!producer_ready(tp, s->producer, &u, m->secret, m->timeout_ms, perr,
+	                           sizeof(perr))) {
 		ksend_finish(s, WEBHOOK_RETRY, perr);
 	} else if (before && before->state != KSEND_DONE) {
 		s->state = KSEND_HELD;
@@ -614,6 +664,15 @@ static void kafka_configure(void *arg, const struct relay_config *rc)
 {
 	struct kafka_transport *tp = arg;
 
+	for (struct kafka_producer *p = tp->producers; p; p = p->next) {
+		/* turned on: vetted again at the next send */
+		if (rc->block_private_networks && !tp->blocking)
+			p->vetted = false;
+		atomic_store(&p->block, rc->block_private_networks);
+		if (!rc->block_private_networks)
+			atomic_store(&p->refused, false);
+	}
+	tp->blocking = rc->block_private_networks;
 	tp->rc = rc;
 }
 
@@ -630,6 +689,7 @@ static void *kafka_open(const struct relay_config *rc, int slots)
 		return NULL;
 	}
 	tp->rc = rc;
+	tp->blocking = rc->block_private_networks;
 	return tp;
 }
 

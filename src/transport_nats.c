@@ -55,6 +55,7 @@ struct nats_conn {
 	natsConnection *nc;
 	jsCtx *js;
 	int64_t retry_at_ms;  /* after a failed connect, monotonic */
+	bool vetted;          /* its hosts passed relay.block_private_networks */
 	char last_error[256]; /* why the last connect failed */
 };
 
@@ -97,8 +98,9 @@ struct nats_transport {
 	struct nats_sink *sink; /* owned, but see nats_close() */
 	struct nats_pub *head, *tail;
 	struct nats_conn *conns;
-	bool used; /* libnats was opened */
-	bool tls;  /* ... and set up OpenSSL for a connection */
+	bool blocking; /* relay.block_private_networks, as last configured */
+	bool used;     /* libnats was opened */
+	bool tls;      /* ... and set up OpenSSL for a connection */
 };
 
 /* The sinks left to libnats's threads, which run on until the process
@@ -233,6 +235,9 @@ static bool conn_options(struct nats_transport *tp, const struct broker_url *u, 
 		s = natsOptions_SetMaxReconnect(o, -1); /* forever: sends retry meanwhile */
 	if (s == NATS_OK)
 		s = natsOptions_SetReconnectWait(o, 250);
+	/* the servers a cluster announces were never vetted */
+	if (s == NATS_OK && tp->rc->block_private_networks)
+		s = natsOptions_SetIgnoreDiscoveredServers(o, true);
 	if (s == NATS_OK && u->user)
 		s = natsOptions_SetUserInfo(o, u->user, secret);
 	if (s == NATS_OK && auth && strcmp(auth, "token") == 0)
@@ -480,6 +485,20 @@ fail:
 	return NULL;
 }
 
+/* Whether relay.block_private_networks refuses the connection's servers:
+ * resolved once per connection while the option is on (libnats resolves
+ * again when it connects: see broker_hosts_blocked). */
+static bool blocked(struct nats_transport *tp, struct nats_conn *c, const struct broker_url *u,
+                    char *err, size_t errlen)
+{
+	if (!tp->rc->block_private_networks || c->vetted)
+		return false;
+	if (broker_hosts_blocked(u->hosts, "4222", err, errlen))
+		return true;
+	c->vetted = true;
+	return false;
+}
+
 /* The unfinished send of `key` that came last, or NULL. */
 static struct nats_pub *last_of_key(struct nats_transport *tp, const char *key)
 {
@@ -500,6 +519,16 @@ static void *nats_send(void *arg, const struct transport_message *m, struct tran
 
 	if (!broker_url_parse(m->target, &u, err, errlen))
 		return NULL;
+	/* before any natsMsg: destroying one needs the library open */
+	if (!tp->used) {
+		natsStatus ns = nats_Open(-1);
+
+		if (ns != NATS_OK) {
+			snprintf(err, errlen, "cannot set up libnats: %s", natsStatus_GetText(ns));
+			goto fail;
+		}
+		tp->used = true;
+	}
 	if (!broker_event_parse(m->body, &ev, err, errlen))
 		goto fail;
 	p = calloc(1, sizeof(*p));
@@ -528,7 +557,9 @@ static void *nats_send(void *arg, const struct transport_message *m, struct tran
 	else
 		tp->head = p;
 	tp->tail = p;
-	if (!conn_ready(tp, p->conn, &u, m->secret, cerr, sizeof(cerr))) {
+	if (blocked(tp, p->conn, &u, cerr, sizeof(cerr))) {
+		pub_finish(p, WEBHOOK_FAIL, cerr); /* as a webhook's: nothing is published */
+	} else if (!conn_ready(tp, p->conn, &u, m->secret, cerr, sizeof(cerr))) {
 		pub_finish(p, WEBHOOK_RETRY, cerr);
 	} else if (before && before->state != PUB_DONE) {
 		p->state = PUB_HELD; /* published when `before` is acknowledged */
@@ -667,6 +698,11 @@ static void nats_configure(void *arg, const struct relay_config *rc)
 {
 	struct nats_transport *tp = arg;
 
+	/* turned on: every connection is vetted again at its next send */
+	if (rc->block_private_networks && !tp->blocking)
+		for (struct nats_conn *c = tp->conns; c; c = c->next)
+			c->vetted = false;
+	tp->blocking = rc->block_private_networks;
 	tp->rc = rc;
 }
 
@@ -684,6 +720,7 @@ static void *nats_open(const struct relay_config *rc, int slots)
 	pthread_mutex_init(&sink->lock, NULL);
 	tp->sink = sink;
 	tp->rc = rc;
+	tp->blocking = rc->block_private_networks;
 	return tp;
 fail:
 	free(sink);

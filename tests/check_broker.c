@@ -231,6 +231,26 @@ START_TEST(test_subject_values_make_no_tokens)
 }
 END_TEST
 
+/* relay.block_private_networks on broker hosts: each host of the list is
+ * resolved, one refused address refuses the list, named in the error. */
+START_TEST(test_broker_hosts_blocked)
+{
+	char err[256] = "";
+
+	ck_assert(
+	    !broker_hosts_blocked("192.0.2.1:4222,[2001:db8::1]:9092", "4222", err, sizeof(err)) ||
+	    !"documentation addresses are not refused");
+	ck_assert(!broker_hosts_blocked("8.8.8.8:4222,1.1.1.1", "4222", err, sizeof(err)));
+	ck_assert(broker_hosts_blocked("8.8.8.8:4222,127.0.0.1:4222", "4222", err, sizeof(err)));
+	ck_assert_str_eq(err, "refused: broker 127.0.0.1:4222 resolves to a loopback, private or "
+	                      "link-local address (relay.block_private_networks)");
+	ck_assert(broker_hosts_blocked("10.1.2.3", "9092", err, sizeof(err)));
+	ck_assert(broker_hosts_blocked("[::1]:9092", "9092", err, sizeof(err)));
+	ck_assert(broker_hosts_blocked("::ffff:169.254.169.254", "9092", err, sizeof(err)));
+	ck_assert(broker_hosts_blocked("localhost:4222", "4222", err, sizeof(err)));
+}
+END_TEST
+
 /* ---- the Kafka transport against the mock cluster ---------------------------- */
 
 struct finished {
@@ -357,6 +377,7 @@ Suite *broker_suite(void)
 	tcase_add_test(tc, test_template_takes_the_event_fields);
 	tcase_add_test(tc, test_event_without_aggregate_has_no_key);
 	tcase_add_test(tc, test_subject_values_make_no_tokens);
+	tcase_add_test(tc, test_broker_hosts_blocked);
 	tcase_add_test(tc, test_kafka_url_properties_are_an_allowlist);
 	tcase_add_test(tc, test_kafka_send_refuses_a_property_not_allowed);
 	tcase_add_test(tc, test_nats_close_that_times_out_leaves_the_sink);
