@@ -26,7 +26,10 @@ URL=$PGEVENTD_TEST_NATS
 
 daemon_conf "$work/relay.conf" "" \
 	"relay = { event_types = [\"bench.*\"]; concurrency = $concurrency; };"
-sql "INSERT INTO subscriptions (name, url, secret, event_types) VALUES ('bench', '$URL/x', 'x', '[\"*\"]')"
+# One subscription, allowed every slot (max_in_flight defaults to 16 per
+# subscription; the baseline has C publishes in flight).
+sql "INSERT INTO subscriptions (name, url, secret, event_types, max_in_flight)
+     VALUES ('bench', '$URL/x', 'x', '[\"*\"]', $concurrency)"
 
 fill_events() {
 	sql "TRUNCATE events, event_dead_letters, deliveries, delivery_attempts"
