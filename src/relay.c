@@ -293,16 +293,24 @@ static int claim_margin_ms(const struct relay *r)
 	return r->cfg->relay.connect_timeout_ms + r->cfg->relay.lease_margin_ms;
 }
 
+/* The slots neither in flight nor holding a result not sent yet: rounds
+ * are pipelined, so results wait in `finished` while a round is out, and
+ * every delivery claimed now may finish before they are sent. */
+static int free_slots(const struct relay *r)
+{
+	return r->cfg->relay.concurrency - r->ninflight - r->nfinished;
+}
+
 /* Claim up to the free slots; returns how many were claimed, -1 on error. */
 static int claim_deliveries(struct relay *r)
 {
-	int free_slots = r->cfg->relay.concurrency - r->ninflight;
+	int free_slots_now = free_slots(r);
 	char err[DB_ERRLEN];
 
-	if (free_slots <= 0)
+	if (free_slots_now <= 0)
 		return 0;
 	return take_claimed(
-	    r, delivery_claim(r->conn, free_slots, claim_margin_ms(r), err, sizeof(err)), err,
+	    r, delivery_claim(r->conn, free_slots_now, claim_margin_ms(r), err, sizeof(err)), err,
 	    sizeof(err));
 }
 
@@ -343,6 +351,12 @@ static void on_sent(void *arg, void *owner)
 	struct relay *r = arg;
 	struct delivery *d = owner;
 
+	/* ninflight + nfinished never exceed the slots (free_slots()): a
+	 * result past them would be written past the end of `finished`. */
+	if (r->nfinished >= r->cfg->relay.concurrency) {
+		log_kv(LOG_ERROR, "relay: more results than slots", NULL);
+		abort();
+	}
 	d->handle = NULL;
 	judge_delivery_result(r, d);
 	for (int i = 0; i < r->ninflight; i++) {
@@ -433,8 +447,7 @@ static void send_round(struct relay *r)
 	}
 	r->round_sent_ms = util_mono_ms();
 	r->round_out = true;
-	if (!delivery_round_send(r->conn, &r->cfg->relay, &r->rd, ds, n,
-	                         claims ? r->cfg->relay.concurrency - r->ninflight : 0,
+	if (!delivery_round_send(r->conn, &r->cfg->relay, &r->rd, ds, n, claims ? free_slots(r) : 0,
 	                         claim_margin_ms(r)))
 		round_over(r, r->rd.broken ? DELIVERY_ROUND_BROKEN : DELIVERY_ROUND_DONE);
 }
@@ -560,7 +573,7 @@ static void *relay_main(void *arg)
 			/* Claim into whatever slots are free: each subscription is
 			 * capped in the claim (max_in_flight, rate limit), and the
 			 * subscriptions with due work share the free slots fairly. */
-			if (now >= r->next_claim_ms && r->ninflight >= r->cfg->relay.concurrency) {
+			if (now >= r->next_claim_ms && free_slots(r) <= 0) {
 				/* no free slot: collect_finished() wakes us */
 				r->next_claim_ms = now + r->cfg->poll_interval_ms;
 			} else if (now >= r->next_claim_ms) {
