@@ -410,13 +410,20 @@ static void round_answer(PGconn *conn, struct delivery_round *rd, PGresult *res)
 /* The round is over (synced, or the connection is gone): its outcome. */
 static enum delivery_round_state round_over(PGconn *conn, struct delivery_round *rd)
 {
-	bool ok = rd->n > 0 && rd->finished && (!rd->claims || rd->claimed);
+	bool ok;
 
 	if (!rd->synced || PQexitPipelineMode(conn) != 1) {
 		rd->broken = true;
 		if (!rd->synced)
 			snprintf(rd->err, sizeof(rd->err), "the connection was lost");
 	}
+	/* Without the sync the commit is unknown: the claim may have rolled
+	 * back (and another instance may send its rows), so none is sent. */
+	if (!rd->synced && rd->claimed) {
+		PQclear(rd->claimed);
+		rd->claimed = NULL;
+	}
+	ok = rd->synced && rd->n > 0 && rd->finished && (!rd->claims || rd->claimed);
 	/* A claim that failed undid the results too: nothing was written. */
 	mark_written(rd->ds, rd->n, ok, rd->err);
 	if (!ok)

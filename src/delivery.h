@@ -118,7 +118,8 @@ bool delivery_round_send(PGconn *conn, const struct relay_config *rc, struct del
  * over, each result's written and applied are set, and rd->claimed holds
  * the claim's rows (NULL with why in rd->err when the claim failed, which
  * undid the results too, unless the error was a deadlock, after which the
- * results alone are written again).
+ * results alone are written again, and when the connection was lost before
+ * the sync: then neither the claim nor the results are known committed).
  */
 enum delivery_round_state delivery_round_poll(PGconn *conn, struct delivery_round *rd, bool block);
 
