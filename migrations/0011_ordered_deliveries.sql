@@ -80,13 +80,29 @@ BEGIN
     RETURN v_n;
 END $$;
 
+-- The advisory lock of a subscription's being ordered: a delivery joining
+-- one of its keys holds it shared, from before it reads
+-- subscriptions.ordered to its transaction's end; turning ordered off
+-- (pgeventd_order_off) holds it exclusively. So either the join sees
+-- ordered = false, or the turning off waits for the join's commit and
+-- then sees its delivery: none is left waiting at 'infinity' behind a
+-- head that is no longer ordered. (Keys are 'k:...' or 'a:...': the
+-- empty key is no key's.)
+CREATE OR REPLACE FUNCTION pgeventd_order_sub_lock_key(p_sub uuid)
+RETURNS bigint LANGUAGE sql IMMUTABLE STRICT AS $$
+    SELECT pgeventd_order_lock_key(p_sub, '')
+$$;
+
 -- A delivery joins its key's queue (inserted, or pending again after it
 -- had finished: a replay, `deliveries retry`): at the end, and due only
 -- when nothing else of the key is unfinished.
 CREATE OR REPLACE FUNCTION pgeventd_order_join() RETURNS trigger
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
+    PERFORM pg_advisory_xact_lock_shared(pgeventd_order_sub_lock_key(NEW.subscription_id));
     -- retried after its subscription stopped being ordered: unordered now
+    -- (a statement of its own, after the lock: it sees a turning off that
+    -- committed while it waited)
     IF NOT EXISTS (SELECT 1 FROM subscriptions WHERE id = NEW.subscription_id AND ordered) THEN
         NEW.order_key := NULL;
         RETURN NEW;
@@ -148,10 +164,12 @@ CREATE TRIGGER deliveries_order_delete AFTER DELETE ON deliveries
     EXECUTE FUNCTION pgeventd_order_next();
 
 -- A subscription no longer ordered: its waiting deliveries are due at
--- once, and none is ordered any more.
+-- once, and none is ordered any more. It first waits for the deliveries
+-- joining its keys (pgeventd_order_sub_lock_key), so that it sees them.
 CREATE OR REPLACE FUNCTION pgeventd_order_off() RETURNS trigger
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
+    PERFORM pg_advisory_xact_lock(pgeventd_order_sub_lock_key(NEW.id));
     UPDATE deliveries
        SET order_key = NULL,
            next_attempt_at = CASE WHEN next_attempt_at = 'infinity' THEN now()

@@ -135,4 +135,8 @@ bool delivery_release(PGconn *conn, const struct delivery *d, char *err, size_t 
  * last attempt); how many, or -1 with why in `err`. */
 int delivery_reclaim(PGconn *conn, char *err, size_t errlen);
 
+/* Make due the deliveries of unordered subscriptions left waiting at
+ * 'infinity' (see unstrand_sql); how many, or -1 with why in `err`. */
+int delivery_unstrand(PGconn *conn, char *err, size_t errlen);
+
 #endif

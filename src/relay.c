@@ -478,6 +478,17 @@ static void reclaim_expired(struct relay *r)
 		log_kv(LOG_NOTICE, "relay: expired leases put back to pending", "deliveries", count,
 		       NULL);
 	}
+	n = delivery_unstrand(r->conn, err, sizeof(err));
+	if (n < 0) {
+		log_kv(LOG_WARNING, "relay: releasing waiting deliveries failed", "error", err,
+		       NULL);
+		set_failing(r, err);
+	} else if (n > 0) {
+		snprintf(count, sizeof(count), "%d", n);
+		log_kv(LOG_NOTICE,
+		       "relay: deliveries left waiting by an unordered subscription made due",
+		       "deliveries", count, NULL);
+	}
 }
 
 /* Wait for the transports' sockets, a NOTIFY, shutdown, or the next claim. */
