@@ -26,6 +26,7 @@
 #define RECLAIM_EVERY_S    5.0
 #define RECONNECT_FIRST_MS 100
 #define RECONNECT_CAP_MS   30000
+#define SHUTDOWN_GRACE_MS  500
 
 /*
  * The transports, one row each. A delivery goes through the first row that
@@ -421,6 +422,38 @@ static void poll_round(struct relay *r, bool block)
 		round_over(r, st);
 }
 
+/* Shutdown: the round out gets until `deadline` (monotonic ms) to come
+ * back; past it, the connection is closed and its results stay unrecorded
+ * (their leases expire: sent again, at least once). */
+static void poll_round_until(struct relay *r, int64_t deadline)
+{
+	while (r->round_out) {
+		int64_t left = deadline - util_mono_ms();
+		struct pollfd pfd = { .fd = PQsocket(r->conn), .events = POLLIN };
+
+		if (left <= 0 || pfd.fd < 0) {
+			struct delivery_round *rd = &r->rd;
+
+			log_kv(LOG_WARNING,
+			       "relay: the database did not answer before the shutdown timeout",
+			       NULL);
+			close_db(r);
+			PQclear(rd->claimed);
+			rd->claimed = NULL;
+			rd->claims = false;
+			for (int i = 0; i < rd->n; i++) {
+				snprintf(rd->ds[i]->dberr, sizeof(rd->ds[i]->dberr),
+				         "the database did not answer before the shutdown timeout");
+				rd->ds[i]->written = rd->ds[i]->applied = false;
+			}
+			round_over(r, DELIVERY_ROUND_DONE);
+			return;
+		}
+		poll(&pfd, 1, (int)(left > 100 ? 100 : left));
+		poll_round(r, false);
+	}
+}
+
 /*
  * Send the results not yet sent as a round, with the next claim when
  * slots came free and more is due; the transports keep sending while it
@@ -609,10 +642,17 @@ static void *relay_main(void *arg)
 		poll_round(r, false);
 		wait_for_work(r, stopping);
 	}
-	/* What finished before the stop is recorded before the leases go back. */
-	poll_round(r, true);
-	send_round(r);
-	poll_round(r, true);
+	/* What finished before the stop is recorded before the leases go back,
+	 * within shutdown_timeout_ms (at least SHUTDOWN_GRACE_MS from here). */
+	{
+		int64_t deadline = util_mono_ms() + SHUTDOWN_GRACE_MS;
+
+		if (stop_deadline > deadline)
+			deadline = stop_deadline;
+		poll_round_until(r, deadline);
+		send_round(r);
+		poll_round_until(r, deadline);
+	}
 	release_inflight(r);
 	close_db(r);
 	runtime_config_put(r->rt, r->cfg);

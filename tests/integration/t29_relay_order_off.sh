@@ -27,7 +27,7 @@ SELECT pg_sleep(2);
 COMMIT;
 SQL
 APID=$!
-wait_for "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'" 1 10 || die "the queuing did not start"
+wait_for "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'PgSleep'" 1 10 || die "the queuing did not start"
 start=$(date +%s.%N)
 q "UPDATE subscriptions SET ordered = false" || fail "turning ordered off"
 waited=$(python3 -c "print($(date +%s.%N) - $start >= 1)")

@@ -38,10 +38,10 @@ wait_sink 'r["event_type"] == "job.first"' 1 20 || die "the first delivery was n
 q "INSERT INTO t29_armed VALUES (true)"
 ID2=$(q "SET session_replication_role = replica; INSERT INTO deliveries (event_id, subscription_id, event_type, body)
           SELECT gen_random_uuid(), id, 'job.second', '{\"type\": \"job.second\"}' FROM subscriptions RETURNING id")
-wait_for "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgeventd relay'
+wait_for "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgeventd relay' AND datname = current_database()
            AND wait_event = 'PgSleep'" 1 20 || die "the round's commit was not held"
 q "DELETE FROM t29_armed"
-q "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgeventd relay'" >/dev/null
+q "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgeventd relay' AND datname = current_database()" >/dev/null
 wait_for "SELECT count(*) FROM deliveries WHERE status = 'delivered'" 2 30 || fail "not both delivered"
 sleep 1.5
 assert_eq "$(q "SELECT attempt FROM deliveries WHERE id = '$ID2'")" 1 "one attempt counted"
