@@ -184,3 +184,36 @@ DROP TRIGGER IF EXISTS subscriptions_order_off ON subscriptions;
 CREATE TRIGGER subscriptions_order_off AFTER UPDATE OF ordered ON subscriptions
     FOR EACH ROW WHEN (OLD.ordered AND NOT NEW.ordered)
     EXECUTE FUNCTION pgeventd_order_off();
+
+-- `pgeventd deliveries retry`: failed and dead deliveries p_ids start over
+-- (attempts reset, due now); how many. The ordered ones join the end of
+-- their keys' queues (pgeventd_order_join) one at a time, in the order
+-- they were first queued (seq): one UPDATE of several of a key would
+-- queue them in whatever order it met the rows. Their keys are locked
+-- first, in lock order.
+CREATE OR REPLACE FUNCTION pgeventd_retry_deliveries(p_ids uuid[])
+RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_id uuid;
+    v_n bigint;
+    v_one bigint;
+BEGIN
+    PERFORM pgeventd_order_lock(p_ids);
+    UPDATE deliveries
+       SET status = 'pending', attempt = 0, next_attempt_at = now(), last_error = NULL,
+           finished_at = NULL, locked_until = NULL
+     WHERE id = ANY (p_ids) AND status IN ('failed', 'dead') AND order_key IS NULL;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    FOR v_id IN SELECT id FROM deliveries
+                 WHERE id = ANY (p_ids) AND status IN ('failed', 'dead')
+                   AND order_key IS NOT NULL
+                 ORDER BY seq, id LOOP
+        UPDATE deliveries
+           SET status = 'pending', attempt = 0, next_attempt_at = now(), last_error = NULL,
+               finished_at = NULL, locked_until = NULL
+         WHERE id = v_id AND status IN ('failed', 'dead');
+        GET DIAGNOSTICS v_one = ROW_COUNT;
+        v_n := v_n + v_one;
+    END LOOP;
+    RETURN v_n;
+END $$;
