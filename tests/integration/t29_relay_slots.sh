@@ -25,9 +25,9 @@ q "CREATE FUNCTION t29_slow_round() RETURNS trigger LANGUAGE plpgsql AS
 conf "$T/a.conf" 'shutdown_timeout_ms = 2000;' 'poll_interval_ms = 50;' 'relay = { event_types = ["job.*"]; concurrency = 4;
   backoff = { base_ms = 1; cap_ms = 5; jitter = 0.0; }; breaker = { failures = 0; }; disable_after_ms = 0; };'
 start_daemon a "$T/a.conf"
-for _ in $(seq 1 60); do insert_events job.created 1 "'{}'"; sleep 0.02; done
+for _ in $(seq 1 150); do insert_events job.created 1 "'{}'"; sleep 0.02; done
 wait_for "SELECT count(*) FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id
-           WHERE s.name = 'slow' AND d.status = 'delivered'" 60 60 || fail "not every delivery of the healthy subscription went out"
+           WHERE s.name = 'slow' AND d.status = 'delivered'" 150 60 || fail "not every delivery of the healthy subscription went out"
 assert_match "$(q "SELECT count(*) FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
                     JOIN subscriptions s ON s.id = d.subscription_id WHERE s.name = 'down'")" '^[1-9][0-9]+$' \
 	"the failing subscription was attempted over and over"
