@@ -643,12 +643,15 @@ static void *relay_main(void *arg)
 		wait_for_work(r, stopping);
 	}
 	/* What finished before the stop is recorded before the leases go back,
-	 * within shutdown_timeout_ms (at least SHUTDOWN_GRACE_MS from here). */
+	 * within shutdown_timeout_ms of the stop (of now after run --once),
+	 * and at least SHUTDOWN_GRACE_MS from here. */
 	{
-		int64_t deadline = util_mono_ms() + SHUTDOWN_GRACE_MS;
+		int64_t now = util_mono_ms();
+		int64_t deadline =
+		    stop_deadline ? stop_deadline : now + r->cfg->shutdown_timeout_ms;
 
-		if (stop_deadline > deadline)
-			deadline = stop_deadline;
+		if (deadline < now + SHUTDOWN_GRACE_MS)
+			deadline = now + SHUTDOWN_GRACE_MS;
 		poll_round_until(r, deadline);
 		send_round(r);
 		poll_round_until(r, deadline);
