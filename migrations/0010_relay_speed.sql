@@ -59,12 +59,16 @@ BEGIN
           FROM l
          WHERE d.id = l.id AND d.lease = l.lease
         RETURNING l.ord, l.sub),
+    -- Only a delivery still there gets an attempt: a result may come back
+    -- after its delivery was deleted (retention, a subscription deleted),
+    -- and its attempt would fail the foreign key, and with it the round.
     a AS (
         INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms,
                                        http_status, error, response_body, applied)
         SELECT r.id, r.attempt, to_timestamp(r.started_at), r.duration_ms, r.http_status,
-               r.error, r.response, u.ord IS NOT NULL
-          FROM r LEFT JOIN u ON u.ord = r.ord)
+               r.error, r.response, r.ord IN (SELECT u.ord FROM u)
+          FROM r
+         WHERE EXISTS (SELECT FROM deliveries x WHERE x.id = r.id))
     SELECT array_agg(u.ord IS NOT NULL ORDER BY r.ord),
            array_agg(u.sub ORDER BY r.ord) FILTER (WHERE u.ord IS NOT NULL),
            array_agg(r.id ORDER BY r.ord) FILTER (WHERE u.ord IS NOT NULL),

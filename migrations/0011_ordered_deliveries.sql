@@ -80,13 +80,29 @@ BEGIN
     RETURN v_n;
 END $$;
 
+-- The advisory lock of a subscription's being ordered: a delivery joining
+-- one of its keys holds it shared, from before it reads
+-- subscriptions.ordered to its transaction's end; turning ordered off
+-- (pgeventd_order_off) holds it exclusively. So either the join sees
+-- ordered = false, or the turning off waits for the join's commit and
+-- then sees its delivery: none is left waiting at 'infinity' behind a
+-- head that is no longer ordered. (Keys are 'k:...' or 'a:...': the
+-- empty key is no key's.)
+CREATE OR REPLACE FUNCTION pgeventd_order_sub_lock_key(p_sub uuid)
+RETURNS bigint LANGUAGE sql IMMUTABLE STRICT AS $$
+    SELECT pgeventd_order_lock_key(p_sub, '')
+$$;
+
 -- A delivery joins its key's queue (inserted, or pending again after it
 -- had finished: a replay, `deliveries retry`): at the end, and due only
 -- when nothing else of the key is unfinished.
 CREATE OR REPLACE FUNCTION pgeventd_order_join() RETURNS trigger
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
+    PERFORM pg_advisory_xact_lock_shared(pgeventd_order_sub_lock_key(NEW.subscription_id));
     -- retried after its subscription stopped being ordered: unordered now
+    -- (a statement of its own, after the lock: it sees a turning off that
+    -- committed while it waited)
     IF NOT EXISTS (SELECT 1 FROM subscriptions WHERE id = NEW.subscription_id AND ordered) THEN
         NEW.order_key := NULL;
         RETURN NEW;
@@ -148,10 +164,12 @@ CREATE TRIGGER deliveries_order_delete AFTER DELETE ON deliveries
     EXECUTE FUNCTION pgeventd_order_next();
 
 -- A subscription no longer ordered: its waiting deliveries are due at
--- once, and none is ordered any more.
+-- once, and none is ordered any more. It first waits for the deliveries
+-- joining its keys (pgeventd_order_sub_lock_key), so that it sees them.
 CREATE OR REPLACE FUNCTION pgeventd_order_off() RETURNS trigger
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
+    PERFORM pg_advisory_xact_lock(pgeventd_order_sub_lock_key(NEW.id));
     UPDATE deliveries
        SET order_key = NULL,
            next_attempt_at = CASE WHEN next_attempt_at = 'infinity' THEN now()
@@ -166,3 +184,36 @@ DROP TRIGGER IF EXISTS subscriptions_order_off ON subscriptions;
 CREATE TRIGGER subscriptions_order_off AFTER UPDATE OF ordered ON subscriptions
     FOR EACH ROW WHEN (OLD.ordered AND NOT NEW.ordered)
     EXECUTE FUNCTION pgeventd_order_off();
+
+-- `pgeventd deliveries retry`: failed and dead deliveries p_ids start over
+-- (attempts reset, due now); how many. The ordered ones join the end of
+-- their keys' queues (pgeventd_order_join) one at a time, in the order
+-- they were first queued (seq): one UPDATE of several of a key would
+-- queue them in whatever order it met the rows. Their keys are locked
+-- first, in lock order.
+CREATE OR REPLACE FUNCTION pgeventd_retry_deliveries(p_ids uuid[])
+RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_id uuid;
+    v_n bigint;
+    v_one bigint;
+BEGIN
+    PERFORM pgeventd_order_lock(p_ids);
+    UPDATE deliveries
+       SET status = 'pending', attempt = 0, next_attempt_at = now(), last_error = NULL,
+           finished_at = NULL, locked_until = NULL
+     WHERE id = ANY (p_ids) AND status IN ('failed', 'dead') AND order_key IS NULL;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    FOR v_id IN SELECT id FROM deliveries
+                 WHERE id = ANY (p_ids) AND status IN ('failed', 'dead')
+                   AND order_key IS NOT NULL
+                 ORDER BY seq, id LOOP
+        UPDATE deliveries
+           SET status = 'pending', attempt = 0, next_attempt_at = now(), last_error = NULL,
+               finished_at = NULL, locked_until = NULL
+         WHERE id = v_id AND status IN ('failed', 'dead');
+        GET DIAGNOSTICS v_one = ROW_COUNT;
+        v_n := v_n + v_one;
+    END LOOP;
+    RETURN v_n;
+END $$;

@@ -746,25 +746,21 @@ int cmd_deliveries_main(const struct config *cfg, int argc, char **argv)
 		char *idj = json_dumps(a, JSON_COMPACT);
 		json_decref(a);
 		const char *p[3] = { nids ? idj : NULL, sub, since };
-		PGresult *res = cli_exec(
-		    conn,
-		    "WITH r AS MATERIALIZED (SELECT d.id FROM deliveries d"
-		    "  JOIN subscriptions s ON s.id = d.subscription_id"
-		    "  WHERE d.status IN ('failed', 'dead')"
-		    "  AND ($1::jsonb IS NULL OR d.id::text IN"
-		    "       (SELECT jsonb_array_elements_text($1::jsonb)))"
-		    "  AND ($2::text IS NULL OR s.name = $2)"
-		    "  AND ($3::timestamptz IS NULL OR d.created_at >= $3::timestamptz)),"
-		    /* an ordered one joins the end of its key's queue (0011); the
-		     * keys are locked first, in lock order */
-		    " lk AS MATERIALIZED (SELECT pgeventd_order_lock(ARRAY(SELECT id FROM r)) AS n)"
-		    " UPDATE deliveries d SET status = 'pending', attempt = 0, next_attempt_at "
-		    "= now(),"
-		    " last_error = NULL, finished_at = NULL, locked_until = NULL"
-		    " FROM r, lk WHERE d.id = r.id AND d.status IN ('failed', 'dead')",
-		    3, p);
+		PGresult *res =
+		    cli_exec(conn,
+		             "WITH r AS MATERIALIZED (SELECT d.id FROM deliveries d"
+		             "  JOIN subscriptions s ON s.id = d.subscription_id"
+		             "  WHERE d.status IN ('failed', 'dead')"
+		             "  AND ($1::jsonb IS NULL OR d.id::text IN"
+		             "       (SELECT jsonb_array_elements_text($1::jsonb)))"
+		             "  AND ($2::text IS NULL OR s.name = $2)"
+		             "  AND ($3::timestamptz IS NULL OR d.created_at >= $3::timestamptz))"
+		             /* an ordered one joins the end of its key's queue (0011), in
+		              * the order they were first queued */
+		             " SELECT pgeventd_retry_deliveries(ARRAY(SELECT id FROM r))",
+		             3, p);
 		if (res) {
-			printf("%s deliveries queued again\n", PQcmdTuples(res));
+			printf("%s deliveries queued again\n", PQgetvalue(res, 0, 0));
 			rc = 0;
 			PGresult *n =
 			    PQexec(conn, "NOTIFY pgeventd_deliveries"); /* wake the relays */

@@ -89,6 +89,16 @@ static const char reclaim_sql[] =
     " FROM subscriptions s, lk WHERE s.id = d.subscription_id"
     "  AND d.status = 'in_flight' AND d.locked_until < now()";
 
+/* Deliveries of a subscription no longer ordered still waiting at
+ * 'infinity' (a turning off that raced an enqueue before migration 0011
+ * locked them apart): due now, unordered. Only unordered subscriptions
+ * are probed, each through deliveries_sub_due_idx at 'infinity', where
+ * nothing else is: cheap. */
+static const char unstrand_sql[] =
+    "UPDATE deliveries d SET next_attempt_at = now(), order_key = NULL"
+    " FROM subscriptions s WHERE s.id = d.subscription_id AND NOT s.ordered"
+    "  AND d.status = 'pending' AND d.next_attempt_at = 'infinity'";
+
 /* A round of results, one element of each array per result (see
  * pgeventd_finish_deliveries in 0005_relay_fair.sql): whether each applied.
  * $15: the ids of the round's ordered deliveries, whose keys are locked
@@ -115,6 +125,7 @@ bool delivery_prepare(PGconn *conn, char *err, size_t errlen)
 	return db_exec(conn, "SET plan_cache_mode = force_generic_plan", err, errlen) &&
 	       db_prepare(conn, "claim", claim_sql, 2, err, errlen) &&
 	       db_prepare(conn, "reclaim", reclaim_sql, 0, err, errlen) &&
+	       db_prepare(conn, "unstrand", unstrand_sql, 0, err, errlen) &&
 	       db_prepare(conn, "finish", finish_sql, 15, err, errlen) &&
 	       db_prepare(conn, "release", release_sql, 2, err, errlen);
 }
@@ -410,13 +421,20 @@ static void round_answer(PGconn *conn, struct delivery_round *rd, PGresult *res)
 /* The round is over (synced, or the connection is gone): its outcome. */
 static enum delivery_round_state round_over(PGconn *conn, struct delivery_round *rd)
 {
-	bool ok = rd->n > 0 && rd->finished && (!rd->claims || rd->claimed);
+	bool ok;
 
 	if (!rd->synced || PQexitPipelineMode(conn) != 1) {
 		rd->broken = true;
 		if (!rd->synced)
 			snprintf(rd->err, sizeof(rd->err), "the connection was lost");
 	}
+	/* Without the sync the commit is unknown: the claim may have rolled
+	 * back (and another instance may send its rows), so none is sent. */
+	if (!rd->synced && rd->claimed) {
+		PQclear(rd->claimed);
+		rd->claimed = NULL;
+	}
+	ok = rd->synced && rd->n > 0 && rd->finished && (!rd->claims || rd->claimed);
 	/* A claim that failed undid the results too: nothing was written. */
 	mark_written(rd->ds, rd->n, ok, rd->err);
 	if (!ok)
@@ -493,6 +511,15 @@ bool delivery_release(PGconn *conn, const struct delivery *d, char *err, size_t 
 int delivery_reclaim(PGconn *conn, char *err, size_t errlen)
 {
 	PGresult *res = PQexecPrepared(conn, "reclaim", 0, NULL, NULL, NULL, 0);
+	int n = db_ok(conn, res, PGRES_COMMAND_OK, err, errlen) ? atoi(PQcmdTuples(res)) : -1;
+
+	PQclear(res);
+	return n;
+}
+
+int delivery_unstrand(PGconn *conn, char *err, size_t errlen)
+{
+	PGresult *res = PQexecPrepared(conn, "unstrand", 0, NULL, NULL, NULL, 0);
 	int n = db_ok(conn, res, PGRES_COMMAND_OK, err, errlen) ? atoi(PQcmdTuples(res)) : -1;
 
 	PQclear(res);

@@ -118,7 +118,8 @@ bool delivery_round_send(PGconn *conn, const struct relay_config *rc, struct del
  * over, each result's written and applied are set, and rd->claimed holds
  * the claim's rows (NULL with why in rd->err when the claim failed, which
  * undid the results too, unless the error was a deadlock, after which the
- * results alone are written again).
+ * results alone are written again, and when the connection was lost before
+ * the sync: then neither the claim nor the results are known committed).
  */
 enum delivery_round_state delivery_round_poll(PGconn *conn, struct delivery_round *rd, bool block);
 
@@ -133,5 +134,9 @@ bool delivery_release(PGconn *conn, const struct delivery *d, char *err, size_t 
 /* Put deliveries whose lease ran out back to pending (or dead after their
  * last attempt); how many, or -1 with why in `err`. */
 int delivery_reclaim(PGconn *conn, char *err, size_t errlen);
+
+/* Make due the deliveries of unordered subscriptions left waiting at
+ * 'infinity' (see unstrand_sql); how many, or -1 with why in `err`. */
+int delivery_unstrand(PGconn *conn, char *err, size_t errlen);
 
 #endif

@@ -26,6 +26,7 @@
 #define RECLAIM_EVERY_S    5.0
 #define RECONNECT_FIRST_MS 100
 #define RECONNECT_CAP_MS   30000
+#define SHUTDOWN_GRACE_MS  500
 
 /*
  * The transports, one row each. A delivery goes through the first row that
@@ -293,16 +294,24 @@ static int claim_margin_ms(const struct relay *r)
 	return r->cfg->relay.connect_timeout_ms + r->cfg->relay.lease_margin_ms;
 }
 
+/* The slots neither in flight nor holding a result not sent yet: rounds
+ * are pipelined, so results wait in `finished` while a round is out, and
+ * every delivery claimed now may finish before they are sent. */
+static int free_slots(const struct relay *r)
+{
+	return r->cfg->relay.concurrency - r->ninflight - r->nfinished;
+}
+
 /* Claim up to the free slots; returns how many were claimed, -1 on error. */
 static int claim_deliveries(struct relay *r)
 {
-	int free_slots = r->cfg->relay.concurrency - r->ninflight;
+	int free_slots_now = free_slots(r);
 	char err[DB_ERRLEN];
 
-	if (free_slots <= 0)
+	if (free_slots_now <= 0)
 		return 0;
 	return take_claimed(
-	    r, delivery_claim(r->conn, free_slots, claim_margin_ms(r), err, sizeof(err)), err,
+	    r, delivery_claim(r->conn, free_slots_now, claim_margin_ms(r), err, sizeof(err)), err,
 	    sizeof(err));
 }
 
@@ -343,6 +352,12 @@ static void on_sent(void *arg, void *owner)
 	struct relay *r = arg;
 	struct delivery *d = owner;
 
+	/* ninflight + nfinished never exceed the slots (free_slots()): a
+	 * result past them would be written past the end of `finished`. */
+	if (r->nfinished >= r->cfg->relay.concurrency) {
+		log_kv(LOG_ERROR, "relay: more results than slots", NULL);
+		abort();
+	}
 	d->handle = NULL;
 	judge_delivery_result(r, d);
 	for (int i = 0; i < r->ninflight; i++) {
@@ -407,6 +422,38 @@ static void poll_round(struct relay *r, bool block)
 		round_over(r, st);
 }
 
+/* Shutdown: the round out gets until `deadline` (monotonic ms) to come
+ * back; past it, the connection is closed and its results stay unrecorded
+ * (their leases expire: sent again, at least once). */
+static void poll_round_until(struct relay *r, int64_t deadline)
+{
+	while (r->round_out) {
+		int64_t left = deadline - util_mono_ms();
+		struct pollfd pfd = { .fd = PQsocket(r->conn), .events = POLLIN };
+
+		if (left <= 0 || pfd.fd < 0) {
+			struct delivery_round *rd = &r->rd;
+
+			log_kv(LOG_WARNING,
+			       "relay: the database did not answer before the shutdown timeout",
+			       NULL);
+			close_db(r);
+			PQclear(rd->claimed);
+			rd->claimed = NULL;
+			rd->claims = false;
+			for (int i = 0; i < rd->n; i++) {
+				snprintf(rd->ds[i]->dberr, sizeof(rd->ds[i]->dberr),
+				         "the database did not answer before the shutdown timeout");
+				rd->ds[i]->written = rd->ds[i]->applied = false;
+			}
+			round_over(r, DELIVERY_ROUND_DONE);
+			return;
+		}
+		poll(&pfd, 1, (int)(left > 100 ? 100 : left));
+		poll_round(r, false);
+	}
+}
+
 /*
  * Send the results not yet sent as a round, with the next claim when
  * slots came free and more is due; the transports keep sending while it
@@ -433,8 +480,7 @@ static void send_round(struct relay *r)
 	}
 	r->round_sent_ms = util_mono_ms();
 	r->round_out = true;
-	if (!delivery_round_send(r->conn, &r->cfg->relay, &r->rd, ds, n,
-	                         claims ? r->cfg->relay.concurrency - r->ninflight : 0,
+	if (!delivery_round_send(r->conn, &r->cfg->relay, &r->rd, ds, n, claims ? free_slots(r) : 0,
 	                         claim_margin_ms(r)))
 		round_over(r, r->rd.broken ? DELIVERY_ROUND_BROKEN : DELIVERY_ROUND_DONE);
 }
@@ -464,6 +510,17 @@ static void reclaim_expired(struct relay *r)
 		snprintf(count, sizeof(count), "%d", n);
 		log_kv(LOG_NOTICE, "relay: expired leases put back to pending", "deliveries", count,
 		       NULL);
+	}
+	n = delivery_unstrand(r->conn, err, sizeof(err));
+	if (n < 0) {
+		log_kv(LOG_WARNING, "relay: releasing waiting deliveries failed", "error", err,
+		       NULL);
+		set_failing(r, err);
+	} else if (n > 0) {
+		snprintf(count, sizeof(count), "%d", n);
+		log_kv(LOG_NOTICE,
+		       "relay: deliveries left waiting by an unordered subscription made due",
+		       "deliveries", count, NULL);
 	}
 }
 
@@ -560,7 +617,7 @@ static void *relay_main(void *arg)
 			/* Claim into whatever slots are free: each subscription is
 			 * capped in the claim (max_in_flight, rate limit), and the
 			 * subscriptions with due work share the free slots fairly. */
-			if (now >= r->next_claim_ms && r->ninflight >= r->cfg->relay.concurrency) {
+			if (now >= r->next_claim_ms && free_slots(r) <= 0) {
 				/* no free slot: collect_finished() wakes us */
 				r->next_claim_ms = now + r->cfg->poll_interval_ms;
 			} else if (now >= r->next_claim_ms) {
@@ -585,10 +642,20 @@ static void *relay_main(void *arg)
 		poll_round(r, false);
 		wait_for_work(r, stopping);
 	}
-	/* What finished before the stop is recorded before the leases go back. */
-	poll_round(r, true);
-	send_round(r);
-	poll_round(r, true);
+	/* What finished before the stop is recorded before the leases go back,
+	 * within shutdown_timeout_ms of the stop (of now after run --once),
+	 * and at least SHUTDOWN_GRACE_MS from here. */
+	{
+		int64_t now = util_mono_ms();
+		int64_t deadline =
+		    stop_deadline ? stop_deadline : now + r->cfg->shutdown_timeout_ms;
+
+		if (deadline < now + SHUTDOWN_GRACE_MS)
+			deadline = now + SHUTDOWN_GRACE_MS;
+		poll_round_until(r, deadline);
+		send_round(r);
+		poll_round_until(r, deadline);
+	}
 	release_inflight(r);
 	close_db(r);
 	runtime_config_put(r->rt, r->cfg);
