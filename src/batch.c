@@ -113,7 +113,11 @@ static const char queue_sql[] =
  * After a batch ran keys $1 (all it holds): park $2 behind the
  * dead-lettered heads $3 (block policy), and give every other key its new
  * head's due time, or delete it when its queue is empty. Reads the batch's
- * own outcomes (this statement follows them).
+ * own outcomes (this statement follows them). The due time is an upsert:
+ * should the key's row have gone meanwhile (deleted by a batch that saw its
+ * queue empty), a key with queued events gets it back -- no queued event is
+ * ever left without its key's row (queue_sql's DO NOTHING relies on it:
+ * every key it queues under is in $1).
  */
 static const char keys_sql[] =
     "WITH p AS (UPDATE pgeventd_keys k SET due_at = NULL, parked_event = u.id,"
@@ -123,8 +127,9 @@ static const char keys_sql[] =
     "  WHERE e.pgeventd_key = t.key AND NOT e.processed ORDER BY e.created_at, e.id LIMIT 1)"
     "  AS due FROM unnest($1::text[]) AS t (key) WHERE t.key NOT IN (SELECT key FROM p)),"
     " gone AS (DELETE FROM pgeventd_keys k USING h WHERE k.key = h.key AND h.due IS NULL)"
-    " UPDATE pgeventd_keys k SET due_at = h.due FROM h WHERE k.key = h.key"
-    " AND h.due IS NOT NULL";
+    " INSERT INTO pgeventd_keys AS k (key, due_at) SELECT h.key, h.due FROM h"
+    " WHERE h.due IS NOT NULL ORDER BY 1"
+    " ON CONFLICT (key) DO UPDATE SET due_at = excluded.due_at WHERE k.parked_event IS NULL";
 
 enum outcome { OUT_OK, OUT_RETRY, OUT_DEAD, OUT_SKIPPED };
 

@@ -63,4 +63,19 @@ add_key policy
 assert_eq "$(spans policy)" "1,2,3" "under skip_dead_letters the rest ran at once"
 assert_eq "$(q 'SELECT count(*) FROM pgeventd_keys')" 0 "and nothing parked"
 assert_eq "$(q 'SELECT count(*) FROM events WHERE NOT processed')" 0 "nothing left"
+# A replay of a key that has no row waits for the key's admission partition
+# (a batch holding it may be running a newer event of that key it admitted
+# as free): it must not hand the key to another batch meanwhile.
+assert_eq "$(q "SELECT count(*) FROM pgeventd_keys WHERE key = '$KEY1'")" 0 "the drained key has no row"
+psql -X -q -c "BEGIN; SELECT pg_advisory_xact_lock(1885824375, hashtext('$KEY1') & 7); SELECT pg_sleep(3); COMMIT;" >/dev/null 2>&1 &
+HOLDER=$!
+wait_for "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1885824375 AND granted" 1 5 || fail "the partition lock holder did not start"
+psql -X -q -A -t -v ON_ERROR_STOP=1 -c "SET lock_timeout = '500ms'; UPDATE events SET processed = false WHERE payload->>'key' = 'replayed' AND payload->>'n' = '1'" >"$T/replay_locked.out" 2>&1
+assert_eq $? 1 "a replay waits for the key's admission partition lock"
+assert_eq "$(q "SELECT count(*) FROM pgeventd_keys WHERE key = '$KEY1'")" 0 "and gave the key no row meanwhile"
+wait $HOLDER
+q "UPDATE events SET processed = false WHERE payload->>'key' = 'replayed' AND payload->>'n' = '1'"
+assert_eq "$(q "SELECT count(*) FROM pgeventd_keys WHERE key = '$KEY1' AND due_at IS NOT NULL")" 1 "once free, the replay gives the key its row"
+"$BIN" -c "$T/block.conf" run --once >"$T/run5.log" 2>&1
+assert_eq "$(spans replayed)" "0,1,2,3,1" "and the replayed event runs"
 finish
