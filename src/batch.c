@@ -190,13 +190,18 @@ struct batch {
 	size_t park_ids_len;
 	int unordered_rows; /* rows of the unordered claim (they come first) */
 	int nkeys;          /* keys the claim holds */
+	/* The suspect run alone, or -1: when it is row 0, the batch is that
+	 * row; a key's head further down (ordered rows come after every
+	 * unordered one) makes the batch that row only, the rows before it
+	 * left untouched. */
+	int alone;
 };
 
 static void batch_release(struct batch *b)
 {
 	PQclear(b->claim);
 	if (b->recs)
-		for (int i = 0; i < b->n; i++)
+		for (int i = 0; i < b->nrows; i++)
 			free(b->recs[i].error);
 	free(b->recs);
 	free(b->ids);
@@ -613,24 +618,54 @@ static void log_outcomes(struct worker *w, const struct batch *b)
 	atomic_store(&stats.last_processed_at, now);
 }
 
-/* Pick the prefix of the claimed rows to run now: everything up to the
- * first suspect (an event whose last run never finished), or the suspect
- * alone when it comes first. */
+/* Whether row `i` is its key's first in the claim: the key's head (a
+ * key's rows are adjacent, in its order). */
+static bool key_head(const struct batch *b, int i)
+{
+	return i == 0 || PQgetisnull(b->claim, i - 1, C_KEY) ||
+	       strcmp(PQgetvalue(b->claim, i - 1, C_KEY), PQgetvalue(b->claim, i, C_KEY)) != 0;
+}
+
+/* Whether row `i` is in the batch's prefix but not run (another row runs
+ * alone). */
+static bool left_out(const struct batch *b, int i)
+{
+	return b->alone >= 0 && i != b->alone;
+}
+
+/*
+ * Pick the rows to run now: everything up to the first suspect (an event
+ * whose last run never finished), or the suspect alone when it comes first
+ * -- or, for an ordered event, when it is its key's head: a key's rows come
+ * after every unordered row, so waiting for it to come first would starve
+ * it (and its key) while unordered events flow. A suspect further down its
+ * key runs once the rows before it have. A keyed row not due now is no
+ * suspect: it does not run in this batch.
+ */
 static void choose_prefix(struct batch *b, int limit)
 {
 	int k = -1;
 
+	b->alone = -1;
 	for (int i = 0; i < b->nrows; i++) {
-		if (b->recs[i].kind == ROW_EMPTY)
+		if (b->recs[i].kind == ROW_EMPTY ||
+		    (b->recs[i].kind != ROW_RUN && PQgetvalue(b->claim, i, C_DUE_NOW)[0] != 't'))
 			continue;
 		if (atoi(PQgetvalue(b->claim, i, C_PRIOR_RUNS)) > 0) {
 			k = i;
 			break;
 		}
 	}
-	b->n = k < 0 ? b->nrows : (k == 0 ? 1 : k);
+	if (k < 0) {
+		b->n = b->nrows;
+	} else if (k == 0 || (b->recs[k].kind != ROW_RUN && key_head(b, k))) {
+		b->alone = k;
+		b->n = k + 1;
+	} else {
+		b->n = k;
+	}
 	b->more = b->unordered_rows == limit || b->nkeys == limit || b->admitted_rows == limit ||
-	          b->n < b->nrows;
+	          b->n < b->nrows || b->alone > 0;
 }
 
 /* Sort the claimed rows into kinds (all ROW_RUN without ordered types);
@@ -813,7 +848,7 @@ int batch_run(struct worker *w, bool arm, bool *more)
 		goto fail;
 	choose_prefix(&b, w->claim_limit);
 	for (int i = 0; i < b.n; i++) {
-		if (b.recs[i].kind == ROW_EMPTY)
+		if (b.recs[i].kind == ROW_EMPTY || left_out(&b, i))
 			continue;
 		if (!array_add(&b.ids, &ids_len, PQgetvalue(b.claim, i, C_ID))) {
 			snprintf(err, sizeof(err), "out of memory");
@@ -821,27 +856,28 @@ int batch_run(struct worker *w, bool arm, bool *more)
 		}
 	}
 
-	/* Row 0 is the suspect when it runs alone (choose_prefix). */
-	int prior = b.recs[0].kind != ROW_EMPTY ? atoi(PQgetvalue(b.claim, 0, C_PRIOR_RUNS)) : 0;
+	/* The suspect that runs alone (choose_prefix), if any. */
+	int s = b.alone;
+	int prior = s >= 0 ? atoi(PQgetvalue(b.claim, s, C_PRIOR_RUNS)) : 0;
 	if (!b.ids) {
 		/* Nothing to run: only keys to tidy. */
 	} else if (prior >= cfg->max_attempts) {
-		/* b.n == 1: this event took the process down max_attempts times. */
-		struct record *rec = &b.recs[0];
+		/* Alone: this event took the process down max_attempts times. */
+		struct record *rec = &b.recs[s];
 		char msg[512];
 
-		rec->attempt = atoi(PQgetvalue(b.claim, 0, C_ATTEMPTS)) + prior;
+		rec->attempt = atoi(PQgetvalue(b.claim, s, C_ATTEMPTS)) + prior;
 		snprintf(msg, sizeof(msg),
 		         "handler crashed: the process died %d times while handling this event "
 		         "(or lost its database connection); not run again",
 		         prior);
 		rec->error = util_strdup(msg);
-		rec->type_index = registry_index(w->rt->reg, PQgetvalue(b.claim, 0, C_TYPE));
+		rec->type_index = registry_index(w->rt->reg, PQgetvalue(b.claim, s, C_TYPE));
 		const struct handler_entry *e =
 		    rec->type_index >= 0 ? w->rt->reg->entries[rec->type_index] : NULL;
 		const struct route *rt =
 		    e ? NULL
-		      : routes_match(&cfg->routes, PQgetvalue(b.claim, 0, C_TYPE),
+		      : routes_match(&cfg->routes, PQgetvalue(b.claim, s, C_TYPE),
 		                     &rec->route_pattern);
 		if (rt)
 			e = &rt->entry;
@@ -865,7 +901,7 @@ int batch_run(struct worker *w, bool arm, bool *more)
 		for (int i = 0; i < b.n; i++) {
 			struct record *rec = &b.recs[i];
 
-			if (rec->kind == ROW_EMPTY)
+			if (rec->kind == ROW_EMPTY || left_out(&b, i))
 				continue;
 			if (rec->kind != ROW_RUN) {
 				const char *key = PQgetvalue(b.claim, i, C_KEY);
@@ -918,7 +954,8 @@ int batch_run(struct worker *w, bool arm, bool *more)
 			marked = false;
 		goto fail;
 	}
-	claim_advance(w, b.claim, b.unordered_rows, b.n);
+	/* Unordered rows run: none when an ordered suspect ran alone. */
+	claim_advance(w, b.claim, b.unordered_rows, b.alone >= b.unordered_rows ? 0 : b.n);
 	atomic_fetch_add(&stats.batches, 1);
 	telemetry_batch(b.n, util_mono_s() - t_begin);
 	log_outcomes(w, &b);
