@@ -148,6 +148,7 @@ struct record {
 	int row; /* row of the claim result */
 	enum row_kind kind;
 	bool done;      /* its outcome was recorded (else it did not run: logged nowhere) */
+	bool marked;    /* counted in pgeventd_inflight by this batch, not yet taken back */
 	int type_index; /* registry index of its type, -1 if none */
 	bool ran;       /* its handler ran: duration_ms and lag_s are set */
 	bool savepoint; /* its handler wrote, behind a savepoint */
@@ -758,6 +759,22 @@ static bool key_goes_on(const struct worker *w, struct batch *b, const struct re
 	return false;
 }
 
+/* The "{id,...}" of the rows still marked by this batch (NULL if none, or
+ * out of memory: then the marks stay, as after a crash). */
+static char *marked_ids(const struct batch *b)
+{
+	char *ids = NULL;
+	size_t len = 0;
+
+	for (int i = 0; i < b->nrows; i++)
+		if (b->recs[i].marked &&
+		    !array_add(&ids, &len, PQgetvalue(b->claim, b->recs[i].row, C_ID))) {
+			free(ids);
+			return NULL;
+		}
+	return ids;
+}
+
 /* Read the crash marks' result from the side connection. */
 static bool finish_mark(struct worker *w, bool *pending, char *err)
 {
@@ -773,6 +790,42 @@ static bool finish_mark(struct worker *w, bool *pending, char *err)
 		PQclear(res);
 	}
 	return ok;
+}
+
+/* Row `i`'s key is held (RETRY, or parked): its later rows in the batch
+ * will not run, so take back their crash marks now -- should the process
+ * die later in the batch, they must not count as runs that never
+ * finished. */
+static bool unmark_held(struct worker *w, struct batch *b, int i, bool *pending, char *err)
+{
+	const char *key = PQgetvalue(b->claim, i, C_KEY);
+	char *ids = NULL;
+	size_t len = 0;
+
+	for (int j = i + 1; j < b->n; j++) {
+		if (PQgetisnull(b->claim, j, C_KEY) || strcmp(PQgetvalue(b->claim, j, C_KEY), key))
+			break;
+		if (!b->recs[j].marked)
+			continue;
+		if (!array_add(&ids, &len, PQgetvalue(b->claim, j, C_ID))) {
+			free(ids);
+			snprintf(err, DB_ERRLEN, "out of memory");
+			return false;
+		}
+	}
+	if (!ids)
+		return true;
+	if (!finish_mark(w, pending, err)) {
+		free(ids);
+		return false;
+	}
+	unmark(w, ids);
+	free(ids);
+	for (int j = i + 1; j < b->n && !PQgetisnull(b->claim, j, C_KEY) &&
+	                    strcmp(PQgetvalue(b->claim, j, C_KEY), key) == 0;
+	     j++)
+		b->recs[j].marked = false;
+	return true;
 }
 
 /* [OK update; queue deliveries; COMMIT]. *commit_sent is set when the
@@ -814,7 +867,8 @@ int batch_run(struct worker *w, bool arm, bool *more)
 	struct batch b = { 0 };
 	char err[DB_ERRLEN] = "";
 	const char *p[1];
-	size_t ids_len = 0;
+	size_t ids_len = 0, mark_len = 0;
+	char *mark_ids = NULL;
 	bool marked = false, mark_pending = false, full = false, commit_sent = false;
 	int rc = -1, subxacts = 0;
 	double t_begin = util_mono_s();
@@ -847,13 +901,31 @@ int batch_run(struct worker *w, bool arm, bool *more)
 	if (!classify_rows(&b, err))
 		goto fail;
 	choose_prefix(&b, w->claim_limit);
-	for (int i = 0; i < b.n; i++) {
+	/* b.ids: every event of the batch (their marks go at COMMIT);
+	 * mark_ids: those about to run -- not a key's rows from one not due
+	 * yet on, which wait for it. */
+	for (int i = 0, waits = -1; i < b.n; i++) {
 		if (b.recs[i].kind == ROW_EMPTY || left_out(&b, i))
 			continue;
 		if (!array_add(&b.ids, &ids_len, PQgetvalue(b.claim, i, C_ID))) {
 			snprintf(err, sizeof(err), "out of memory");
 			goto fail;
 		}
+		if (b.recs[i].kind != ROW_RUN) {
+			if (waits >= 0 && strcmp(PQgetvalue(b.claim, waits, C_KEY),
+			                         PQgetvalue(b.claim, i, C_KEY)) == 0)
+				continue;
+			waits = -1;
+			if (PQgetvalue(b.claim, i, C_DUE_NOW)[0] != 't') {
+				waits = i;
+				continue;
+			}
+		}
+		if (!array_add(&mark_ids, &mark_len, PQgetvalue(b.claim, i, C_ID))) {
+			snprintf(err, sizeof(err), "out of memory");
+			goto fail;
+		}
+		b.recs[i].marked = true;
 	}
 
 	/* The suspect that runs alone (choose_prefix), if any. */
@@ -890,12 +962,16 @@ int batch_run(struct worker *w, bool arm, bool *more)
 		/* Sent now, read back before COMMIT: the server runs it while the
 		 * handlers run, and it is in its socket before any handler can
 		 * take the process down. */
-		p[0] = b.ids;
-		if (!PQsendQueryPrepared(w->side, "mark", 1, p, NULL, NULL, 0)) {
-			db_conn_error(w->side, err, DB_ERRLEN);
-			goto fail;
+		p[0] = mark_ids;
+		if (mark_ids) {
+			if (!PQsendQueryPrepared(w->side, "mark", 1, p, NULL, NULL, 0)) {
+				for (int i = 0; i < b.n; i++)
+					b.recs[i].marked = false;
+				db_conn_error(w->side, err, DB_ERRLEN);
+				goto fail;
+			}
+			marked = mark_pending = true;
 		}
-		marked = mark_pending = true;
 		const char *held =
 		    NULL; /* a key whose later events wait: rows of a key are adjacent */
 		for (int i = 0; i < b.n; i++) {
@@ -933,7 +1009,7 @@ int batch_run(struct worker *w, bool arm, bool *more)
 			if (rec->savepoint)
 				subxacts++;
 			if (rec->kind != ROW_RUN && !key_goes_on(w, &b, rec, err)) {
-				if (err[0])
+				if (err[0] || !unmark_held(w, &b, i, &mark_pending, err))
 					goto fail;
 				held = PQgetvalue(b.claim, i, C_KEY);
 			}
@@ -968,6 +1044,7 @@ int batch_run(struct worker *w, bool arm, bool *more)
 		for (int i = 0; i < b.n; i++)
 			rc += b.recs[i].done;
 	}
+	free(mark_ids);
 	batch_release(&b);
 	return rc;
 fail:
@@ -994,8 +1071,13 @@ fail:
 
 		claim_release_sleep_lock(w, ignore);
 	}
-	if (marked)
-		unmark(w, b.ids);
+	if (marked) {
+		char *ids = marked_ids(&b);
+
+		unmark(w, ids);
+		free(ids);
+	}
+	free(mark_ids);
 	batch_release(&b);
 	return -1;
 }
