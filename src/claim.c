@@ -117,11 +117,16 @@
 #define KEY_PART(key) "(hashtext(" key ") & (" ADMIT_PARTITIONS " - 1))"
 /* $1 the partition to try first, $2 how many to take, $3 true for a pass
  * from the start of the index. Notes the partitions taken in
- * pgeventd.parts and where the pass starts in pgeventd.admit_from: the
- * earliest of their cursors (pgeventd_admit_cursor), less a second for
- * producers whose rows commit after later ones. Read in this statement, a
- * cursor may predate the lock -- an earlier one, which only costs the scan
- * a few rows. Returns the transaction's now() too (claim_advance). */
+ * pgeventd.parts, and in pgeventd.admit_full whether the pass starts from
+ * the start of the index. Returns the transaction's now() too
+ * (claim_advance). Where a pass that is not full starts -- the earliest of
+ * the partitions' cursors (pgeventd_admit_cursor), less a second for
+ * producers whose rows commit after later ones -- is read by admit_sql, in
+ * a snapshot taken after the locks: read here, a cursor could predate
+ * them, and miss an event the partition's previous holder left (its key
+ * busy) behind the cursor it then wrote; the pass would start after that
+ * event and move the cursor past it, and a later event of its key could be
+ * admitted before it. */
 /* clang-format off */
 static const char admit_lock_sql[] =
     "WITH l AS MATERIALIZED (SELECT coalesce((SELECT array_agg(y.p) FROM (SELECT x.p"
@@ -129,16 +134,17 @@ static const char admit_lock_sql[] =
     "  FROM generate_series(0, " ADMIT_PARTITIONS " - 1) i) x"
     "  WHERE pg_try_advisory_xact_lock(" ADMIT_LOCK ", x.p) LIMIT $2) y), '{}') AS parts)"
     " SELECT set_config('pgeventd.parts', l.parts::text, true),"
-    " set_config('pgeventd.admit_from', CASE WHEN $3 THEN '-infinity' ELSE coalesce((SELECT"
-    "  min(c.due) - interval '1 second' FROM pgeventd_admit_cursor c WHERE c.part = ANY(l.parts)),"
-    "  '-infinity')::text END, true), now()::text FROM l";
+    " set_config('pgeventd.admit_full', $3::boolean::text, true), now()::text FROM l";
 
 static const char admit_sql[] =
     "WITH"
     " a AS (SELECT e.id, " KEY_OF("$2", "$3") " AS key, " DUE " AS due FROM events e"
     "  WHERE current_setting('pgeventd.parts') <> '{}'"
     "  AND NOT e.processed AND e.pgeventd_key IS NULL AND " DUE " <= now()"
-    "  AND " DUE " >= current_setting('pgeventd.admit_from')::timestamptz"
+    "  AND " DUE " >= (SELECT CASE WHEN current_setting('pgeventd.admit_full')::boolean"
+    "  THEN '-infinity' ELSE coalesce((SELECT min(c.due) - interval '1 second'"
+    "  FROM pgeventd_admit_cursor c"
+    "  WHERE c.part = ANY(current_setting('pgeventd.parts')::int[])), '-infinity') END)"
     "  AND (e.event_type LIKE ANY($2::text[]) OR e.event_type LIKE ANY($3::text[]))"
     /* (a subquery: the setting is read once, not once per row) */
     "  AND " KEY_PART(KEY_OF("$2", "$3"))
