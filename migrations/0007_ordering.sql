@@ -73,7 +73,11 @@ INSERT INTO pgeventd_admit_cursor (part, due)
 -- event: it goes back to its key's queue, and the key gets a row again if
 -- its queue had emptied meanwhile, due now unless it is parked. Waiting
 -- for the key's row lock here is waiting for the batch that runs the key,
--- so the key's owner never misses the replayed event.
+-- so the key's owner never misses the replayed event. A key without a row
+-- is, to admission, the admitting batch's own (claim.c): so the key's
+-- admission partition lock (1885824375, hashtext(key) & 7) is taken first,
+-- shared, to wait for a batch that may be running a newer event of the key
+-- it admitted as free; else the replayed event could run at once beside it.
 CREATE OR REPLACE FUNCTION pgeventd_replay() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -82,6 +86,7 @@ BEGIN
     NEW.last_error := NULL;
     NEW.processed_at := NULL;
     IF NEW.pgeventd_key IS NOT NULL THEN
+        PERFORM pg_advisory_xact_lock_shared(1885824375, hashtext(NEW.pgeventd_key) & 7);
         INSERT INTO pgeventd_keys AS k (key, due_at)
             VALUES (NEW.pgeventd_key, NEW.next_attempt_at)
             ON CONFLICT (key) DO UPDATE SET due_at = least(k.due_at, excluded.due_at)

@@ -113,7 +113,11 @@ static const char queue_sql[] =
  * After a batch ran keys $1 (all it holds): park $2 behind the
  * dead-lettered heads $3 (block policy), and give every other key its new
  * head's due time, or delete it when its queue is empty. Reads the batch's
- * own outcomes (this statement follows them).
+ * own outcomes (this statement follows them). The due time is an upsert:
+ * should the key's row have gone meanwhile (deleted by a batch that saw its
+ * queue empty), a key with queued events gets it back -- no queued event is
+ * ever left without its key's row (queue_sql's DO NOTHING relies on it:
+ * every key it queues under is in $1).
  */
 static const char keys_sql[] =
     "WITH p AS (UPDATE pgeventd_keys k SET due_at = NULL, parked_event = u.id,"
@@ -123,8 +127,9 @@ static const char keys_sql[] =
     "  WHERE e.pgeventd_key = t.key AND NOT e.processed ORDER BY e.created_at, e.id LIMIT 1)"
     "  AS due FROM unnest($1::text[]) AS t (key) WHERE t.key NOT IN (SELECT key FROM p)),"
     " gone AS (DELETE FROM pgeventd_keys k USING h WHERE k.key = h.key AND h.due IS NULL)"
-    " UPDATE pgeventd_keys k SET due_at = h.due FROM h WHERE k.key = h.key"
-    " AND h.due IS NOT NULL";
+    " INSERT INTO pgeventd_keys AS k (key, due_at) SELECT h.key, h.due FROM h"
+    " WHERE h.due IS NOT NULL ORDER BY 1"
+    " ON CONFLICT (key) DO UPDATE SET due_at = excluded.due_at WHERE k.parked_event IS NULL";
 
 enum outcome { OUT_OK, OUT_RETRY, OUT_DEAD, OUT_SKIPPED };
 
@@ -143,6 +148,7 @@ struct record {
 	int row; /* row of the claim result */
 	enum row_kind kind;
 	bool done;      /* its outcome was recorded (else it did not run: logged nowhere) */
+	bool marked;    /* counted in pgeventd_inflight by this batch, not yet taken back */
 	int type_index; /* registry index of its type, -1 if none */
 	bool ran;       /* its handler ran: duration_ms and lag_s are set */
 	bool savepoint; /* its handler wrote, behind a savepoint */
@@ -185,13 +191,18 @@ struct batch {
 	size_t park_ids_len;
 	int unordered_rows; /* rows of the unordered claim (they come first) */
 	int nkeys;          /* keys the claim holds */
+	/* The suspect run alone, or -1: when it is row 0, the batch is that
+	 * row; a key's head further down (ordered rows come after every
+	 * unordered one) makes the batch that row only, the rows before it
+	 * left untouched. */
+	int alone;
 };
 
 static void batch_release(struct batch *b)
 {
 	PQclear(b->claim);
 	if (b->recs)
-		for (int i = 0; i < b->n; i++)
+		for (int i = 0; i < b->nrows; i++)
 			free(b->recs[i].error);
 	free(b->recs);
 	free(b->ids);
@@ -608,24 +619,54 @@ static void log_outcomes(struct worker *w, const struct batch *b)
 	atomic_store(&stats.last_processed_at, now);
 }
 
-/* Pick the prefix of the claimed rows to run now: everything up to the
- * first suspect (an event whose last run never finished), or the suspect
- * alone when it comes first. */
+/* Whether row `i` is its key's first in the claim: the key's head (a
+ * key's rows are adjacent, in its order). */
+static bool key_head(const struct batch *b, int i)
+{
+	return i == 0 || PQgetisnull(b->claim, i - 1, C_KEY) ||
+	       strcmp(PQgetvalue(b->claim, i - 1, C_KEY), PQgetvalue(b->claim, i, C_KEY)) != 0;
+}
+
+/* Whether row `i` is in the batch's prefix but not run (another row runs
+ * alone). */
+static bool left_out(const struct batch *b, int i)
+{
+	return b->alone >= 0 && i != b->alone;
+}
+
+/*
+ * Pick the rows to run now: everything up to the first suspect (an event
+ * whose last run never finished), or the suspect alone when it comes first
+ * -- or, for an ordered event, when it is its key's head: a key's rows come
+ * after every unordered row, so waiting for it to come first would starve
+ * it (and its key) while unordered events flow. A suspect further down its
+ * key runs once the rows before it have. A keyed row not due now is no
+ * suspect: it does not run in this batch.
+ */
 static void choose_prefix(struct batch *b, int limit)
 {
 	int k = -1;
 
+	b->alone = -1;
 	for (int i = 0; i < b->nrows; i++) {
-		if (b->recs[i].kind == ROW_EMPTY)
+		if (b->recs[i].kind == ROW_EMPTY ||
+		    (b->recs[i].kind != ROW_RUN && PQgetvalue(b->claim, i, C_DUE_NOW)[0] != 't'))
 			continue;
 		if (atoi(PQgetvalue(b->claim, i, C_PRIOR_RUNS)) > 0) {
 			k = i;
 			break;
 		}
 	}
-	b->n = k < 0 ? b->nrows : (k == 0 ? 1 : k);
+	if (k < 0) {
+		b->n = b->nrows;
+	} else if (k == 0 || (b->recs[k].kind != ROW_RUN && key_head(b, k))) {
+		b->alone = k;
+		b->n = k + 1;
+	} else {
+		b->n = k;
+	}
 	b->more = b->unordered_rows == limit || b->nkeys == limit || b->admitted_rows == limit ||
-	          b->n < b->nrows;
+	          b->n < b->nrows || b->alone > 0;
 }
 
 /* Sort the claimed rows into kinds (all ROW_RUN without ordered types);
@@ -718,6 +759,22 @@ static bool key_goes_on(const struct worker *w, struct batch *b, const struct re
 	return false;
 }
 
+/* The "{id,...}" of the rows still marked by this batch (NULL if none, or
+ * out of memory: then the marks stay, as after a crash). */
+static char *marked_ids(const struct batch *b)
+{
+	char *ids = NULL;
+	size_t len = 0;
+
+	for (int i = 0; i < b->nrows; i++)
+		if (b->recs[i].marked &&
+		    !array_add(&ids, &len, PQgetvalue(b->claim, b->recs[i].row, C_ID))) {
+			free(ids);
+			return NULL;
+		}
+	return ids;
+}
+
 /* Read the crash marks' result from the side connection. */
 static bool finish_mark(struct worker *w, bool *pending, char *err)
 {
@@ -733,6 +790,42 @@ static bool finish_mark(struct worker *w, bool *pending, char *err)
 		PQclear(res);
 	}
 	return ok;
+}
+
+/* Row `i`'s key is held (RETRY, or parked): its later rows in the batch
+ * will not run, so take back their crash marks now -- should the process
+ * die later in the batch, they must not count as runs that never
+ * finished. */
+static bool unmark_held(struct worker *w, struct batch *b, int i, bool *pending, char *err)
+{
+	const char *key = PQgetvalue(b->claim, i, C_KEY);
+	char *ids = NULL;
+	size_t len = 0;
+
+	for (int j = i + 1; j < b->n; j++) {
+		if (PQgetisnull(b->claim, j, C_KEY) || strcmp(PQgetvalue(b->claim, j, C_KEY), key))
+			break;
+		if (!b->recs[j].marked)
+			continue;
+		if (!array_add(&ids, &len, PQgetvalue(b->claim, j, C_ID))) {
+			free(ids);
+			snprintf(err, DB_ERRLEN, "out of memory");
+			return false;
+		}
+	}
+	if (!ids)
+		return true;
+	if (!finish_mark(w, pending, err)) {
+		free(ids);
+		return false;
+	}
+	unmark(w, ids);
+	free(ids);
+	for (int j = i + 1; j < b->n && !PQgetisnull(b->claim, j, C_KEY) &&
+	                    strcmp(PQgetvalue(b->claim, j, C_KEY), key) == 0;
+	     j++)
+		b->recs[j].marked = false;
+	return true;
 }
 
 /* [OK update; queue deliveries; COMMIT]. *commit_sent is set when the
@@ -774,7 +867,8 @@ int batch_run(struct worker *w, bool arm, bool *more)
 	struct batch b = { 0 };
 	char err[DB_ERRLEN] = "";
 	const char *p[1];
-	size_t ids_len = 0;
+	size_t ids_len = 0, mark_len = 0;
+	char *mark_ids = NULL;
 	bool marked = false, mark_pending = false, full = false, commit_sent = false;
 	int rc = -1, subxacts = 0;
 	double t_begin = util_mono_s();
@@ -807,36 +901,55 @@ int batch_run(struct worker *w, bool arm, bool *more)
 	if (!classify_rows(&b, err))
 		goto fail;
 	choose_prefix(&b, w->claim_limit);
-	for (int i = 0; i < b.n; i++) {
-		if (b.recs[i].kind == ROW_EMPTY)
+	/* b.ids: every event of the batch (their marks go at COMMIT);
+	 * mark_ids: those about to run -- not a key's rows from one not due
+	 * yet on, which wait for it. */
+	for (int i = 0, waits = -1; i < b.n; i++) {
+		if (b.recs[i].kind == ROW_EMPTY || left_out(&b, i))
 			continue;
 		if (!array_add(&b.ids, &ids_len, PQgetvalue(b.claim, i, C_ID))) {
 			snprintf(err, sizeof(err), "out of memory");
 			goto fail;
 		}
+		if (b.recs[i].kind != ROW_RUN) {
+			if (waits >= 0 && strcmp(PQgetvalue(b.claim, waits, C_KEY),
+			                         PQgetvalue(b.claim, i, C_KEY)) == 0)
+				continue;
+			waits = -1;
+			if (PQgetvalue(b.claim, i, C_DUE_NOW)[0] != 't') {
+				waits = i;
+				continue;
+			}
+		}
+		if (!array_add(&mark_ids, &mark_len, PQgetvalue(b.claim, i, C_ID))) {
+			snprintf(err, sizeof(err), "out of memory");
+			goto fail;
+		}
+		b.recs[i].marked = true;
 	}
 
-	/* Row 0 is the suspect when it runs alone (choose_prefix). */
-	int prior = b.recs[0].kind != ROW_EMPTY ? atoi(PQgetvalue(b.claim, 0, C_PRIOR_RUNS)) : 0;
+	/* The suspect that runs alone (choose_prefix), if any. */
+	int s = b.alone;
+	int prior = s >= 0 ? atoi(PQgetvalue(b.claim, s, C_PRIOR_RUNS)) : 0;
 	if (!b.ids) {
 		/* Nothing to run: only keys to tidy. */
 	} else if (prior >= cfg->max_attempts) {
-		/* b.n == 1: this event took the process down max_attempts times. */
-		struct record *rec = &b.recs[0];
+		/* Alone: this event took the process down max_attempts times. */
+		struct record *rec = &b.recs[s];
 		char msg[512];
 
-		rec->attempt = atoi(PQgetvalue(b.claim, 0, C_ATTEMPTS)) + prior;
+		rec->attempt = atoi(PQgetvalue(b.claim, s, C_ATTEMPTS)) + prior;
 		snprintf(msg, sizeof(msg),
 		         "handler crashed: the process died %d times while handling this event "
 		         "(or lost its database connection); not run again",
 		         prior);
 		rec->error = util_strdup(msg);
-		rec->type_index = registry_index(w->rt->reg, PQgetvalue(b.claim, 0, C_TYPE));
+		rec->type_index = registry_index(w->rt->reg, PQgetvalue(b.claim, s, C_TYPE));
 		const struct handler_entry *e =
 		    rec->type_index >= 0 ? w->rt->reg->entries[rec->type_index] : NULL;
 		const struct route *rt =
 		    e ? NULL
-		      : routes_match(&cfg->routes, PQgetvalue(b.claim, 0, C_TYPE),
+		      : routes_match(&cfg->routes, PQgetvalue(b.claim, s, C_TYPE),
 		                     &rec->route_pattern);
 		if (rt)
 			e = &rt->entry;
@@ -849,18 +962,22 @@ int batch_run(struct worker *w, bool arm, bool *more)
 		/* Sent now, read back before COMMIT: the server runs it while the
 		 * handlers run, and it is in its socket before any handler can
 		 * take the process down. */
-		p[0] = b.ids;
-		if (!PQsendQueryPrepared(w->side, "mark", 1, p, NULL, NULL, 0)) {
-			db_conn_error(w->side, err, DB_ERRLEN);
-			goto fail;
+		p[0] = mark_ids;
+		if (mark_ids) {
+			if (!PQsendQueryPrepared(w->side, "mark", 1, p, NULL, NULL, 0)) {
+				for (int i = 0; i < b.n; i++)
+					b.recs[i].marked = false;
+				db_conn_error(w->side, err, DB_ERRLEN);
+				goto fail;
+			}
+			marked = mark_pending = true;
 		}
-		marked = mark_pending = true;
 		const char *held =
 		    NULL; /* a key whose later events wait: rows of a key are adjacent */
 		for (int i = 0; i < b.n; i++) {
 			struct record *rec = &b.recs[i];
 
-			if (rec->kind == ROW_EMPTY)
+			if (rec->kind == ROW_EMPTY || left_out(&b, i))
 				continue;
 			if (rec->kind != ROW_RUN) {
 				const char *key = PQgetvalue(b.claim, i, C_KEY);
@@ -892,7 +1009,7 @@ int batch_run(struct worker *w, bool arm, bool *more)
 			if (rec->savepoint)
 				subxacts++;
 			if (rec->kind != ROW_RUN && !key_goes_on(w, &b, rec, err)) {
-				if (err[0])
+				if (err[0] || !unmark_held(w, &b, i, &mark_pending, err))
 					goto fail;
 				held = PQgetvalue(b.claim, i, C_KEY);
 			}
@@ -913,7 +1030,8 @@ int batch_run(struct worker *w, bool arm, bool *more)
 			marked = false;
 		goto fail;
 	}
-	claim_advance(w, b.claim, b.unordered_rows, b.n);
+	/* Unordered rows run: none when an ordered suspect ran alone. */
+	claim_advance(w, b.claim, b.unordered_rows, b.alone >= b.unordered_rows ? 0 : b.n);
 	atomic_fetch_add(&stats.batches, 1);
 	telemetry_batch(b.n, util_mono_s() - t_begin);
 	log_outcomes(w, &b);
@@ -926,6 +1044,7 @@ int batch_run(struct worker *w, bool arm, bool *more)
 		for (int i = 0; i < b.n; i++)
 			rc += b.recs[i].done;
 	}
+	free(mark_ids);
 	batch_release(&b);
 	return rc;
 fail:
@@ -952,8 +1071,13 @@ fail:
 
 		claim_release_sleep_lock(w, ignore);
 	}
-	if (marked)
-		unmark(w, b.ids);
+	if (marked) {
+		char *ids = marked_ids(&b);
+
+		unmark(w, ids);
+		free(ids);
+	}
+	free(mark_ids);
 	batch_release(&b);
 	return -1;
 }

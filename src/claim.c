@@ -66,11 +66,6 @@
 	" AND " DUE " >= $2::timestamptz - interval '1 second' AND " DUE " <= now()" extra         \
 	" ORDER BY " DUE ", e.id LIMIT $1 FOR UPDATE OF e SKIP LOCKED"
 
-/* $1 limit, $2 the claim's lower bound on the due time ('-infinity' for a
- * full claim). With no ordered event types, this is the whole claim. */
-static const char claim_sql[] =
-    "SELECT " EVENT_COLUMNS ", NULL::text, true, NULL::timestamptz, false" DUE_EVENTS("");
-
 /*
  * The key of an ordered event, NULL for any other: "k:" || ordering_key
  * for a type matching a LIKE pattern of $KP (ordering.by_ordering_key),
@@ -122,11 +117,16 @@ static const char claim_sql[] =
 #define KEY_PART(key) "(hashtext(" key ") & (" ADMIT_PARTITIONS " - 1))"
 /* $1 the partition to try first, $2 how many to take, $3 true for a pass
  * from the start of the index. Notes the partitions taken in
- * pgeventd.parts and where the pass starts in pgeventd.admit_from: the
- * earliest of their cursors (pgeventd_admit_cursor), less a second for
- * producers whose rows commit after later ones. Read in this statement, a
- * cursor may predate the lock -- an earlier one, which only costs the scan
- * a few rows. Returns the transaction's now() too (claim_advance). */
+ * pgeventd.parts, and in pgeventd.admit_full whether the pass starts from
+ * the start of the index. Returns the transaction's now() too
+ * (claim_advance). Where a pass that is not full starts -- the earliest of
+ * the partitions' cursors (pgeventd_admit_cursor), less a second for
+ * producers whose rows commit after later ones -- is read by admit_sql, in
+ * a snapshot taken after the locks: read here, a cursor could predate
+ * them, and miss an event the partition's previous holder left (its key
+ * busy) behind the cursor it then wrote; the pass would start after that
+ * event and move the cursor past it, and a later event of its key could be
+ * admitted before it. */
 /* clang-format off */
 static const char admit_lock_sql[] =
     "WITH l AS MATERIALIZED (SELECT coalesce((SELECT array_agg(y.p) FROM (SELECT x.p"
@@ -134,16 +134,17 @@ static const char admit_lock_sql[] =
     "  FROM generate_series(0, " ADMIT_PARTITIONS " - 1) i) x"
     "  WHERE pg_try_advisory_xact_lock(" ADMIT_LOCK ", x.p) LIMIT $2) y), '{}') AS parts)"
     " SELECT set_config('pgeventd.parts', l.parts::text, true),"
-    " set_config('pgeventd.admit_from', CASE WHEN $3 THEN '-infinity' ELSE coalesce((SELECT"
-    "  min(c.due) - interval '1 second' FROM pgeventd_admit_cursor c WHERE c.part = ANY(l.parts)),"
-    "  '-infinity')::text END, true), now()::text FROM l";
+    " set_config('pgeventd.admit_full', $3::boolean::text, true), now()::text FROM l";
 
 static const char admit_sql[] =
     "WITH"
     " a AS (SELECT e.id, " KEY_OF("$2", "$3") " AS key, " DUE " AS due FROM events e"
     "  WHERE current_setting('pgeventd.parts') <> '{}'"
     "  AND NOT e.processed AND e.pgeventd_key IS NULL AND " DUE " <= now()"
-    "  AND " DUE " >= current_setting('pgeventd.admit_from')::timestamptz"
+    "  AND " DUE " >= (SELECT CASE WHEN current_setting('pgeventd.admit_full')::boolean"
+    "  THEN '-infinity' ELSE coalesce((SELECT min(c.due) - interval '1 second'"
+    "  FROM pgeventd_admit_cursor c"
+    "  WHERE c.part = ANY(current_setting('pgeventd.parts')::int[])), '-infinity') END)"
     "  AND (e.event_type LIKE ANY($2::text[]) OR e.event_type LIKE ANY($3::text[]))"
     /* (a subquery: the setting is read once, not once per row) */
     "  AND " KEY_PART(KEY_OF("$2", "$3"))
@@ -210,13 +211,29 @@ static const char claim_ordered_sql[] =
     " ORDER BY c.branch, c.key, c.sort_at, c.id";
 /* clang-format on */
 
-/* Milliseconds until the next event falls due (a retry in backoff or a
- * scheduled event), NULL when none: the index's first entry after now(). */
-static const char next_due_sql[] =
-    "SELECT ceil(extract(epoch from min(" DUE ") - clock_timestamp()) * 1000)::bigint"
-    " FROM events e WHERE NOT e.processed AND e.pgeventd_key IS NULL AND " DUE " > now()";
+/* Without ordered event types: the unordered claim ($1 limit, $2 the
+ * claim's lower bound on the due time, '-infinity' for a full claim), and
+ * the first $3 events of each key lock_keys locked -- the events of the
+ * keys queued while ordered types were configured (or under patterns
+ * since changed): they still run, in their keys' order,
+ * rather than wait for good. With no key row due, lock_keys is one probe of
+ * an empty range of pgeventd_keys_due_idx. */
+/* clang-format off */
+static const char claim_keys_sql[] =
+    "WITH u AS (SELECT " EVENT_COLUMNS ", NULL::text AS key, true AS due_now,"
+    " " DUE " AS sort_at" DUE_EVENTS("") ")"
+    " SELECT * FROM (SELECT u.*, false AS admitted, 0 AS branch FROM u"
+    " UNION ALL SELECT q.*, k.key, coalesce(q.due_text::timestamptz <= now(), false),"
+    " q.created_at, false, 1 FROM unnest(current_setting('pgeventd.keys')::text[]) AS k (key)"
+    " LEFT JOIN LATERAL (SELECT " EVENT_COLUMNS " FROM events e"
+    " WHERE e.pgeventd_key = k.key AND NOT e.processed ORDER BY e.created_at, e.id LIMIT $3) q"
+    " ON true) c"
+    " ORDER BY c.branch, c.key, c.sort_at, c.id";
+/* clang-format on */
 
-/* The same, also of keys whose head waits (pgeventd_keys_due_idx). */
+/* Milliseconds until the next event falls due (a retry in backoff or a
+ * scheduled event; the index's first entry after now()), or a key whose
+ * head waits (pgeventd_keys_due_idx); NULL when none. */
 static const char next_due_ordered_sql[] =
     "SELECT ceil(extract(epoch from least((SELECT min(" DUE ") FROM events e"
     " WHERE NOT e.processed AND e.pgeventd_key IS NULL AND " DUE " > now()),"
@@ -231,8 +248,9 @@ bool claim_prepare(PGconn *conn, const struct config *cfg, char *err, size_t err
 		       db_prepare(conn, "lock_keys", lock_keys_sql, 1, err, errlen) &&
 		       db_prepare(conn, "claim", claim_ordered_sql, 5, err, errlen) &&
 		       db_prepare(conn, "next_due", next_due_ordered_sql, 0, err, errlen);
-	return db_prepare(conn, "claim", claim_sql, 2, err, errlen) &&
-	       db_prepare(conn, "next_due", next_due_sql, 0, err, errlen);
+	return db_prepare(conn, "lock_keys", lock_keys_sql, 1, err, errlen) &&
+	       db_prepare(conn, "claim", claim_keys_sql, 3, err, errlen) &&
+	       db_prepare(conn, "next_due", next_due_ordered_sql, 0, err, errlen);
 }
 
 int claim_handler_timeout(const struct config *cfg)
@@ -355,9 +373,11 @@ PGresult *claim_begin(struct worker *w, bool arm, bool *full, char *err)
 		st[n++] = (struct db_stmt){ "admit_lock", NULL, 3, lock_p, PGRES_TUPLES_OK };
 		st[n++] = (struct db_stmt){ "admit", NULL, 3, admit_p, PGRES_TUPLES_OK };
 		st[n++] = (struct db_stmt){ "lock_keys", NULL, 1, admit_p, PGRES_TUPLES_OK };
+	} else {
+		st[n++] = (struct db_stmt){ "lock_keys", NULL, 1, claim_p, PGRES_TUPLES_OK };
 	}
 	claim_at = n;
-	st[n++] = (struct db_stmt){ "claim", NULL, ordered ? 5 : 2, claim_p, PGRES_TUPLES_OK };
+	st[n++] = (struct db_stmt){ "claim", NULL, ordered ? 5 : 3, claim_p, PGRES_TUPLES_OK };
 	if (w->sleep_lock && arm) {
 		/* Woken while holding the lock: this claim looked after the
 		 * wake-up, so let go of the lock in the same round trip rather

@@ -560,12 +560,16 @@ static const char keys_list_sql[] =
     " FROM pgeventd_keys k LEFT JOIN events e ON e.id = k.parked_event"
     " WHERE k.parked_event IS NOT NULL ORDER BY k.parked_at, k.key LIMIT $1::int";
 
-/* Unpark $1: due now, so the next claim runs its (new) head. Returns the
- * dead-lettered head it was parked behind. */
+/* The dead-lettered head key $1 is parked behind, its row locked first:
+ * of two unparks at once, the second waits, then finds it unparked. */
+static const char keys_parked_sql[] =
+    "SELECT parked_event FROM pgeventd_keys WHERE key = $1 AND parked_event IS NOT NULL"
+    " FOR UPDATE";
+
+/* Unpark $1: due now, so the next claim runs its (new) head. */
 static const char keys_unpark_sql[] =
-    "UPDATE pgeventd_keys k SET parked_event = NULL, parked_at = NULL, due_at = now()"
-    " FROM pgeventd_keys o WHERE k.key = $1 AND o.key = k.key AND o.parked_event IS NOT NULL"
-    " RETURNING o.parked_event";
+    "UPDATE pgeventd_keys SET parked_event = NULL, parked_at = NULL, due_at = now()"
+    " WHERE key = $1 AND parked_event IS NOT NULL";
 
 /* The DBA's replay of the head (events_replay does the rest): it is the
  * oldest of its key again. */
@@ -602,7 +606,7 @@ static int keys_unpark(PGconn *conn, const char *key, bool replay)
 	if (!(res = cli_exec(conn, "BEGIN", 0, NULL)))
 		return 1;
 	PQclear(res);
-	if (!(res = cli_exec(conn, keys_unpark_sql, 1, p)))
+	if (!(res = cli_exec(conn, keys_parked_sql, 1, p)))
 		goto out;
 	if (PQntuples(res) == 0) {
 		fprintf(stderr, "pgeventd keys unpark: no parked key %s\n", key);
@@ -610,12 +614,26 @@ static int keys_unpark(PGconn *conn, const char *key, bool replay)
 	}
 	snprintf(head, sizeof(head), "%s", PQgetvalue(res, 0, 0));
 	PQclear(res);
+	if (!(res = cli_exec(conn, keys_unpark_sql, 1, p)))
+		goto out;
+	if (strcmp(PQcmdTuples(res), "1") != 0) {
+		fprintf(stderr, "pgeventd keys unpark: no parked key %s\n", key);
+		goto out;
+	}
+	PQclear(res);
 	res = NULL;
 	if (replay) {
 		const char *hp[1] = { head };
 
 		if (!(res = cli_exec(conn, keys_replay_sql, 1, hp)))
 			goto out;
+		if (strcmp(PQcmdTuples(res), "1") != 0) {
+			fprintf(stderr,
+			        "pgeventd keys unpark: key %s: its head %s is not a processed event"
+			        " (already replayed, or deleted); nothing changed\n",
+			        key, head);
+			goto out;
+		}
 		PQclear(res);
 		res = NULL;
 	}

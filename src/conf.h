@@ -116,6 +116,11 @@ typedef void (*conf_visit_fn)(void *arg, const char *key, const char *value, con
                               bool reloadable, const char *help);
 void conf_visit(const struct config *cfg, conf_visit_fn fn, void *arg);
 
+/* No pattern twice, and none that takes an event type a C handler of an
+ * enabled pack routes (the message names both). conf_load runs it; a
+ * reload runs it again once the running packs are kept. */
+bool conf_routes_check(const struct config *cfg, const char *file, char *err, size_t errlen);
+
 /*
  * After a SIGHUP: `next` is the file as read now, `cur` the configuration
  * running. Every key that differs is reported through `changed` (may be

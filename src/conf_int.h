@@ -135,8 +135,4 @@ bool conf_listen_address_ok(const char *spec, char *why, size_t len);
 bool conf_routes_read(struct config *cfg, const config_setting_t *s, const char *file, char *err,
                       size_t errlen);
 
-/* No pattern twice, and none that takes an event type a C handler of an
- * enabled pack routes (the message names both). */
-bool conf_routes_check(const struct config *cfg, const char *file, char *err, size_t errlen);
-
 #endif

@@ -72,6 +72,14 @@ void reload_config(const char *config_path, struct runtime *rt)
 		runtime_config_free(next);
 		return;
 	}
+	/* conf_load checked the routes against the file's packs; packs need a
+	 * restart, so check them again against the packs that stay. */
+	if (!conf_routes_check(next, config_path, err, sizeof(err))) {
+		log_kv(LOG_ERROR, "SIGHUP: new configuration rejected, keeping the old one",
+		       "error", err, NULL);
+		runtime_config_free(next);
+		return;
+	}
 	if (!resolve_routes(next, runtime_config(rt)))
 		return;
 	log_configure(next->log_level, next->log_format);

@@ -181,12 +181,22 @@ enum handler_result routes_outcome(const char *state)
 		"55P03", /* lock_not_available (lock_timeout: the handler time limit) */
 		"57014", /* query_canceled (statement_timeout: the handler time limit) */
 		ROUTES_RETRY_SQLSTATE,
+		/* The deployment, not the event: a migration that drops and
+		 * recreates a route's function, or its grants, or the search
+		 * path, would otherwise dead-letter every event routed meanwhile
+		 * (and park every ordered key). */
+		"42883", /* undefined_function */
+		"42501", /* insufficient_privilege */
+		"3F000", /* invalid_schema_name */
+		"42P01", /* undefined_table */
+		"XX000", /* internal_error */
 	};
 
 	if (!state)
 		return HANDLER_RETRY; /* no SQLSTATE: the connection, not the function */
-	if (strncmp(state, "53", 2) == 0 || strncmp(state, "08", 2) == 0)
-		return HANDLER_RETRY; /* insufficient resources, connection exceptions */
+	if (strncmp(state, "53", 2) == 0 || strncmp(state, "08", 2) == 0 ||
+	    strncmp(state, "58", 2) == 0)
+		return HANDLER_RETRY; /* insufficient resources, connection, system errors */
 	for (size_t i = 0; i < sizeof(transient) / sizeof(transient[0]); i++)
 		if (strcmp(state, transient[i]) == 0)
 			return HANDLER_RETRY;

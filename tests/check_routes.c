@@ -169,10 +169,11 @@ END_TEST
 
 START_TEST(test_routes_outcome_by_sqlstate)
 {
-	static const char *const retry[] = { "PGR01", "40001", "40P01", "55P03", "57014",
-		                             "53100", "53200", "08006", "08003" };
-	static const char *const fail[] = { "22023", "23505", "P0001", "42883",
-		                            "40003", "57P01", "XX000", "42501" };
+	static const char *const retry[] = { "PGR01", "40001", "40P01", "55P03", "57014", "53100",
+		                             "53200", "08006", "08003", "42883", "42501", "3F000",
+		                             "42P01", "58030", "58P01", "XX000" };
+	static const char *const fail[] = { "22023", "23505", "P0001", "40003",
+		                            "57P01", "42601", "0A000", "XX001" };
 
 	for (size_t i = 0; i < sizeof(retry) / sizeof(retry[0]); i++)
 		ck_assert_msg(routes_outcome(retry[i]) == HANDLER_RETRY, "%s", retry[i]);

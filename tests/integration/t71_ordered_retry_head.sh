@@ -28,4 +28,21 @@ assert_eq "$(q "SELECT string_agg(n::text, ',' ORDER BY started_at, seq) FROM te
 assert_eq "$(q "SELECT attempt FROM test_spans WHERE key = 'slow' AND n = 0")" 3 "the head succeeded on its third attempt"
 assert_eq "$(q "SELECT count(*) FROM (SELECT key, n, lag(n) OVER (PARTITION BY key ORDER BY started_at, seq) p FROM test_spans) x WHERE p > n")" 0 "every key in order"
 stop_daemon $A
+# Ordering turned off (no ordered types configured) with a key still
+# queued behind its retrying head: the key's events still run, in order,
+# once its head is due again -- nothing is stranded under the key.
+q "INSERT INTO events (event_type, aggregate_type, aggregate_id, payload, created_at)
+   SELECT 'test.ordered', 'acct', md5('off')::uuid,
+          jsonb_build_object('key', 'off', 'n', i, 'fail_times', CASE WHEN i = 0 THEN 1 ELSE 0 END),
+          now() - interval '1 min' + i * interval '1 ms'
+   FROM generate_series(0, 5) i"
+"$BIN" -c "$T/a.conf" run --once >"$T/once.log" 2>&1
+assert_eq "$(q "SELECT count(*) FROM events WHERE payload->>'key' = 'off' AND NOT processed AND pgeventd_key IS NOT NULL")" 6 "the key's events are queued behind its retrying head"
+conf "$T/off.conf" 'workers = 2;' 'max_attempts = 5;' \
+	'backoff = { base_ms = 2000; factor = 1.5; cap_ms = 5000; jitter = 0.0; };'
+start_daemon off "$T/off.conf"; OFF=$DPID
+wait_for "SELECT count(*) FROM events WHERE payload->>'key' = 'off' AND NOT processed" 0 10 || fail "with ordering off, a queued key's events still run"
+assert_eq "$(q "SELECT string_agg(n::text, ',' ORDER BY started_at, seq) FROM test_spans WHERE key = 'off'")" "0,1,2,3,4,5" "in their key's order"
+wait_for "SELECT count(*) FROM pgeventd_keys" 0 5 || fail "and the key's row goes"
+stop_daemon $OFF
 finish

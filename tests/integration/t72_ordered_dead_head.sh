@@ -63,4 +63,42 @@ add_key policy
 assert_eq "$(spans policy)" "1,2,3" "under skip_dead_letters the rest ran at once"
 assert_eq "$(q 'SELECT count(*) FROM pgeventd_keys')" 0 "and nothing parked"
 assert_eq "$(q 'SELECT count(*) FROM events WHERE NOT processed')" 0 "nothing left"
+# A replay of a key that has no row waits for the key's admission partition
+# (a batch holding it may be running a newer event of that key it admitted
+# as free): it must not hand the key to another batch meanwhile.
+assert_eq "$(q "SELECT count(*) FROM pgeventd_keys WHERE key = '$KEY1'")" 0 "the drained key has no row"
+psql -X -q -c "BEGIN; SELECT pg_advisory_xact_lock(1885824375, hashtext('$KEY1') & 7); SELECT pg_sleep(3); COMMIT;" >/dev/null 2>&1 &
+HOLDER=$!
+wait_for "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1885824375 AND granted" 1 5 || fail "the partition lock holder did not start"
+psql -X -q -A -t -v ON_ERROR_STOP=1 -c "SET lock_timeout = '500ms'; UPDATE events SET processed = false WHERE payload->>'key' = 'replayed' AND payload->>'n' = '1'" >"$T/replay_locked.out" 2>&1
+assert_eq $? 1 "a replay waits for the key's admission partition lock"
+assert_eq "$(q "SELECT count(*) FROM pgeventd_keys WHERE key = '$KEY1'")" 0 "and gave the key no row meanwhile"
+wait $HOLDER
+q "UPDATE events SET processed = false WHERE payload->>'key' = 'replayed' AND payload->>'n' = '1'"
+assert_eq "$(q "SELECT count(*) FROM pgeventd_keys WHERE key = '$KEY1' AND due_at IS NOT NULL")" 1 "once free, the replay gives the key its row"
+"$BIN" -c "$T/block.conf" run --once >"$T/run5.log" 2>&1
+assert_eq "$(spans replayed)" "0,1,2,3,1" "and the replayed event runs"
+# keys unpark fails (exit 1, key left as it was) when it could not do what it
+# says: a head that is no longer a processed event to replay, or a key
+# another unpark let go of meanwhile (its row is locked first).
+add_key twice
+add_key gone
+"$BIN" -c "$T/block.conf" run --once >"$T/run6.log" 2>&1
+KEY4="a:acct:$(q "SELECT md5('twice')::uuid")"
+KEY5="a:acct:$(q "SELECT md5('gone')::uuid")"
+assert_eq "$(q "SELECT count(*) FROM pgeventd_keys WHERE key IN ('$KEY4', '$KEY5') AND parked_event IS NOT NULL")" 2 "two more keys parked"
+q "UPDATE events SET processed = false WHERE id = (SELECT parked_event FROM pgeventd_keys WHERE key = '$KEY5')"
+"$BIN" -c "$T/block.conf" keys unpark "$KEY5" --replay >"$T/unpark5.out" 2>"$T/unpark5.err"
+assert_eq $? 1 "unpark --replay of a head that is not processed fails"
+assert_match "$(cat "$T/unpark5.err")" "is not a processed event" "saying why"
+assert_eq "$(cat "$T/unpark5.out")" "" "and prints no success"
+assert_eq "$(q "SELECT parked_event IS NOT NULL FROM pgeventd_keys WHERE key = '$KEY5'")" t "the key stays parked"
+psql -X -q -c "BEGIN; UPDATE pgeventd_keys SET parked_event = NULL, parked_at = NULL, due_at = now() WHERE key = '$KEY4'; SELECT pg_sleep(2); COMMIT;" >/dev/null 2>&1 &
+OTHER=$!
+wait_for "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' AND pid <> pg_backend_pid()" 1 5 || fail "the other unpark did not start"
+sleep 0.3
+"$BIN" -c "$T/block.conf" keys unpark "$KEY4" --skip >"$T/unpark4.out" 2>"$T/unpark4.err"
+assert_eq $? 1 "of two unparks of a key at once, the second fails"
+assert_match "$(cat "$T/unpark4.err")" "no parked key" "saying the key is not parked"
+wait $OTHER
 finish

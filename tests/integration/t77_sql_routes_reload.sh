@@ -44,6 +44,16 @@ assert_match "$(grep 'SIGHUP: new configuration rejected' "$T/a.log")" 'routes\[
 B3=$(q "INSERT INTO events (event_type, payload) VALUES ('app.b', '{}') RETURNING id")
 wait_for "SELECT processed FROM events WHERE id = '$B3'" t 10 || fail "event after the rejected reload not handled"
 assert_eq "$(q "SELECT fn FROM app.calls WHERE event_id = '$B3'")" fb "the routes in force stayed"
+
+# packs need a restart: a reload that drops the test pack and routes one of
+# its types is checked against the packs that stay, and rejected.
+conf "$T/a.conf" 'packs = [];' "${common[@]}" 'routes = ( { events = ["test.effect"]; call = "app.fb"; } );'
+kill -HUP $DPID
+wait_log a 'SIGHUP: new configuration rejected' 10 2 || fail "a route taking a running C handler's type not rejected"
+assert_match "$(grep 'SIGHUP: new configuration rejected' "$T/a.log" | tail -1)" 'event type test.effect has both the C handler' "the rejection names the C handler the running packs keep"
+B4=$(q "INSERT INTO events (event_type, payload) VALUES ('app.b', '{}') RETURNING id")
+wait_for "SELECT processed FROM events WHERE id = '$B4'" t 10 || fail "event after the second rejected reload not handled"
+assert_eq "$(q "SELECT fn FROM app.calls WHERE event_id = '$B4'")" fb "the routes in force stayed"
 kill -0 $DPID 2>/dev/null && log "ok: the daemon runs on" || fail "the daemon died"
 stop_daemon $DPID
 assert_eq $? 0 "clean exit"
