@@ -18,9 +18,10 @@ setup_db
 
 # The receiver: POST /<sub>; logs one JSON line per request when it answers.
 cat >"$T/recv.py" <<'PY'
-import json, random, sys, threading, time
+import json, os, random, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 log, portfile = sys.argv[1], sys.argv[2]
+stall = os.path.join(os.path.dirname(log), "stall")
 lock, seen = threading.Lock(), {}
 class H(BaseHTTPRequestHandler):
     def log_message(self, *a): pass
@@ -37,6 +38,8 @@ class H(BaseHTTPRequestHandler):
         if sub == "stress":  # a fifth fail, answers take 0-15 ms
             status = 500 if random.random() < 0.2 else 200
             time.sleep(random.random() * 0.015)
+            if os.path.exists(stall):  # holds requests for the kill below
+                time.sleep(0.3)
         else:
             time.sleep(0.04)
         t1 = time.time()  # before the answer: the next request may come right after it
@@ -48,7 +51,7 @@ class H(BaseHTTPRequestHandler):
 ThreadingHTTPServer.request_queue_size = 128  # 22 connections at once
 s = ThreadingHTTPServer(("127.0.0.1", 0), H)
 open(portfile + ".tmp", "w").write(str(s.server_address[1]))
-import os; os.rename(portfile + ".tmp", portfile)
+os.rename(portfile + ".tmp", portfile)
 s.serve_forever()
 PY
 python3 "$T/recv.py" "$T/recv.jsonl" "$T/recv.port" &
@@ -151,7 +154,17 @@ q "INSERT INTO events (event_type, aggregate_type, aggregate_id, payload)
    FROM generate_series(1, 300) n" >/dev/null
 wait_for "SELECT count(*) >= 60 FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id
    WHERE s.name = 'stress' AND d.status = 'delivered'" t 30 || fail "the stress deliveries did not start"
+# Kill s1 while it certainly has requests out: s2 is stopped (SIGSTOP), the
+# receiver holds each request 0.3 s (the timeout is 0.5 s), and s1 must
+# hold a lease taken after s2 stopped (lease tokens come from a sequence).
+kill -STOP $S2
+mark=$(q "SELECT last_value FROM deliveries_lease_seq")
+touch "$T/stall"
+wait_for "SELECT count(*) > 0 FROM deliveries WHERE status = 'in_flight' AND lease > $mark" t 10 ||
+	fail "s1 took no delivery while s2 was stopped"
 kill -KILL $S1; wait $S1 2>/dev/null
+rm -f "$T/stall"
+kill -CONT $S2
 start_daemon s3 "$T/s.conf"; S1=$DPID
 wait_for "SELECT count(*) FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id
    WHERE s.name = 'stress' AND d.status = 'delivered'" 300 90 || fail "not all 300 delivered"
