@@ -122,6 +122,10 @@ END $$;
 -- one element per result; returns whether each was applied, in order.
 -- outcome: delivered | retry | failed | gone. started_at in epoch seconds.
 -- p_route_events: see pgeventd_subscription_event.
+-- The rows locked for the update carry every field the update writes, so
+-- it joins nothing but the table, by id: a round costs the same per result
+-- however many it holds (a second join of the results to the updated rows
+-- by position was planned as a nested loop over both, n^2 per round).
 CREATE OR REPLACE FUNCTION pgeventd_finish_deliveries(
     p_id uuid[], p_lease bigint[], p_attempt int[], p_outcome text[], p_http_status int[],
     p_error text[], p_response text[], p_started_at float8[], p_duration_ms float8[],
@@ -143,14 +147,15 @@ BEGIN
                WITH ORDINALITY AS r(id, lease, attempt, outcome, http_status, error, response,
                                     started_at, duration_ms, retry_in_ms, ord)),
     -- The rows still in flight under their lease, locked in id order (two
-    -- rounds, or a round and the reclaim, cannot deadlock on them).
+    -- rounds, or a round and the reclaim, cannot deadlock on them), with
+    -- what the update writes into each.
     l AS (
-        SELECT d.id, d.lease, r.ord, d.subscription_id AS sub,
+        SELECT d.id, d.lease, r.ord, d.subscription_id AS sub, d.attempt,
                CASE WHEN r.outcome = 'delivered' THEN 'delivered'
                     WHEN r.outcome = 'retry' AND d.attempt < s.max_attempts THEN 'pending'
                     WHEN r.outcome = 'retry' THEN 'dead'
                     ELSE 'failed' END AS new_status,
-               d.attempt
+               r.http_status, r.error, r.retry_in_ms
           FROM deliveries d JOIN r ON r.id = d.id AND r.lease = d.lease
           JOIN subscriptions s ON s.id = d.subscription_id
          WHERE d.status = 'in_flight'
@@ -160,25 +165,29 @@ BEGIN
         UPDATE deliveries d
            SET status = l.new_status,
                locked_until = NULL,
-               last_status = r.http_status,
+               last_status = l.http_status,
                last_error = CASE WHEN l.new_status = 'dead'
-                                 THEN format('gave up after %s attempts: %s', l.attempt, r.error)
-                                 ELSE r.error END,
+                                 THEN format('gave up after %s attempts: %s', l.attempt, l.error)
+                                 ELSE l.error END,
                next_attempt_at = CASE WHEN l.new_status = 'pending'
                                       THEN clock_timestamp()
-                                           + r.retry_in_ms * interval '1 millisecond'
+                                           + l.retry_in_ms * interval '1 millisecond'
                                       ELSE d.next_attempt_at END,
                finished_at = CASE WHEN l.new_status = 'pending' THEN NULL
                                   ELSE clock_timestamp() END
-          FROM l JOIN r ON r.ord = l.ord
+          FROM l
          WHERE d.id = l.id AND d.lease = l.lease
         RETURNING l.ord, l.sub),
+    -- Only a delivery still there gets an attempt: a result may come back
+    -- after its delivery was deleted (retention, a subscription deleted),
+    -- and its attempt would fail the foreign key, and with it the round.
     a AS (
         INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms,
                                        http_status, error, response_body, applied)
         SELECT r.id, r.attempt, to_timestamp(r.started_at), r.duration_ms, r.http_status,
-               r.error, r.response, u.ord IS NOT NULL
-          FROM r LEFT JOIN u ON u.ord = r.ord)
+               r.error, r.response, r.ord IN (SELECT u.ord FROM u)
+          FROM r
+         WHERE EXISTS (SELECT FROM deliveries x WHERE x.id = r.id))
     SELECT array_agg(u.ord IS NOT NULL ORDER BY r.ord),
            array_agg(u.sub ORDER BY r.ord) FILTER (WHERE u.ord IS NOT NULL),
            array_agg(r.id ORDER BY r.ord) FILTER (WHERE u.ord IS NOT NULL),

@@ -2,7 +2,7 @@
 # A round of results costs the same per result at any size: recording 256
 # results in one pgeventd_finish_deliveries() call (as the relay plans it,
 # generically) updates each in-flight row through its primary key and
-# never compares the results with one another (migration 0005 joined them
+# never compares the results with one another (a first version joined them
 # a second time by position, in a nested loop: 65,280 rows removed by its
 # join filter for 256 results). Every result is applied, fenced by its lease:
 # a stale lease among them changes nothing and is logged as not applied.
