@@ -130,7 +130,7 @@ static bool ordered_arg(const char *arg, const char **out)
 }
 
 /* Whether a broker url still asks for order with its query (ordered=...),
- * which the subscription's ordered column replaced (migration 0011). */
+ * which the subscription's ordered column replaced (migration 0009). */
 static bool url_has_ordered_param(const char *url)
 {
 	const char *q = strchr(url, '?');
@@ -549,7 +549,7 @@ static int sub_change(PGconn *conn, const struct sub_verb *v)
 
 		/* A new rate starts with a full bucket. Ordered applies to the
 		 * deliveries queued from now on; unordered, the ones waiting
-		 * behind their key's head are due at once (0011's trigger). */
+		 * behind their key's head are due at once (0009's trigger). */
 		return changed(
 		    cli_exec(conn,
 		             "UPDATE subscriptions SET"
@@ -755,7 +755,7 @@ int cmd_deliveries_main(const struct config *cfg, int argc, char **argv)
 		             "       (SELECT jsonb_array_elements_text($1::jsonb)))"
 		             "  AND ($2::text IS NULL OR s.name = $2)"
 		             "  AND ($3::timestamptz IS NULL OR d.created_at >= $3::timestamptz))"
-		             /* an ordered one joins the end of its key's queue (0011), in
+		             /* an ordered one joins the end of its key's queue (0009), in
 		              * the order they were first queued */
 		             " SELECT pgeventd_retry_deliveries(ARRAY(SELECT id FROM r))",
 		             3, p);

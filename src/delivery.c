@@ -23,7 +23,7 @@
  * of disabled or paused subscriptions are never read (deliveries_sub_due_idx
  * keeps them under their own subscription_id).
  * Deliveries waiting behind their key's head (ordered subscriptions,
- * migration 0011) are due at 'infinity': the claim never reads them.
+ * migration 0009) are due at 'infinity': the claim never reads them.
  * Whether a subscription has due work is a probe for its first due row in
  * the index's order (an EXISTS could be planned as reading all of them). The rows are updated by id
  * from an array (a join with `chosen` would be
@@ -73,7 +73,7 @@ static const char claim_sql[] =
 /* Leases that ran out (a process died, or lost its database, mid-request):
  * back to pending. The lost attempt stays counted, and its late result,
  * if any, no longer matches. A delivery of an ordered subscription that
- * dies here lets the next of its key go (migration 0011): their keys are
+ * dies here lets the next of its key go (migration 0009): their keys are
  * locked first, in lock order (lk). */
 static const char reclaim_sql[] =
     "WITH lk AS MATERIALIZED (SELECT pgeventd_order_lock(ARRAY("
@@ -90,7 +90,7 @@ static const char reclaim_sql[] =
     "  AND d.status = 'in_flight' AND d.locked_until < now()";
 
 /* Deliveries of a subscription no longer ordered still waiting at
- * 'infinity' (a turning off that raced an enqueue before migration 0011
+ * 'infinity' (a turning off that raced an enqueue before migration 0009
  * locked them apart): due now, unordered. Only unordered subscriptions
  * are probed, each through deliveries_sub_due_idx at 'infinity', where
  * nothing else is: cheap. */
@@ -103,7 +103,7 @@ static const char unstrand_sql[] =
  * pgeventd_finish_deliveries in 0005_relay_fair.sql): whether each applied.
  * $15: the ids of the round's ordered deliveries, whose keys are locked
  * first, in lock order, for the trigger that lets the next of a key go
- * (migration 0011); '{}' for a round without any, which costs nothing. */
+ * (migration 0009); '{}' for a round without any, which costs nothing. */
 static const char finish_sql[] =
     "SELECT pgeventd_finish_deliveries($1::uuid[], $2::bigint[], $3::int[], $4::text[],"
     " $5::int[], $6::text[], $7::text[], $8::float8[], $9::float8[], $10::bigint[],"

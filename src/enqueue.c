@@ -23,7 +23,7 @@ bool enqueue_wants(const struct relay_config *rc, const char *event_type)
  * deliveries of every relayed event of a batch: no savepoint, no round
  * trip per event.
  *
- * Ordered subscriptions (migration 0011): a delivery carries its event's
+ * Ordered subscriptions (migration 0009): a delivery carries its event's
  * key, and joins the end of that key's queue, in the events' (created_at,
  * id) order within the batch (the rows reach the INSERT sorted, and its
  * trigger numbers them as they come). The keys' locks are taken first, in

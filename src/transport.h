@@ -43,7 +43,7 @@ struct transport_message {
 	/* Set for a delivery of an ordered subscription whose event has a
 	 * key: "<subscription id> <key>", an opaque string. The core already
 	 * sends at most one delivery of a key at a time (the claim never hands
-	 * over the next before the head has ended, migration 0011); a broker
+	 * over the next before the head has ended, migration 0009); a broker
 	 * transport also keeps at most one unacknowledged message per key, so
 	 * that a head sent again after its lease ran out, while its first send
 	 * is still unacknowledged here, is published behind it and fails with

@@ -291,7 +291,7 @@ static void send_two(const char *k0, const char *k1, struct transport_result res
 	mc = rd_kafka_handle_mock_cluster(owner);
 	rd_kafka_mock_topic_create(mc, "ok", 1, 1);
 	rd_kafka_mock_topic_set_error(mc, "missing", RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
-	/* ordered=1 in a url no longer means anything (migration 0011) */
+	/* ordered=1 in a url no longer means anything (migration 0009) */
 	snprintf(url, sizeof(url), "kafka://%s/{aggregate_type}?key=k&ordered=1",
 	         rd_kafka_mock_cluster_bootstraps(mc));
 	tp = transport_kafka.open(&rc, 4);

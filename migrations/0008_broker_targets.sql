@@ -1,4 +1,4 @@
--- 0009_broker_targets.sql: a subscription's target may be a NATS JetStream
+-- 0008_broker_targets.sql: a subscription's target may be a NATS JetStream
 -- subject or a Kafka topic as well as an HTTP(S) url.
 --
 --   nats://host:4222/events.{event_type}      (tls://... with TLS)

@@ -1,4 +1,4 @@
--- 0011_ordered_deliveries.sql: ordered subscriptions -- a subscription's
+-- 0009_ordered_deliveries.sql: ordered subscriptions -- a subscription's
 -- deliveries of one key go one at a time, in the order they were queued,
 -- and a head in backoff holds only its own key of its own subscription.
 --
@@ -33,7 +33,7 @@ ALTER TABLE events ADD COLUMN IF NOT EXISTS ordering_key text;
 -- Deliveries of one key one at a time, in order (pgeventd subscriptions
 -- add|update --ordered).
 ALTER TABLE subscriptions ADD COLUMN IF NOT EXISTS ordered boolean NOT NULL DEFAULT false;
--- A broker url's ?ordered=1 (0009) asked for the same, in the transport
+-- A broker url's ?ordered=1 (0008) asked for the same, in the transport
 -- only; the column replaces it.
 UPDATE subscriptions SET ordered = true
  WHERE NOT ordered AND url ~* '^(nats|tls|kafka)://[^?]*\?(.*&)?ordered=(1|true|yes|on)(&|$)';
