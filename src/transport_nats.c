@@ -21,6 +21,7 @@
 
 #include "transport.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
@@ -200,6 +201,30 @@ static char *conn_key(const struct broker_url *u, const char *secret)
 	return key;
 }
 
+/* Whether the files a url names (seed=, creds=, ca=, cert=, key=) can be
+ * read; false with which one and why in `err`. libnats reads them only at
+ * connect and then says just "Error". The path is in the url already, so
+ * naming it tells nothing secret; the content is never quoted. */
+static bool files_readable(const struct broker_url *u, char *err, size_t errlen)
+{
+	static const char *const params[] = { "seed", "creds", "ca", "cert", "key" };
+
+	for (size_t i = 0; i < sizeof(params) / sizeof(params[0]); i++) {
+		const char *path = broker_url_param(u, params[i]);
+
+		if (path && access(path, R_OK) != 0) {
+			snprintf(err, errlen, "cannot read %s=%s: %s", params[i], path, strerror(errno));
+			return false;
+		}
+	}
+	if (broker_url_param(u, "nkey") && !broker_url_param(u, "seed") &&
+	    !broker_url_param(u, "creds")) {
+		snprintf(err, errlen, "nkey= needs seed=<file> (the file with the NKey's seed)");
+		return false;
+	}
+	return true;
+}
+
 /* Options from the url (and the secret); false with why in `err`. */
 static bool conn_options(struct nats_transport *tp, const struct broker_url *u, const char *secret,
                          natsOptions *o, char *err, size_t errlen)
@@ -321,7 +346,8 @@ static bool conn_ready(struct nats_transport *tp, struct nats_conn *c, const str
 		         natsStatus_GetText(s));
 		goto fail;
 	}
-	if (!conn_options(tp, u, secret, o, c->last_error, sizeof(c->last_error)))
+	if (!files_readable(u, c->last_error, sizeof(c->last_error)) ||
+	    !conn_options(tp, u, secret, o, c->last_error, sizeof(c->last_error)))
 		goto fail;
 	s = natsConnection_Connect(&c->nc, o);
 	if (s != NATS_OK) {
