@@ -7,7 +7,9 @@
  * dropped by the stream's duplicate window. libnats runs its callbacks on
  * its own threads: the ack handler only queues what it learnt and writes an
  * eventfd, which the relay's wait watches (waitfds); progress(), on the
- * relay's thread, matches acks to sends by that id.
+ * relay's thread, matches acks to sends by that id. A connection is made
+ * on a thread of its own (struct nats_connect): its sends wait for it, up
+ * to their timeout, and no other subscription waits at all.
  *
  * Target: nats://[user@]host[:port][,host:port...]/<subject template>[?query]
  * (tls://... for TLS). A message with an order_key (an ordered subscription)
@@ -48,6 +50,24 @@
  * much more, the transport does (a connection dropped with its timers). */
 #define ACK_GRACE_MS 2000
 
+/*
+ * A connect in progress, on a thread of its own: natsConnection_Connect
+ * blocks for up to connect_timeout_ms per server, and a silent or
+ * black-holed server must not hold the relay's loop (every other
+ * subscription's sends) for that long. The thread only connects; it hands
+ * the connection back under `lock` and writes the sink's event fd. Whoever
+ * comes last frees the job: the relay's thread once it is done, or the
+ * connect thread when the transport closed meanwhile (`abandoned`).
+ */
+struct nats_connect {
+	pthread_mutex_t lock;
+	natsOptions *opts; /* the thread's, destroyed by it */
+	natsConnection *nc;
+	natsStatus status;
+	int event_fd;
+	bool done, abandoned;
+};
+
 /* One connection (and JetStream context) per server and credentials. */
 struct nats_conn {
 	struct nats_conn *next;
@@ -55,12 +75,15 @@ struct nats_conn {
 	char *servers; /* for errors: scheme://hosts, no credentials */
 	natsConnection *nc;
 	jsCtx *js;
-	int64_t retry_at_ms;  /* after a failed connect, monotonic */
-	bool vetted;          /* its hosts passed relay.block_private_networks */
-	char last_error[256]; /* why the last connect failed */
+	struct nats_connect *job; /* a connect under way, see above */
+	pthread_t thread;         /* its thread, while job is set */
+	int64_t retry_at_ms;      /* after a failed connect, monotonic */
+	bool vetted;              /* its hosts passed relay.block_private_networks */
+	char last_error[256];     /* why the last connect failed */
 };
 
-enum pub_state { PUB_HELD, PUB_SENT, PUB_DONE };
+/* PUB_CONNECTING: waiting for its connection's connect to end. */
+enum pub_state { PUB_HELD, PUB_CONNECTING, PUB_SENT, PUB_DONE };
 
 /* One send: from send() until progress() reports it or cancel() drops it. */
 struct nats_pub {
@@ -74,7 +97,7 @@ struct nats_pub {
 	struct transport_result *res; /* the caller's */
 	void *owner;
 	long timeout_ms;
-	int64_t deadline_ms; /* monotonic: past it, a publish without an ack is a retry */
+	int64_t deadline_ms; /* monotonic: past it, no ack (or no connection) is a retry */
 	enum pub_state state;
 };
 
@@ -99,9 +122,10 @@ struct nats_transport {
 	struct nats_sink *sink; /* owned, but see nats_close() */
 	struct nats_pub *head, *tail;
 	struct nats_conn *conns;
-	bool blocking; /* relay.block_private_networks, as last configured */
-	bool used;     /* libnats was opened */
-	bool tls;      /* ... and set up OpenSSL for a connection */
+	bool blocking;  /* relay.block_private_networks, as last configured */
+	bool used;      /* libnats was opened */
+	bool tls;       /* ... and set up OpenSSL for a connection */
+	bool abandoned; /* closed with a connect thread still running */
 };
 
 /* The sinks left to libnats's threads, which run on until the process
@@ -213,7 +237,8 @@ static bool files_readable(const struct broker_url *u, char *err, size_t errlen)
 		const char *path = broker_url_param(u, params[i]);
 
 		if (path && access(path, R_OK) != 0) {
-			snprintf(err, errlen, "cannot read %s=%s: %s", params[i], path, strerror(errno));
+			snprintf(err, errlen, "cannot read %s=%s: %s", params[i], path,
+			         strerror(errno));
 			return false;
 		}
 	}
@@ -323,41 +348,129 @@ static struct nats_conn *conn_find(struct nats_transport *tp, const struct broke
 	return c;
 }
 
-/* Connect `c` unless it is; false with why in `err` (no credentials in it). */
-static bool conn_ready(struct nats_transport *tp, struct nats_conn *c, const struct broker_url *u,
-                       const char *secret, char *err, size_t errlen)
+static void *connect_thread(void *arg)
+{
+	struct nats_connect *job = arg;
+	natsConnection *nc = NULL;
+	natsStatus s = natsConnection_Connect(&nc, job->opts);
+	uint64_t one = 1;
+
+	natsOptions_Destroy(job->opts); /* the connection keeps a copy */
+	job->opts = NULL;
+	pthread_mutex_lock(&job->lock);
+	if (job->abandoned) {
+		pthread_mutex_unlock(&job->lock);
+		natsConnection_Destroy(nc);
+		pthread_mutex_destroy(&job->lock);
+		free(job);
+		return NULL;
+	}
+	job->nc = nc;
+	job->status = s;
+	job->done = true;
+	if (write(job->event_fd, &one, sizeof(one)) < 0) {
+		/* the counter is full: a wake-up is pending anyway */
+	}
+	pthread_mutex_unlock(&job->lock);
+	return NULL;
+}
+
+enum conn_state { CONN_READY, CONN_PENDING, CONN_FAILED };
+
+/* A failed connect: sends fail at once with its reason for a second. */
+static enum conn_state conn_failed(struct nats_conn *c, char *err, size_t errlen)
+{
+	c->retry_at_ms = util_mono_ms() + CONNECT_RETRY_MS;
+	snprintf(err, errlen, "%s", c->last_error);
+	return CONN_FAILED;
+}
+
+/* Whether `c` is connected; if not, start connecting it in the background
+ * (CONN_PENDING) unless a connect failed within the last second
+ * (CONN_FAILED, with why in `err`: no credentials in it). */
+static enum conn_state conn_ready(struct nats_transport *tp, struct nats_conn *c,
+                                  const struct broker_url *u, const char *secret, char *err,
+                                  size_t errlen)
 {
 	natsOptions *o = NULL;
-	jsOptions jo;
+	struct nats_connect *job;
 	natsStatus s;
 
 	if (c->nc && natsConnection_IsClosed(c->nc))
 		conn_disconnect(c);
 	if (c->nc)
-		return true;
+		return CONN_READY;
+	if (c->job)
+		return CONN_PENDING;
 	if (util_mono_ms() < c->retry_at_ms) {
 		snprintf(err, errlen, "%s", c->last_error);
-		return false;
+		return CONN_FAILED;
 	}
 	tp->used = true;
 	s = natsOptions_Create(&o);
 	if (s != NATS_OK) {
 		snprintf(c->last_error, sizeof(c->last_error), "cannot set up libnats: %s",
 		         natsStatus_GetText(s));
-		goto fail;
+		return conn_failed(c, err, errlen);
 	}
 	if (!files_readable(u, c->last_error, sizeof(c->last_error)) ||
-	    !conn_options(tp, u, secret, o, c->last_error, sizeof(c->last_error)))
-		goto fail;
-	s = natsConnection_Connect(&c->nc, o);
+	    !conn_options(tp, u, secret, o, c->last_error, sizeof(c->last_error))) {
+		natsOptions_Destroy(o);
+		return conn_failed(c, err, errlen);
+	}
+	job = calloc(1, sizeof(*job));
+	if (!job) {
+		natsOptions_Destroy(o);
+		snprintf(c->last_error, sizeof(c->last_error), "out of memory");
+		return conn_failed(c, err, errlen);
+	}
+	pthread_mutex_init(&job->lock, NULL);
+	job->opts = o;
+	job->event_fd = tp->sink->event_fd;
+	if (pthread_create(&c->thread, NULL, connect_thread, job) != 0) {
+		natsOptions_Destroy(o);
+		pthread_mutex_destroy(&job->lock);
+		free(job);
+		snprintf(c->last_error, sizeof(c->last_error),
+		         "cannot start a thread to connect to %s", c->servers);
+		return conn_failed(c, err, errlen);
+	}
+	c->job = job;
+	return CONN_PENDING;
+}
+
+/* If `c`'s connect has ended, take its connection (and make its JetStream
+ * context) or its failure; whether it ended. */
+static bool conn_collect(struct nats_transport *tp, struct nats_conn *c)
+{
+	struct nats_connect *job = c->job;
+	jsOptions jo;
+	natsStatus s;
+	bool done;
+
+	if (!job)
+		return false;
+	pthread_mutex_lock(&job->lock);
+	done = job->done;
+	pthread_mutex_unlock(&job->lock);
+	if (!done)
+		return false;
+	pthread_join(c->thread, NULL);
+	c->job = NULL;
+	c->nc = job->nc;
+	s = job->status;
+	pthread_mutex_destroy(&job->lock);
+	free(job);
 	if (s != NATS_OK) {
 		snprintf(c->last_error, sizeof(c->last_error), "cannot connect to %s: %s%s",
 		         c->servers, natsStatus_GetText(s),
 		         s == NATS_CONNECTION_AUTH_FAILED || s == NATS_NOT_PERMITTED
 		             ? " (check the user, token, NKey or creds file)"
 		             : "");
+		natsConnection_Destroy(c->nc);
 		c->nc = NULL;
-		goto fail;
+		c->retry_at_ms = util_mono_ms() + CONNECT_RETRY_MS;
+		return true;
 	}
 	jsOptions_Init(&jo);
 	jo.PublishAsync.MaxPending = MAX_PENDING;
@@ -369,14 +482,32 @@ static bool conn_ready(struct nats_transport *tp, struct nats_conn *c, const str
 		         c->servers, natsStatus_GetText(s));
 		natsConnection_Destroy(c->nc);
 		c->nc = NULL;
-		goto fail;
+		c->retry_at_ms = util_mono_ms() + CONNECT_RETRY_MS;
 	}
-	natsOptions_Destroy(o);
 	return true;
-fail:
-	natsOptions_Destroy(o);
-	c->retry_at_ms = util_mono_ms() + CONNECT_RETRY_MS;
-	snprintf(err, errlen, "%s", c->last_error);
+}
+
+/* At close: a connect still under way is left to its thread, which frees
+ * what it made when it ends; whether one was. */
+static bool conn_abandon(struct nats_conn *c)
+{
+	struct nats_connect *job = c->job;
+
+	if (!job)
+		return false;
+	c->job = NULL;
+	pthread_mutex_lock(&job->lock);
+	if (!job->done) {
+		job->abandoned = true;
+		pthread_mutex_unlock(&job->lock);
+		pthread_detach(c->thread);
+		return true;
+	}
+	pthread_mutex_unlock(&job->lock);
+	pthread_join(c->thread, NULL);
+	natsConnection_Destroy(job->nc);
+	pthread_mutex_destroy(&job->lock);
+	free(job);
 	return false;
 }
 
@@ -404,12 +535,22 @@ static void pub_free(struct nats_pub *p)
 
 static void pub_finish(struct nats_pub *p, enum webhook_verdict v, const char *error);
 
-/* Publish a built message; on a refusal the send ends as a retry. */
+/* Publish a built message; on a refusal the send ends as a retry. One
+ * whose connection is still connecting waits for it, up to its timeout. */
 static void pub_publish(struct nats_pub *p)
 {
 	jsPubOptions po;
 	natsStatus s;
 
+	if (!p->conn->js) {
+		if (p->conn->job) {
+			p->state = PUB_CONNECTING;
+			p->deadline_ms = util_mono_ms() + p->timeout_ms;
+		} else {
+			pub_finish(p, WEBHOOK_RETRY, p->conn->last_error);
+		}
+		return;
+	}
 	jsPubOptions_Init(&po);
 	po.MaxWait = p->timeout_ms;
 	p->state = PUB_SENT;
@@ -585,7 +726,7 @@ static void *nats_send(void *arg, const struct transport_message *m, struct tran
 	tp->tail = p;
 	if (blocked(tp, p->conn, &u, cerr, sizeof(cerr))) {
 		pub_finish(p, WEBHOOK_FAIL, cerr); /* as a webhook's: nothing is published */
-	} else if (!conn_ready(tp, p->conn, &u, m->secret, cerr, sizeof(cerr))) {
+	} else if (conn_ready(tp, p->conn, &u, m->secret, cerr, sizeof(cerr)) == CONN_FAILED) {
 		pub_finish(p, WEBHOOK_RETRY, cerr);
 	} else if (before && before->state != PUB_DONE) {
 		p->state = PUB_HELD; /* published when `before` is acknowledged */
@@ -650,19 +791,42 @@ static void apply_acks(struct nats_transport *tp)
 	}
 }
 
+/* Connects that ended: what waited for them is published, or fails with
+ * the reason. */
+static void collect_connects(struct nats_transport *tp)
+{
+	for (struct nats_conn *c = tp->conns; c; c = c->next) {
+		if (!conn_collect(tp, c))
+			continue;
+		for (struct nats_pub *p = tp->head; p; p = p->next)
+			if (p->conn == c && p->state == PUB_CONNECTING)
+				pub_publish(p);
+	}
+}
+
 static void nats_progress(void *arg, transport_done_fn *done, void *done_arg)
 {
 	struct nats_transport *tp = arg;
 	struct nats_pub *p, *next;
 
 	apply_acks(tp);
+	collect_connects(tp);
 	int64_t now = util_mono_ms();
 
-	for (p = tp->head; p; p = p->next)
-		if (p->state == PUB_SENT && now > p->deadline_ms)
+	for (p = tp->head; p; p = p->next) {
+		if (p->state == PUB_SENT && now > p->deadline_ms) {
 			pub_finish(p, WEBHOOK_RETRY,
 			           "no acknowledgement from the stream in time (is the server "
 			           "reachable?)");
+		} else if (p->state == PUB_CONNECTING && now > p->deadline_ms) {
+			char error[TRANSPORT_ERRLEN];
+
+			snprintf(error, sizeof(error),
+			         "not connected to %s within %ld ms (still connecting)",
+			         p->conn->servers, p->timeout_ms);
+			pub_finish(p, WEBHOOK_RETRY, error);
+		}
+	}
 	for (p = tp->head; p; p = next) {
 		next = p->next;
 		if (p->state != PUB_DONE)
@@ -796,11 +960,14 @@ static void nats_close(void *arg)
 		natsMsgList pending = { 0 };
 
 		cn = c->next;
+		if (conn_abandon(c))
+			tp->abandoned = true;
 		if (c->js && js_PublishAsyncGetPendingList(&pending, c->js) == NATS_OK)
 			natsMsgList_Destroy(&pending);
 		conn_free(c);
 	}
-	if (tp->tls) {
+	/* a connect thread still running holds libnats: it stays open */
+	if (tp->tls || tp->abandoned) {
 		sink_drain(tp->sink);
 		sink_leave(tp->sink);
 		free(tp);
