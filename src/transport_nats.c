@@ -43,6 +43,9 @@
 
 /* After a failed connect, sends fail at once for this long. */
 #define CONNECT_RETRY_MS 1000
+/* At close, how long a connect under way may take to end before it is
+ * left to its thread. */
+#define ABANDON_WAIT_MS 500
 /* libnats's own bound on unacknowledged publishes: the relay's slots are
  * the real one. */
 #define MAX_PENDING 65536
@@ -79,7 +82,8 @@ struct nats_conn {
 	pthread_t thread;         /* its thread, while job is set */
 	int64_t retry_at_ms;      /* after a failed connect, monotonic */
 	bool vetted;              /* its hosts passed relay.block_private_networks */
-	char last_error[256];     /* why the last connect failed */
+	bool stale; /* that option was turned on during the connect: its result is dropped */
+	char last_error[256]; /* why the last connect failed */
 };
 
 /* PUB_CONNECTING: waiting for its connection's connect to end. */
@@ -122,15 +126,14 @@ struct nats_transport {
 	struct nats_sink *sink; /* owned, but see nats_close() */
 	struct nats_pub *head, *tail;
 	struct nats_conn *conns;
-	bool blocking;  /* relay.block_private_networks, as last configured */
-	bool used;      /* libnats was opened */
-	bool tls;       /* ... and set up OpenSSL for a connection */
-	bool abandoned; /* closed with a connect thread still running */
+	bool blocking; /* relay.block_private_networks, as last configured */
+	bool used;     /* libnats was opened */
+	bool tls;      /* ... and set up OpenSSL for a connection */
 };
 
 /* The sinks left to libnats's threads, which run on until the process
- * ends when TLS was used or closing timed out (see nats_close()):
- * reachable, never freed. */
+ * ends when TLS was used, a connect was left to its thread, or closing
+ * timed out (see nats_close()): reachable, never freed. */
 static struct nats_sink *volatile lingering_sinks; /* volatile: a store never read is kept */
 static pthread_mutex_t lingering_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -461,6 +464,17 @@ static bool conn_collect(struct nats_transport *tp, struct nats_conn *c)
 	s = job->status;
 	pthread_mutex_destroy(&job->lock);
 	free(job);
+	if (s == NATS_OK && c->stale) {
+		/* vetted again at the next send, and connected again if allowed */
+		snprintf(c->last_error, sizeof(c->last_error),
+		         "relay.block_private_networks was turned on while connecting to %s",
+		         c->servers);
+		c->stale = false;
+		natsConnection_Destroy(c->nc);
+		c->nc = NULL;
+		return true;
+	}
+	c->stale = false;
 	if (s != NATS_OK) {
 		snprintf(c->last_error, sizeof(c->last_error), "cannot connect to %s: %s%s",
 		         c->servers, natsStatus_GetText(s),
@@ -496,6 +510,18 @@ static bool conn_abandon(struct nats_conn *c)
 	if (!job)
 		return false;
 	c->job = NULL;
+	/* a little time to end on its own: a thread left in a TLS handshake
+	 * while the process exits would race OpenSSL's cleanup at exit */
+	for (int i = 0; i < ABANDON_WAIT_MS / 10; i++) {
+		bool done;
+
+		pthread_mutex_lock(&job->lock);
+		done = job->done;
+		pthread_mutex_unlock(&job->lock);
+		if (done)
+			break;
+		usleep(10 * 1000);
+	}
 	pthread_mutex_lock(&job->lock);
 	if (!job->done) {
 		job->abandoned = true;
@@ -542,19 +568,36 @@ static void pub_publish(struct nats_pub *p)
 	jsPubOptions po;
 	natsStatus s;
 
+	long wait_ms = p->timeout_ms;
+	int64_t now = util_mono_ms();
+
 	if (!p->conn->js) {
 		if (p->conn->job) {
 			p->state = PUB_CONNECTING;
-			p->deadline_ms = util_mono_ms() + p->timeout_ms;
+			p->deadline_ms = now + p->timeout_ms;
 		} else {
 			pub_finish(p, WEBHOOK_RETRY, p->conn->last_error);
 		}
 		return;
 	}
+	/* the attempt's timeout covers the wait for the connection too: its
+	 * lease was taken for one timeout */
+	if (p->state == PUB_CONNECTING) {
+		wait_ms = (long)(p->deadline_ms - now);
+		if (wait_ms <= 0) {
+			char error[TRANSPORT_ERRLEN];
+
+			snprintf(error, sizeof(error),
+			         "not connected to %s within %ld ms (still connecting)",
+			         p->conn->servers, p->timeout_ms);
+			pub_finish(p, WEBHOOK_RETRY, error);
+			return;
+		}
+	}
 	jsPubOptions_Init(&po);
-	po.MaxWait = p->timeout_ms;
+	po.MaxWait = wait_ms;
 	p->state = PUB_SENT;
-	p->deadline_ms = util_mono_ms() + p->timeout_ms + ACK_GRACE_MS;
+	p->deadline_ms = now + wait_ms + ACK_GRACE_MS;
 	s = js_PublishMsgAsync(p->conn->js, &p->msg, &po);
 	if (s != NATS_OK) {
 		char error[TRANSPORT_ERRLEN];
@@ -890,8 +933,10 @@ static void nats_configure(void *arg, const struct relay_config *rc)
 
 	/* turned on: every connection is vetted again at its next send */
 	if (rc->block_private_networks && !tp->blocking)
-		for (struct nats_conn *c = tp->conns; c; c = c->next)
+		for (struct nats_conn *c = tp->conns; c; c = c->next) {
 			c->vetted = false;
+			c->stale = c->job != NULL;
+		}
 	tp->blocking = rc->block_private_networks;
 	tp->rc = rc;
 }
@@ -937,16 +982,17 @@ static void sink_drain(struct nats_sink *sink)
  * no late ack names them), then libnats's global threads and state with
  * nats_CloseAndWait, after which no callback can run and the sink goes.
  * Except when that did not finish in time (the sink stays, a thread may
- * still hold it), or after a TLS connection: libnats 3.4's final cleanup at exit then
- * frees OpenSSL's compression methods without resetting them, and
- * OpenSSL's own cleanup frees them again and crashes the exit
- * (nats-io/nats.c#904). Left open, libnats skips that cleanup; its threads
- * idle until the process ends, and the sink stays theirs.
+ * still hold it), when a connect was still under way (its thread holds
+ * libnats until it ends: see conn_abandon), or after a TLS connection: libnats 3.4's final cleanup
+ * at exit then frees OpenSSL's compression methods without resetting them, and OpenSSL's own
+ * cleanup frees them again and crashes the exit (nats-io/nats.c#904). Left open, libnats skips that
+ * cleanup; its threads idle until the process ends, and the sink stays theirs.
  */
 static void nats_close(void *arg)
 {
 	struct nats_transport *tp = arg;
 	struct nats_conn *c, *cn;
+	bool abandoned = false; /* a connect thread still runs */
 
 	if (!tp)
 		return;
@@ -961,13 +1007,13 @@ static void nats_close(void *arg)
 
 		cn = c->next;
 		if (conn_abandon(c))
-			tp->abandoned = true;
+			abandoned = true;
 		if (c->js && js_PublishAsyncGetPendingList(&pending, c->js) == NATS_OK)
 			natsMsgList_Destroy(&pending);
 		conn_free(c);
 	}
 	/* a connect thread still running holds libnats: it stays open */
-	if (tp->tls || tp->abandoned) {
+	if (tp->tls || abandoned) {
 		sink_drain(tp->sink);
 		sink_leave(tp->sink);
 		free(tp);
