@@ -68,7 +68,7 @@ static const char claim_sql[] =
     "  AND s.id = d.subscription_id "
     "RETURNING d.id, d.attempt, d.body, s.id, s.name, s.url, s.secret, s.signature_scheme, "
     "  s.id_header, s.timestamp_header, s.signature_header, s.headers::text, s.timeout_ms, "
-    "  d.lease, d.subscription_id || ' ' || d.order_key";
+    "  d.lease, d.subscription_id || ' ' || d.order_key, s.max_attempts";
 
 /* Leases that ran out (a process died, or lost its database, mid-request):
  * back to pending. The lost attempt stays counted, and its late result,

@@ -41,6 +41,7 @@ enum delivery_column {
 	DELIVERY_COL_TIMEOUT_MS,
 	DELIVERY_COL_LEASE,
 	DELIVERY_COL_ORDER_KEY, /* "<subscription id> <key>", NULL: unordered */
+	DELIVERY_COL_MAX_ATTEMPTS,
 };
 
 /* One claimed delivery, from claim to its result. */
@@ -48,6 +49,7 @@ struct delivery {
 	char id[40];
 	char lease[24]; /* the claim's fencing token: a result must carry it */
 	int attempt;
+	int max_attempts; /* the subscription's, at the claim: a retry past it is dead */
 	char sub_name[128];
 	int transport; /* its row of transports[] */
 	bool ordered;  /* of an ordered subscription, with a key (DELIVERY_COL_ORDER_KEY) */

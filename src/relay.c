@@ -184,12 +184,20 @@ static void report_delivery(struct relay *r, struct delivery *d)
 {
 	const char *final = !d->written ? "unrecorded" : !d->applied ? "stale" : d->outcome;
 	enum webhook_verdict v = d->res.verdict;
+	/* the last attempt allowed: the result made the delivery dead (as the
+	 * finish decides, from the same max_attempts unless it changed since
+	 * the claim), not a retry */
+	bool dead = d->applied && v == WEBHOOK_RETRY && d->max_attempts > 0 &&
+	            d->attempt >= d->max_attempts;
+
+	if (dead)
+		final = "dead";
 
 	telemetry_delivery(d->sub_name, final, d->duration_ms / 1000.0);
 	if (d->applied) {
 		if (v == WEBHOOK_DELIVERED)
 			atomic_fetch_add(&r->st.delivered, 1);
-		else if (v == WEBHOOK_RETRY)
+		else if (v == WEBHOOK_RETRY && !dead)
 			atomic_fetch_add(&r->st.retried, 1);
 		else
 			atomic_fetch_add(&r->st.failed, 1);
@@ -197,11 +205,11 @@ static void report_delivery(struct relay *r, struct delivery *d)
 	log_kv(v == WEBHOOK_DELIVERED ? LOG_INFO : LOG_WARNING, "delivery attempted", "delivery_id",
 	       d->id, "subscription", d->sub_name, "attempt", d->s_attempt, "http_status",
 	       d->res.status ? d->s_status : NULL, "duration_ms", d->s_duration, "outcome", final,
-	       "retry_in_ms", v == WEBHOOK_RETRY ? d->s_retry : NULL, "error",
+	       "retry_in_ms", v == WEBHOOK_RETRY && !dead ? d->s_retry : NULL, "error",
 	       d->res.error[0] ? d->res.error : NULL, "db_error", d->dberr[0] ? d->dberr : NULL,
 	       NULL);
 	/* A retry may be due before the next poll: wake up for it. */
-	if (v == WEBHOOK_RETRY && d->applied) {
+	if (v == WEBHOOK_RETRY && d->applied && !dead) {
 		int64_t due = util_mono_ms() + d->retry_ms;
 
 		if (due < r->next_claim_ms)
@@ -244,6 +252,7 @@ static bool send_claimed(struct relay *r, const PGresult *res, int row, char *er
 	snprintf(d->sub_name, sizeof(d->sub_name), "%s",
 	         PQgetvalue(res, row, DELIVERY_COL_SUB_NAME));
 	d->attempt = atoi(PQgetvalue(res, row, DELIVERY_COL_ATTEMPT));
+	d->max_attempts = atoi(PQgetvalue(res, row, DELIVERY_COL_MAX_ATTEMPTS));
 	snprintf(d->lease, sizeof(d->lease), "%s", PQgetvalue(res, row, DELIVERY_COL_LEASE));
 	d->ordered = m.order_key != NULL;
 	d->transport = transport_for(m.target);

@@ -195,8 +195,8 @@ bool telemetry_init(const struct registry *reg, int nworkers, const char *versio
 	static const char *const sub_only[] = { "subscription" };
 	T.deliveries = family(METRIC_COUNTER, "pgeventd_deliveries_total",
 	                      "Webhook delivery attempts by subscription and outcome (delivered, "
-	                      "retry, failed, gone; stale or unrecorded when the result could not "
-	                      "be applied).",
+	                      "retry, dead for a retry past max_attempts, failed, gone; stale or "
+	                      "unrecorded when the result could not be applied).",
 	                      2, sub_outcome, NULL, 0);
 	T.delivery_duration = single(family(METRIC_HISTOGRAM, "pgeventd_delivery_duration_seconds",
 	                                    "Time of each webhook request.", 0, NULL,

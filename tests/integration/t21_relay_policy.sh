@@ -14,7 +14,8 @@ start_sink '{
  "slowpoke": {"scheme": "standard", "secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"], "then": "hang"}}'
 for k in flaky limited bad gone moved slowpoke; do add_sub "$k" "$k" "[\"t.$k\"]"; done
 q "UPDATE subscriptions SET timeout_ms = 500, max_attempts = 2 WHERE name = 'slowpoke'"
-conf "$T/a.conf" 'relay = { event_types = ["t.*"]; backoff = { schedule_ms = [250, 2000]; jitter = 0.2; }; };'
+conf "$T/a.conf" 'relay = { event_types = ["t.*"]; backoff = { schedule_ms = [250, 2000]; jitter = 0.2; }; };' \
+	'health = { listen = "127.0.0.1:0"; };'
 start_daemon a "$T/a.conf"
 for k in flaky limited bad gone moved slowpoke; do insert_events "t.$k" 1 "'{}'"; done
 st() { q "SELECT d.status || '|' || d.attempt FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id WHERE s.name = '$1'"; }
@@ -45,8 +46,12 @@ assert_eq "$(q "SELECT enabled || '|' || disabled_reason FROM subscriptions WHER
 assert_eq "$(st slowpoke)" "dead|2" "never answers: retried, then dead"
 assert_match "$(q "SELECT last_error FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id WHERE s.name = 'slowpoke'")" '^gave up after 2 attempts: .*timed out' "dead with the timeout error"
 assert_eq "$(q "SELECT count(*) FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id JOIN subscriptions s ON s.id = d.subscription_id WHERE s.name = 'slowpoke' AND a.http_status IS NULL AND a.error ~* 'timed out'")" 2 "both timeouts logged in delivery_attempts"
+assert_match "$(grep 'subscription=slowpoke attempt=1 ' "$T/a.log")" 'outcome=retry retry_in_ms=[0-9]+ ' "the log: the first timeout is a retry"
+assert_match "$(grep 'subscription=slowpoke attempt=2 ' "$T/a.log")" 'level=warning .*outcome=dead error=' "the log: the last is dead, with no retry_in_ms"
 assert_match "$(q "SELECT response_body FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id JOIN subscriptions s ON s.id = d.subscription_id WHERE s.name = 'bad'")" '^400' "response body kept"
 sleep 1.5
 assert_eq "$(sink_count 'r["key"] in ("bad", "moved", "gone")')" 3 "still no retries later"
+assert_match "$(http_get "$(health_port a)" /metrics)" \
+	'pgeventd_deliveries_total\{subscription="slowpoke",outcome="dead"\} 1' "the metric counts the last attempt as dead"
 stop_daemon $DPID; assert_eq $? 0 "exit 0"
 finish
