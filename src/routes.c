@@ -189,6 +189,7 @@ enum handler_result routes_outcome(const char *state)
 		"42501", /* insufficient_privilege */
 		"3F000", /* invalid_schema_name */
 		"42P01", /* undefined_table */
+		"42703", /* undefined_column: a column renamed or dropped under it */
 		"XX000", /* internal_error */
 	};
 

@@ -160,6 +160,12 @@ static void on_connected(natsConnection *nc, void *closure)
 	(void)closure;
 }
 
+static void on_counted(void *arg, void *owner)
+{
+	(void)owner;
+	(*(int *)arg)++;
+}
+
 /*
  * A close whose nats_CloseAndWait times out (here: a connection the test
  * still holds, retrying in the background, keeps the library open) leaves the sink, which a
@@ -183,14 +189,21 @@ START_TEST(test_nats_close_that_times_out_leaves_the_sink)
 	natsConnection *held = NULL;
 	void *tp = transport_nats.open(&rc, 1);
 	void *h;
+	int finished = 0;
 
 	ck_assert_ptr_nonnull(tp);
 	ck_assert_uint_eq(transport_nats.waitfds(tp, fds, 1), 1);
 	memset(&res, 0, sizeof(res));
 	h = transport_nats.send(tp, &m, &res, NULL, err, sizeof(err)); /* nothing listens */
 	ck_assert_ptr_nonnull(h);
+	/* the connect runs on its own thread: its failure comes through progress */
+	for (int i = 0; i < 100 && !finished; i++) {
+		transport_nats.wait(tp, NULL, 0, 100);
+		transport_nats.progress(tp, on_counted, &finished);
+	}
+	ck_assert_int_eq(finished, 1);
 	ck_assert_int_eq(res.verdict, WEBHOOK_RETRY);
-	transport_nats.cancel(tp, h);
+	ck_assert_msg(strstr(res.error, "cannot connect to nats://127.0.0.1:1"), "%s", res.error);
 	ck_assert_int_eq(natsOptions_Create(&o), NATS_OK);
 	ck_assert_int_eq(natsOptions_SetURL(o, "nats://127.0.0.1:1"), NATS_OK);
 	ck_assert_int_eq(natsOptions_SetRetryOnFailedConnect(o, true, on_connected, NULL), NATS_OK);
