@@ -5,7 +5,8 @@
 # thread of its own. A webhook subscription beside it gets events paced
 # every 75 ms within 1 s each (p99), while the NATS deliveries fail with
 # the reason and are retried; the daemon stops at once in the middle of a
-# connect. Needs no NATS server: the silent one is a socket.
+# connect. Then a slow server (a proxy that holds each connection 1.5 s in
+# front of the test's nats-server): the sends wait for the connect and go.
 . "$(dirname "$0")/lib.sh"
 setup_db
 W='"scheme": "standard", "secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]'
@@ -92,4 +93,64 @@ rc=$?
 ms=$((($(date +%s%N) - t0) / 1000000))
 assert_eq "$rc" 0 "exit 0"
 assert_eq "$([ "$ms" -lt 3000 ] && echo prompt)" prompt "stopped in $ms ms, not after the connect's 5 s"
+
+# ---- A slow server: sends wait for the connect, then go --------------------
+# A proxy in front of the test's nats-server that holds each new connection
+# 1.5 s before it forwards a byte. With a 5 s timeout the deliveries wait
+# for the connect (on its thread) and are published once it is up: each
+# attempt took the wait, and the stream holds each message once.
+if [ -z "${PGEVENTD_TEST_NATS:-}" ]; then
+	log "no test nats-server (run scripts/test): the slow-server part is skipped"
+	finish
+fi
+NS=${PGEVENTD_BUILDDIR:?}/tests/nats_stream
+cat >"$T/slow.py" <<'PY'
+import os, socket, sys, threading, time
+portfile, up_port = sys.argv[1], int(sys.argv[2])
+def pump(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d:
+                break
+            b.sendall(d)
+    except OSError:
+        pass
+    for s in (a, b):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+def serve(c):
+    time.sleep(1.5)
+    u = socket.create_connection(("127.0.0.1", up_port))
+    threading.Thread(target=pump, args=(c, u), daemon=True).start()
+    pump(u, c)
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0))
+s.listen(16)
+open(portfile + ".tmp", "w").write(str(s.getsockname()[1]))
+os.rename(portfile + ".tmp", portfile)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+PY
+python3 "$T/slow.py" "$T/slow.port" "${PGEVENTD_TEST_NATS##*:}" &
+PIDS="$PIDS $!"
+for _ in $(seq 1 100); do [ -s "$T/slow.port" ] && break; sleep 0.05; done
+SLOW=$(cat "$T/slow.port") || die "no proxy"
+"$NS" "$PGEVENTD_TEST_NATS" create T87 't87.>' || die "create stream"
+out=$("$BIN" -c "$T/migrate.conf" subscriptions add --name slow --events 'job.s' \
+	--url "nats://127.0.0.1:$SLOW/t87.{event_type}" --timeout-ms 5000 2>&1)
+assert_eq "$?" 0 "subscriptions add a NATS subscription behind the slow proxy: $out"
+start_daemon b "$T/a.conf"
+insert_events job.s 10 "'{}'"
+wait_for "SELECT count(*) FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id
+   WHERE s.name = 'slow' AND d.status = 'delivered'" 10 30 || fail "the slow server's deliveries did not go"
+assert_eq "$(q "SELECT count(*), min(a.duration_ms) >= 1400 FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
+   JOIN subscriptions s ON s.id = d.subscription_id WHERE s.name = 'slow'")" "10|t" \
+	"each delivered at its first attempt, which waited for the connect (>= 1.4 s)"
+assert_eq "$("$NS" "$PGEVENTD_TEST_NATS" wait T87 10 10)" 10 "the stream holds the 10 messages"
+stop_daemon "$DPID"; assert_eq $? 0 "exit 0"
 finish
