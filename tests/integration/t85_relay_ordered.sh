@@ -253,8 +253,11 @@ read -r buf1 rem1 seq1 got1 <<<"$(claim_cost)"
 log "claim with 20,000 waiting behind a head: $got1 claimed, $buf1 buffers of deliveries read, $rem1 rows removed by filters"
 assert_eq "$got1" 16 "the claim takes the unordered subscription's 16 (its max_in_flight)"
 assert_eq "$rem1" 0 "the claim removes no delivery by a filter (it never reads the waiting ones)"
-assert_eq "$([ "$buf1" -le $((buf0 + 5)) ] && [ "$buf1" -le 200 ] && echo bounded)" bounded \
-	"the claim reads no more with 20,000 waiting than with 2,000 ($buf1 buffers; $buf0), at most 200"
+# Reading the 18,000 more waiting rows would cost about 80 more pages of
+# deliveries_sub_due_idx and 400 of the heap; the plan's own buffers vary
+# by some 25 between runs (87 -> 112 and 104 -> 99 were seen).
+assert_eq "$([ "$buf1" -le $((buf0 + 40)) ] && [ "$buf1" -le 200 ] && echo bounded)" bounded \
+	"the claim reads about as much with 20,000 waiting as with 2,000 ($buf1 buffers; $buf0), at most 200"
 assert_eq "$seq1" 0 "no sequential scan of deliveries"
 
 # The head dies: the next of its key is due, and only that one.
