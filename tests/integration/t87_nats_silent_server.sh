@@ -140,9 +140,12 @@ python3 "$T/slow.py" "$T/slow.port" "${PGEVENTD_TEST_NATS##*:}" &
 PIDS="$PIDS $!"
 for _ in $(seq 1 100); do [ -s "$T/slow.port" ] && break; sleep 0.05; done
 SLOW=$(cat "$T/slow.port") || die "no proxy"
-"$NS" "$PGEVENTD_TEST_NATS" create T87 't87.>' || die "create stream"
+# the server lives through both test phases of scripts/test: names of this run
+STREAM=T87_$$
+SUBJ=t87.$$
+"$NS" "$PGEVENTD_TEST_NATS" create "$STREAM" "$SUBJ.>" || die "create stream"
 out=$("$BIN" -c "$T/migrate.conf" subscriptions add --name slow --events 'job.s' \
-	--url "nats://127.0.0.1:$SLOW/t87.{event_type}" --timeout-ms 5000 2>&1)
+	--url "nats://127.0.0.1:$SLOW/$SUBJ.{event_type}" --timeout-ms 5000 2>&1)
 assert_eq "$?" 0 "subscriptions add a NATS subscription behind the slow proxy: $out"
 start_daemon b "$T/a.conf"
 insert_events job.s 10 "'{}'"
@@ -151,6 +154,6 @@ wait_for "SELECT count(*) FROM deliveries d JOIN subscriptions s ON s.id = d.sub
 assert_eq "$(q "SELECT count(*), min(a.duration_ms) >= 1400 FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
    JOIN subscriptions s ON s.id = d.subscription_id WHERE s.name = 'slow'")" "10|t" \
 	"each delivered at its first attempt, which waited for the connect (>= 1.4 s)"
-assert_eq "$("$NS" "$PGEVENTD_TEST_NATS" wait T87 10 10)" 10 "the stream holds the 10 messages"
+assert_eq "$("$NS" "$PGEVENTD_TEST_NATS" wait "$STREAM" 10 10)" 10 "the stream holds the 10 messages"
 stop_daemon "$DPID"; assert_eq $? 0 "exit 0"
 finish
