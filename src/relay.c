@@ -187,7 +187,7 @@ static void report_delivery(struct relay *r, struct delivery *d)
 	/* the last attempt allowed: the result made the delivery dead (as the
 	 * finish decides, from the same max_attempts unless it changed since
 	 * the claim), not a retry */
-	bool dead = d->applied && v == WEBHOOK_RETRY && d->max_attempts > 0 &&
+	bool dead = d->written && d->applied && v == WEBHOOK_RETRY && d->max_attempts > 0 &&
 	            d->attempt >= d->max_attempts;
 
 	if (dead)

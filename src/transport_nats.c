@@ -46,6 +46,8 @@
 /* At close, how long a connect under way may take to end before it is
  * left to its thread. */
 #define ABANDON_WAIT_MS 500
+/* The least a publish that waited for its connection waits for its ack. */
+#define ACK_FLOOR_MS 1000
 /* libnats's own bound on unacknowledged publishes: the relay's slots are
  * the real one. */
 #define MAX_PENDING 65536
@@ -235,10 +237,18 @@ static char *conn_key(const struct broker_url *u, const char *secret)
 static bool files_readable(const struct broker_url *u, char *err, size_t errlen)
 {
 	static const char *const params[] = { "seed", "creds", "ca", "cert", "key" };
+	bool tls = strcmp(u->scheme, "tls") == 0 || broker_url_flag(u, "tls");
 
 	for (size_t i = 0; i < sizeof(params) / sizeof(params[0]); i++) {
 		const char *path = broker_url_param(u, params[i]);
 
+		/* only what conn_options() reads: ca= without TLS, key= without
+		 * cert=, or seed= beside creds= ... are ignored there */
+		if ((strcmp(params[i], "ca") == 0 && !tls) ||
+		    (strcmp(params[i], "key") == 0 && !broker_url_param(u, "cert")) ||
+		    (strcmp(params[i], "seed") == 0 && !broker_url_param(u, "nkey") &&
+		     !broker_url_param(u, "creds")))
+			continue;
 		if (path && access(path, R_OK) != 0) {
 			snprintf(err, errlen, "cannot read %s=%s: %s", params[i], path,
 			         strerror(errno));
@@ -501,24 +511,25 @@ static bool conn_collect(struct nats_transport *tp, struct nats_conn *c)
 	return true;
 }
 
-/* At close: a connect still under way is left to its thread, which frees
- * what it made when it ends; whether one was. */
-static bool conn_abandon(struct nats_conn *c)
+/* At close: a connect still under way is given until `deadline_ms`
+ * (monotonic, shared by all connections) to end on its own: a thread left
+ * in a TLS handshake while the process exits would race OpenSSL's cleanup
+ * at exit. Past it, it is left to its thread, which frees what it made
+ * when it ends; whether one was. */
+static bool conn_abandon(struct nats_conn *c, int64_t deadline_ms)
 {
 	struct nats_connect *job = c->job;
 
 	if (!job)
 		return false;
 	c->job = NULL;
-	/* a little time to end on its own: a thread left in a TLS handshake
-	 * while the process exits would race OpenSSL's cleanup at exit */
-	for (int i = 0; i < ABANDON_WAIT_MS / 10; i++) {
+	for (;;) {
 		bool done;
 
 		pthread_mutex_lock(&job->lock);
 		done = job->done;
 		pthread_mutex_unlock(&job->lock);
-		if (done)
+		if (done || util_mono_ms() >= deadline_ms)
 			break;
 		usleep(10 * 1000);
 	}
@@ -593,6 +604,10 @@ static void pub_publish(struct nats_pub *p)
 			pub_finish(p, WEBHOOK_RETRY, error);
 			return;
 		}
+		/* a connect that ended just in time still leaves the ack a
+		 * moment (the lease has connect_timeout_ms to spare) */
+		if (wait_ms < ACK_FLOOR_MS)
+			wait_ms = p->timeout_ms < ACK_FLOOR_MS ? p->timeout_ms : ACK_FLOOR_MS;
 	}
 	jsPubOptions_Init(&po);
 	po.MaxWait = wait_ms;
@@ -932,11 +947,14 @@ static void nats_configure(void *arg, const struct relay_config *rc)
 	struct nats_transport *tp = arg;
 
 	/* turned on: every connection is vetted again at its next send */
-	if (rc->block_private_networks && !tp->blocking)
-		for (struct nats_conn *c = tp->conns; c; c = c->next) {
+	for (struct nats_conn *c = tp->conns; c; c = c->next) {
+		if (rc->block_private_networks && !tp->blocking) {
 			c->vetted = false;
 			c->stale = c->job != NULL;
+		} else if (!rc->block_private_networks) {
+			c->stale = false; /* turned off again before the connect ended */
 		}
+	}
 	tp->blocking = rc->block_private_networks;
 	tp->rc = rc;
 }
@@ -993,6 +1011,7 @@ static void nats_close(void *arg)
 	struct nats_transport *tp = arg;
 	struct nats_conn *c, *cn;
 	bool abandoned = false; /* a connect thread still runs */
+	int64_t deadline_ms = util_mono_ms() + ABANDON_WAIT_MS;
 
 	if (!tp)
 		return;
@@ -1006,7 +1025,7 @@ static void nats_close(void *arg)
 		natsMsgList pending = { 0 };
 
 		cn = c->next;
-		if (conn_abandon(c))
+		if (conn_abandon(c, deadline_ms))
 			abandoned = true;
 		if (c->js && js_PublishAsyncGetPendingList(&pending, c->js) == NATS_OK)
 			natsMsgList_Destroy(&pending);

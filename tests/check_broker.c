@@ -183,7 +183,7 @@ START_TEST(test_nats_close_that_times_out_leaves_the_sink)
 		.target = "nats://127.0.0.1:1/s.{event_type}",
 		.secret = "",
 		.headers = "{}",
-		.timeout_ms = 1000,
+		.timeout_ms = 10000, /* the connect thread's bound: the loop below */
 	};
 	natsOptions *o = NULL;
 	natsConnection *held = NULL;
@@ -212,6 +212,56 @@ START_TEST(test_nats_close_that_times_out_leaves_the_sink)
 	ck_assert_msg(fcntl(fds[0].fd, F_GETFD) != -1, "the sink's eventfd was closed");
 	natsConnection_Destroy(held);
 	natsOptions_Destroy(o);
+}
+END_TEST
+
+/* The error of one NATS send to `target` (nothing listens on port 1). */
+static void nats_error_of(const char *target, char *out, size_t outlen)
+{
+	const struct relay_config rc = { .connect_timeout_ms = 500 };
+	struct transport_result res;
+	char err[256];
+	struct transport_message m = {
+		.id = "d2",
+		.body = "{\"id\": \"e\", \"type\": \"t\", \"aggregate\": null}",
+		.target = target,
+		.secret = "",
+		.headers = "{}",
+		.timeout_ms = 10000,
+	};
+	void *tp = transport_nats.open(&rc, 1);
+	int finished = 0;
+
+	ck_assert_ptr_nonnull(tp);
+	memset(&res, 0, sizeof(res));
+	ck_assert_ptr_nonnull(transport_nats.send(tp, &m, &res, NULL, err, sizeof(err)));
+	for (int i = 0; i < 100 && !finished; i++) {
+		transport_nats.wait(tp, NULL, 0, 100);
+		transport_nats.progress(tp, on_counted, &finished);
+	}
+	ck_assert_int_eq(finished, 1);
+	ck_assert_int_eq(res.verdict, WEBHOOK_RETRY);
+	snprintf(out, outlen, "%s", res.error);
+	transport_nats.close(tp);
+}
+
+/* The files a url names are checked only where the connection reads them:
+ * ca= without TLS, key= without cert= and seed= without nkey= or creds=
+ * are ignored, as they always were; with TLS an unreadable ca= is named. */
+START_TEST(test_nats_checks_only_the_files_it_reads)
+{
+	char e[TRANSPORT_ERRLEN];
+
+	nats_error_of(
+	    "nats://127.0.0.1:1/s?ca=/nonexistent/ca.pem&key=/nonexistent/k&seed=/nonexistent/s", e,
+	    sizeof(e));
+	ck_assert_msg(strstr(e, "cannot connect to nats://127.0.0.1:1") == e, "%s", e);
+	nats_error_of("tls://127.0.0.1:1/s?ca=/nonexistent/ca.pem", e, sizeof(e));
+	ck_assert_str_eq(e, "cannot read ca=/nonexistent/ca.pem: No such file or directory");
+	nats_error_of("nats://127.0.0.1:1/s?cert=/etc/passwd&key=/nonexistent/k", e, sizeof(e));
+	ck_assert_str_eq(e, "cannot read key=/nonexistent/k: No such file or directory");
+	nats_error_of("nats://127.0.0.1:1/s?nkey=UABC", e, sizeof(e));
+	ck_assert_msg(strstr(e, "nkey= needs seed="), "%s", e);
 }
 END_TEST
 
@@ -394,6 +444,7 @@ Suite *broker_suite(void)
 	tcase_add_test(tc, test_kafka_url_properties_are_an_allowlist);
 	tcase_add_test(tc, test_kafka_send_refuses_a_property_not_allowed);
 	tcase_add_test(tc, test_nats_close_that_times_out_leaves_the_sink);
+	tcase_add_test(tc, test_nats_checks_only_the_files_it_reads);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_kafka_ordered_key_never_overtakes_a_failed_message);
 	tcase_add_test(tc, test_kafka_unordered_messages_go_on_their_own);

@@ -49,8 +49,15 @@ for _ in $(seq 1 100); do
 done
 ms=$((($(date +%s%N) - t0) / 1000000))
 assert_eq "$code" 503 "/health/live fails while batches fail"
-# the workers and the relay both stall here: whichever passed the limit first
+# the workers and the relay both stall here: whichever passed the limit
+# first is named, and once both have, a worker (the workers come first)
 assert_match "$L" '^(worker-[12]|relay) stalled for [0-9]+ s' "live names the stalled loop"
+for _ in $(seq 1 20); do
+	L=$(http_get "$PORT" /health/live)
+	[[ $L =~ ^worker ]] && break
+	sleep 0.1
+done
+assert_match "$L" '^worker-[12] stalled for [0-9]+ s' "a worker whose batches all fail is a stalled loop"
 [ "$ms" -ge 1900 ] && log "ok: not before the stall timeout (${ms} ms)" || fail "live failed after ${ms} ms"
 wait_log a 'msg="watchdog not fed: a loop is stalled"' 5 || fail "the watchdog is still fed"
 sleep 4 # past 3 poll intervals + 5 s: no progress at all is down

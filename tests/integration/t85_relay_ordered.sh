@@ -39,7 +39,7 @@ class H(BaseHTTPRequestHandler):
             status = 500 if random.random() < 0.2 else 200
             time.sleep(random.random() * 0.015)
             if os.path.exists(stall):  # holds requests for the kill below
-                time.sleep(0.3)
+                time.sleep(0.1)
         else:
             time.sleep(0.04)
         t1 = time.time()  # before the answer: the next request may come right after it
@@ -155,7 +155,7 @@ q "INSERT INTO events (event_type, aggregate_type, aggregate_id, payload)
 wait_for "SELECT count(*) >= 60 FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id
    WHERE s.name = 'stress' AND d.status = 'delivered'" t 30 || fail "the stress deliveries did not start"
 # Kill s1 while it certainly has requests out: s2 is stopped (SIGSTOP), the
-# receiver holds each request 0.3 s (the timeout is 0.5 s), and s1 must
+# receiver holds each request 0.1 s more (the timeout is 0.5 s), and s1 must
 # hold a lease taken after s2 stopped (lease tokens come from a sequence).
 kill -STOP $S2
 mark=$(q "SELECT last_value FROM deliveries_lease_seq")
