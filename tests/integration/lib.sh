@@ -202,6 +202,59 @@ wait_sink() { # cond n seconds
 	done
 }
 
+# What one claim of 64 by the relay's own statement (src/delivery.c's
+# claim_sql, rolled back: it changes nothing) reads of deliveries: prints
+# "buffers rows-removed-by-filters seq-scans rows-claimed".
+claim_cost() {
+	if [ ! -s "$T/claim.sql" ]; then
+		python3 - "$PGEVENTD_SRCDIR/src/delivery.c" >"$T/claim.sql" <<'PY'
+import re, sys
+src = open(sys.argv[1]).read()
+body = src[src.index("claim_sql[] ="):]
+body = body[:body.index(";\n")]
+print("".join(bytes(s, "utf-8").decode("unicode_escape") for s in re.findall(r'"((?:[^"\\]|\\.)*)"', body)))
+PY
+		[ -s "$T/claim.sql" ] || die "cannot read the claim statement from src/delivery.c"
+	fi
+	{
+		echo "PREPARE claim(int, int) AS $(cat "$T/claim.sql");"
+		echo "BEGIN;"
+		echo "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE claim(64, 1000);"
+		echo "ROLLBACK;"
+	} | psql -X -q -A -t -v ON_ERROR_STOP=1 >"$T/plan.json" || die "EXPLAIN of the claim failed"
+	python3 - "$T/plan.json" <<'PY'
+import json, sys
+plan = json.loads(open(sys.argv[1]).read())[0]["Plan"]
+buffers, removed, seqscans = 0, 0, 0
+def walk(n):
+    global buffers, removed, seqscans
+    if n.get("Relation Name") == "deliveries" and n["Node Type"] != "ModifyTable":
+        buffers += n.get("Shared Hit Blocks", 0) + n.get("Shared Read Blocks", 0)
+        removed += n.get("Rows Removed by Filter", 0) + n.get("Rows Removed by Index Recheck", 0)
+        seqscans += n["Node Type"] == "Seq Scan"
+    removed += n.get("Rows Removed by Join Filter", 0)
+    for c in n.get("Plans", []):
+        walk(c)
+walk(plan)
+print(buffers, removed, seqscans, plan.get("Actual Rows", 0))
+PY
+}
+
+# Seconds from event to arrival at the sink (key h) of the events whose
+# payload has "paced", after the sink log's first N lines: prints "p99 count".
+paced_p99() { # [sink-lines-to-skip]
+	python3 - "$T/sink.jsonl" "${1:-0}" <<'PY'
+import json, subprocess, sys
+rs = [json.loads(l) for l in open(sys.argv[1])][int(sys.argv[2]):]
+arrived = {r["event_id"]: r["t"] for r in rs if r["key"] == "h"}
+out = subprocess.run(["psql", "-X", "-A", "-t", "-c",
+    "SELECT id, extract(epoch FROM created_at) FROM events WHERE payload ? 'paced'"],
+    capture_output=True, text=True, check=True).stdout
+lat = sorted(arrived[i] - float(c) for i, c in (l.split("|") for l in out.split()) if i in arrived)
+print("%.3f %d" % (lat[min(len(lat) - 1, int(len(lat) * 0.99))], len(lat)))
+PY
+}
+
 # A subscription by SQL: add_sub NAME KEY EVENT_TYPES_JSON [SCHEME] [extra col=val SQL]
 add_sub() {
 	q "INSERT INTO subscriptions (name, url, secret, event_types, signature_scheme)

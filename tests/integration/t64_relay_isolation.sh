@@ -73,17 +73,7 @@ before=$(lines)
 	done
 } | psql -X -q -o /dev/null
 wait_sink 'r["key"] == "h" and r["body_ok"]' $((4 * N + 200)) 40 || die "paced events not delivered"
-p99=$(python3 - "$T/sink.jsonl" "$before" <<PY
-import json, subprocess, sys
-rs = [json.loads(l) for l in open(sys.argv[1])][int(sys.argv[2]):]
-arrived = {r["event_id"]: r["t"] for r in rs if r["key"] == "h"}
-out = subprocess.run(["psql", "-X", "-A", "-t", "-c",
-    "SELECT id, extract(epoch FROM created_at) FROM events WHERE payload ? 'paced'"],
-    capture_output=True, text=True, check=True).stdout
-lat = sorted(arrived[i] - float(c) for i, c in (l.split("|") for l in out.split()) if i in arrived)
-print("%.3f %d" % (lat[min(len(lat) - 1, int(len(lat) * 0.99))], len(lat)))
-PY
-)
+p99=$(paced_p99 "$before")
 log "paced healthy deliveries beside silent receivers: p99 ${p99% *} s over ${p99#* } events"
 assert_eq "${p99#* }" 200 "every paced event arrived"
 assert_eq "$(q "SELECT count(*) > 0 FROM delivery_attempts WHERE error IS NOT NULL")" t \

@@ -15,43 +15,7 @@ add_sub disabled d '["job.x"]'
 q "UPDATE subscriptions SET paused_until = now() + interval '1 day' WHERE name = 'paused'"
 q "UPDATE subscriptions SET enabled = false WHERE name = 'disabled'"
 
-# The claim statement exactly as the relay prepares it.
-python3 - "$PGEVENTD_SRCDIR/src/delivery.c" >"$T/claim.sql" <<'PY'
-import re, sys
-src = open(sys.argv[1]).read()
-body = src[src.index("claim_sql[] ="):]
-body = body[:body.index(";\n")]
-print("".join(bytes(s, "utf-8").decode("unicode_escape") for s in re.findall(r'"((?:[^"\\]|\\.)*)"', body)))
-PY
-[ -s "$T/claim.sql" ] || die "cannot read the claim statement from src/delivery.c"
-
-# What one claim of 64 (rolled back: it changes nothing) reads of
-# deliveries: the buffers of its scans of that table, the rows they removed
-# by a filter, and how many of them are sequential.
-claim_cost() {
-	{
-		echo "PREPARE claim(int, int) AS $(cat "$T/claim.sql");"
-		echo "BEGIN;"
-		echo "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE claim(64, 1000);"
-		echo "ROLLBACK;"
-	} | psql -X -q -A -t -v ON_ERROR_STOP=1 >"$T/plan.json" || die "EXPLAIN of the claim failed"
-	python3 - "$T/plan.json" <<'PY'
-import json, sys
-plan = json.loads(open(sys.argv[1]).read())[0]["Plan"]
-buffers, removed, seqscans = 0, 0, 0
-def walk(n):
-    global buffers, removed, seqscans
-    if n.get("Relation Name") == "deliveries" and n["Node Type"] != "ModifyTable":
-        buffers += n.get("Shared Hit Blocks", 0) + n.get("Shared Read Blocks", 0)
-        removed += n.get("Rows Removed by Filter", 0) + n.get("Rows Removed by Index Recheck", 0)
-        seqscans += n["Node Type"] == "Seq Scan"
-    removed += n.get("Rows Removed by Join Filter", 0)
-    for c in n.get("Plans", []):
-        walk(c)
-walk(plan)
-print(buffers, removed, seqscans, plan.get("Actual Rows", 0))
-PY
-}
+# claim_cost (lib.sh): what the relay's own claim reads of deliveries.
 
 # 100 due deliveries of the healthy subscription, by SQL (no relay yet).
 q "INSERT INTO deliveries (event_id, subscription_id, event_type, body)

@@ -196,38 +196,6 @@ assert_eq "$bad_order" 0 "per key, the receiver accepted them in queue order"
 assert_eq "$overlaps" 0 "never two requests of one key at the receiver at once (two instances)"
 
 # ---- 20,000 waiting behind one head in backoff: the claim does not read them.
-python3 - "$PGEVENTD_SRCDIR/src/delivery.c" >"$T/claim.sql" <<'PY'
-import re, sys
-src = open(sys.argv[1]).read()
-body = src[src.index("claim_sql[] ="):]
-body = body[:body.index(";\n")]
-print("".join(bytes(s, "utf-8").decode("unicode_escape") for s in re.findall(r'"((?:[^"\\]|\\.)*)"', body)))
-PY
-[ -s "$T/claim.sql" ] || die "cannot read the claim statement from src/delivery.c"
-claim_cost() {
-	{
-		echo "PREPARE claim(int, int) AS $(cat "$T/claim.sql");"
-		echo "BEGIN;"
-		echo "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE claim(64, 1000);"
-		echo "ROLLBACK;"
-	} | psql -X -q -A -t -v ON_ERROR_STOP=1 >"$T/plan.json" || die "EXPLAIN of the claim failed"
-	python3 - "$T/plan.json" <<'PY'
-import json, sys
-plan = json.loads(open(sys.argv[1]).read())[0]["Plan"]
-buffers, removed, seqscans = 0, 0, 0
-def walk(n):
-    global buffers, removed, seqscans
-    if n.get("Relation Name") == "deliveries" and n["Node Type"] != "ModifyTable":
-        buffers += n.get("Shared Hit Blocks", 0) + n.get("Shared Read Blocks", 0)
-        removed += n.get("Rows Removed by Filter", 0) + n.get("Rows Removed by Index Recheck", 0)
-        seqscans += n["Node Type"] == "Seq Scan"
-    removed += n.get("Rows Removed by Join Filter", 0)
-    for c in n.get("Plans", []):
-        walk(c)
-walk(plan)
-print(buffers, removed, seqscans, plan.get("Actual Rows", 0))
-PY
-}
 # 100 due deliveries of the unordered subscription, and one head of key
 # k:hot of the ordered one, in backoff for an hour
 q "INSERT INTO deliveries (event_id, subscription_id, event_type, body)

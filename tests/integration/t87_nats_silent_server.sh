@@ -56,17 +56,7 @@ assert_eq "$(cat "$T/silent.count" 2>/dev/null)" 1 "the relay is connecting to t
 	done
 } | psql -X -q -o /dev/null
 wait_sink 'r["key"] == "h" and r["body_ok"]' 160 30 || die "paced events not delivered"
-read -r p99 n <<<"$(python3 - "$T/sink.jsonl" <<'PY'
-import json, subprocess, sys
-rs = [json.loads(l) for l in open(sys.argv[1])]
-arrived = {r["event_id"]: r["t"] for r in rs if r["key"] == "h"}
-out = subprocess.run(["psql", "-X", "-A", "-t", "-c",
-    "SELECT id, extract(epoch FROM created_at) FROM events WHERE payload ? 'paced'"],
-    capture_output=True, text=True, check=True).stdout
-lat = sorted(arrived[i] - float(c) for i, c in (l.split("|") for l in out.split()) if i in arrived)
-print("%.3f %d" % (lat[min(len(lat) - 1, int(len(lat) * 0.99))], len(lat)))
-PY
-)"
+read -r p99 n <<<"$(paced_p99)"
 log "paced webhook deliveries beside a silent NATS server: p99 $p99 s over $n events"
 assert_eq "$n" 160 "every paced event arrived"
 assert_eq "$(python3 -c "print($p99 <= 1.0)")" True "p99 from event to webhook delivery <= 1 s ($p99 s)"
